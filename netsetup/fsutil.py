@@ -1,0 +1,96 @@
+"""Atomic, permission-safe file writes and a per-directory lock.
+
+Every file netsetup writes goes through `atomic_write`: a temporary file in the same directory,
+fsync, rename, fsync of the directory. A crash at any moment leaves either the old or the new file,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+SECRET_FILE_MODE = 0o600
+SECRET_DIR_MODE = 0o700
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> Path:
+    """Create `path` (and parents). A secret directory is forced to `mode` even if it existed."""
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    if mode == SECRET_DIR_MODE:
+        os.chmod(path, mode)
+    return path
+
+
+def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
+    """Replace `path` with `data` atomically; the file has `mode` from its first byte."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    directory = path.parent
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_secret(path: Path, data: str | bytes) -> None:
+    """Write a secret file (0600) inside a 0700 directory."""
+    ensure_dir(path.parent, SECRET_DIR_MODE)
+    atomic_write(path, data, mode=SECRET_FILE_MODE)
+
+
+def append_line(path: Path, line: str, *, mode: int = 0o600) -> None:
+    """Append one line with a single write(2) on an O_APPEND descriptor, then fsync.
+
+    Lines shorter than PIPE_BUF-ish sizes from concurrent writers never interleave.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `lock_path` (created if needed) for the block.
+
+    The kernel drops the lock when the process dies, so a SIGKILL never leaves a stale lock.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Remove temp files that a killed writer left (they are never the real file)."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()

@@ -1,0 +1,180 @@
+"""Reading and writing profiles and peer files on disk."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netsetup.errors import NotFoundError, ProfileError
+from netsetup.fsutil import atomic_write, ensure_dir
+from netsetup.profile.model import Peer, Profile
+from netsetup.profile.schema import SYNTAX, SchemaIssue, parse_peer_data, parse_profile_data
+from netsetup.profile.tomlpos import KeyLocator
+from netsetup.profile.values import format_time
+
+PROFILE_FILE = "profile.toml"
+PEERS_DIR = "peers"
+
+
+@dataclass
+class ParsedFile:
+    """One TOML file with what the schema said of it; positions are computed only on demand."""
+
+    path: Path
+    text: str
+    issues: list[SchemaIssue]
+    _locator: KeyLocator | None = None
+
+    def position(self, issue: SchemaIssue) -> tuple[int, int]:
+        if issue.line is not None:
+            return issue.line, issue.column or 1
+        return self.locate(issue.path)
+
+    def locate(self, path: tuple[str | int, ...]) -> tuple[int, int]:
+        if self._locator is None:
+            self._locator = KeyLocator(self.text)
+        return self._locator.find(path) or (1, 1)
+
+
+def read_toml(path: Path) -> tuple[str, dict[str, Any] | None, SchemaIssue | None]:
+    """Text, parsed data (None on a syntax error) and the syntax issue, if any."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {path}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "", None, SchemaIssue((), SYNTAX, f"not UTF-8 text (byte {exc.start})", 1, 1)
+    try:
+        return text, tomllib.loads(text), None
+    except tomllib.TOMLDecodeError as exc:
+        line, column = _toml_error_position(str(exc))
+        message = str(exc).split(" (at ")[0]
+        return text, None, SchemaIssue((), SYNTAX, f"TOML syntax error: {message}", line, column)
+
+
+def _toml_error_position(message: str) -> tuple[int, int]:
+    import re
+
+    match = re.search(r"at line (\d+), column (\d+)", message)
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    return 1, 1
+
+
+def parse_profile_file(profile_dir: Path) -> tuple[Profile | None, ParsedFile]:
+    path = profile_dir / PROFILE_FILE
+    text, data, syntax = read_toml(path)
+    if data is None:
+        return None, ParsedFile(path, text, [syntax] if syntax else [])
+    profile, issues = parse_profile_data(data, profile_dir)
+    return profile, ParsedFile(path, text, issues)
+
+
+def parse_peer_file(path: Path) -> tuple[Peer | None, ParsedFile]:
+    text, data, syntax = read_toml(path)
+    if data is None:
+        return None, ParsedFile(path, text, [syntax] if syntax else [])
+    peer, issues = parse_peer_data(data, path.stem)
+    return peer, ParsedFile(path, text, issues)
+
+
+def _raise_first(parsed: ParsedFile) -> None:
+    if parsed.issues:
+        issue = parsed.issues[0]
+        line, _ = parsed.position(issue)
+        raise ProfileError.at(issue.message, _display(parsed.path), line)  # type: ignore[misc]
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def resolve_profile_dir(ref: str | Path) -> Path:
+    """A profile given as a folder path, or as an id under ./profiles or $NETSETUP_PROFILES."""
+    candidate = Path(ref)
+    if (candidate / PROFILE_FILE).is_file():
+        return candidate
+    base = Path(os.environ.get("NETSETUP_PROFILES", "profiles"))
+    if (base / str(ref) / PROFILE_FILE).is_file():
+        return base / str(ref)
+    if candidate.is_dir():
+        raise NotFoundError(f"{candidate} has no {PROFILE_FILE}", where=str(candidate))
+    raise NotFoundError(f"no profile {str(ref)!r} (looked for {candidate} and {base / str(ref)})")
+
+
+def load_profile(ref: str | Path) -> Profile:
+    """Load and check a profile; the first schema problem raises ProfileError with file:line."""
+    profile_dir = resolve_profile_dir(ref)
+    profile, parsed = parse_profile_file(profile_dir)
+    _raise_first(parsed)
+    assert profile is not None
+    return profile
+
+
+def peer_path(profile: Profile, name: str) -> Path:
+    return profile.peers_dir / f"{name}.toml"
+
+
+def peer_names(profile: Profile) -> list[str]:
+    if not profile.peers_dir.is_dir():
+        return []
+    return sorted(
+        entry.name[:-5]
+        for entry in os.scandir(profile.peers_dir)
+        if entry.name.endswith(".toml") and not entry.name.startswith(".")
+    )
+
+
+def load_peer(profile: Profile, name: str) -> Peer:
+    path = peer_path(profile, name)
+    if not path.is_file():
+        raise NotFoundError(f"no peer {name!r} in profile {profile.id!r}", where=_display(path))
+    peer, parsed = parse_peer_file(path)
+    _raise_first(parsed)
+    assert peer is not None
+    return peer
+
+
+def load_peers(profile: Profile) -> list[Peer]:
+    return [load_peer(profile, name) for name in peer_names(profile)]
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
+def peer_to_toml(peer: Peer) -> str:
+    lines = [
+        "# Written by netsetup. No secrets here: the keys that must stay private live with the",
+        "# assistant, on the gateway and in the admin's state directory.",
+        f"name = {_toml_string(peer.name)}",
+        f"mode = {_toml_string(peer.mode)}",
+        f"status = {_toml_string(peer.status)}",
+        f"public_key = {_toml_string(peer.public_key)}",
+        f"key_origin = {_toml_string(peer.key_origin)}",
+        f"address_v4 = {_toml_string(str(peer.address_v4))}",
+    ]
+    if peer.address_v6 is not None:
+        lines.append(f"address_v6 = {_toml_string(str(peer.address_v6))}")
+    lines.append(f"created = {format_time(peer.created)}")
+    for key in ("expires", "rotated", "revoked"):
+        moment = getattr(peer, key)
+        if moment is not None:
+            lines.append(f"{key} = {format_time(moment)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_peer(profile: Profile, peer: Peer) -> Path:
+    ensure_dir(profile.peers_dir)
+    path = peer_path(profile, peer.name)
+    atomic_write(path, peer_to_toml(peer), mode=0o644)
+    return path

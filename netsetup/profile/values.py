@@ -1,0 +1,160 @@
+"""Parsers for the small value languages inside profiles: endpoints, CIDRs, ports, names, expiries.
+
+Each parser raises `ValueError` with a message fit to show the user; the schema layer adds where.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from datetime import UTC, date, datetime, timedelta
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+NAME_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_IFACE = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
+_DURATION = re.compile(r"^(\d{1,5})([hdw])$")
+
+
+def check_text(value: str, what: str = "text") -> str:
+    """Reject any character that could end a line or hide in a config (control, line separators)."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            raise ValueError(f"{what} contains a control or invisible character {ch!r}")
+    return value
+
+
+def parse_name(value: str, what: str = "name") -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"{what} {value!r} must be 1-32 characters of a-z, 0-9 and '-'")
+    return value
+
+
+def parse_hostname(value: str) -> str:
+    check_text(value, "host name")
+    name = value[:-1] if value.endswith(".") else value
+    if not name or len(name) > 253 or not all(_LABEL.match(p) for p in name.split(".")):
+        raise ValueError(f"{value!r} is not a valid host name")
+    return name.lower()
+
+
+def parse_host(value: str) -> str | IPAddress:
+    """An IP address or a DNS name."""
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    if ":" in value:
+        raise ValueError(f"{value!r} is not a valid IPv6 address")
+    if re.fullmatch(r"[\d.]+", value):
+        raise ValueError(f"{value!r} is not a valid IPv4 address")
+    return parse_hostname(value)
+
+
+def parse_endpoint(value: str) -> tuple[str | IPAddress, int]:
+    """`host:port`, `[v6]:port` or `v4:port`; port 1-65535."""
+    check_text(value, "endpoint")
+    if value.startswith("["):
+        match = re.fullmatch(r"\[([^\]]+)\]:(\d{1,5})", value)
+        if not match:
+            raise ValueError(f"endpoint {value!r} must be [IPv6]:port")
+        try:
+            host: str | IPAddress = ipaddress.IPv6Address(match.group(1))
+        except ValueError:
+            raise ValueError(f"endpoint {value!r}: {match.group(1)!r} is not IPv6") from None
+        port_text = match.group(2)
+    else:
+        if value.count(":") != 1:
+            hint = " (put an IPv6 address in brackets: [2001:db8::1]:51820)" if ":" in value else ""
+            raise ValueError(f"endpoint {value!r} must be host:port{hint}")
+        host_text, port_text = value.split(":")
+        if not port_text.isdigit() or len(port_text) > 5:
+            raise ValueError(f"endpoint {value!r}: port {port_text!r} is not a number")
+        host = parse_host(host_text)
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"endpoint {value!r}: port {port} is outside 1-65535")
+    return host, port
+
+
+def parse_network(value: str, *, strict: bool = True) -> IPNetwork:
+    """A CIDR such as 192.0.2.0/24. Host bits set is an error unless strict=False."""
+    check_text(value, "CIDR")
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            if not strict:
+                return ipaddress.ip_network(value, strict=False)
+            fixed = ipaddress.ip_network(value, strict=False)
+            raise HostBitsError(f"{value!r} has host bits set (did you mean {fixed}?)") from None
+        raise ValueError(f"{value!r} is not a valid CIDR") from None
+
+
+class HostBitsError(ValueError):
+    pass
+
+
+def parse_address(value: str) -> IPAddress:
+    check_text(value, "address")
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def parse_port_ranges(value: str) -> tuple[tuple[int, int], ...]:
+    """`443`, `80,443`, `10000-20000` -> ((443, 443),) ..."""
+    ranges: list[tuple[int, int]] = []
+    for part in value.split(","):
+        match = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", part.strip())
+        if not match:
+            raise ValueError(f"port {part!r} is not a port or a range like 10000-20000")
+        low = int(match.group(1))
+        high = int(match.group(2) or low)
+        if not (1 <= low <= high <= 65535):
+            raise ValueError(f"port range {part!r} must be within 1-65535, low to high")
+        ranges.append((low, high))
+    return tuple(ranges)
+
+
+def parse_interface(value: str) -> str:
+    if not _IFACE.match(value):
+        raise ValueError(f"interface name {value!r} must be 1-15 characters of [a-zA-Z0-9_=+.-]")
+    return value
+
+
+def parse_duration(value: str) -> timedelta:
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"duration {value!r} must look like 12h, 30d or 2w")
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount == 0:
+        raise ValueError(f"duration {value!r} must be longer than zero")
+    return {"h": timedelta(hours=amount), "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[
+        unit
+    ]
+
+
+def parse_expiry(value: str, now: datetime) -> datetime:
+    """`30d` (from now), `2026-12-31` (end of that day, UTC) or an ISO datetime."""
+    value = value.strip()
+    if _DURATION.match(value):
+        return now + parse_duration(value)
+    try:
+        day = date.fromisoformat(value)
+        return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"expiry {value!r} must be a duration (30d) or a date (2026-12-31)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
