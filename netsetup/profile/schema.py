@@ -97,8 +97,8 @@ class _Reader:
         value = data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            names = " or ".join(k.__name__.replace("str", "string") for k in kinds)
-            self.issue((*path, key), WRONG_TYPE, f"{_dotted((*path, key))} must be a {names}")
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            self.issue((*path, key), WRONG_TYPE, f"{_dotted((*path, key))} must be {names}")
             return None
         if convert is None:
             return value  # type: ignore[no-any-return]
@@ -133,6 +133,9 @@ class _Reader:
             except ValueError as exc:
                 self.issue(where, code, f"{_dotted((*path, key))}: {exc}")
         return out
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", datetime: "a date-time", bool: "true or false"}
 
 
 def _dotted(path: KeyPath) -> str:

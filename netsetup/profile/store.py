@@ -91,10 +91,8 @@ def _raise_first(parsed: ParsedFile) -> None:
 
 
 def _display(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def resolve_profile_dir(ref: str | Path) -> Path:
