@@ -1,0 +1,269 @@
+"""`provision`, `revoke`, `rotate`, `renew`, `list` and `render`: the IT admin's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netsetup.cli.app import app, emit_json
+
+ProfileArg = Annotated[
+    str, typer.Argument(help="Profile folder (profiles/acme-dental) or id under ./profiles.")
+]
+NameArg = Annotated[str, typer.Argument(help="Peer name: 1-32 characters of a-z, 0-9 and '-'.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a versioned JSON document.")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Folder for the client config (0700; files 0600). "
+        "Default: the state directory's clients/<name>/.",
+    ),
+]
+QrOpt = Annotated[
+    bool, typer.Option("--qr", help="Show a QR code in the terminal and write PNG and SVG.")
+]
+ClientKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--client-pubkey",
+        help="The assistant's own public key: no private key is made or written.",
+    ),
+]
+
+
+def _load(profile: str):  # type: ignore[no-untyped-def]
+    from netsetup.profile.store import load_profile
+
+    return load_profile(profile)
+
+
+def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str) -> None:
+    from netsetup.provision.service import ProvisionResult
+
+    assert isinstance(result, ProvisionResult)
+    if json_out:
+        emit_json(f"netsetup.{verb}/1", result.as_dict())
+        return
+    peer = result.peer
+    addresses = ", ".join(a for a in (peer.address_v4, peer.address_v6) if a)
+    typer.echo(f"{verb.rstrip('e')}ed {peer.name} ({peer.mode}) in {result.profile}: {addresses}")
+    typer.echo(f"  key fingerprint  {peer.fingerprint}")
+    typer.echo(f"  expires          {peer.expires or 'never'}")
+    typer.echo(f"  client config    {result.config}  (0600: send it privately)")
+    if not result.private_key_written:
+        typer.echo("  private key      kept by the assistant; none was written")
+    for path in result.qr_files:
+        typer.echo(f"  QR code          {path}")
+    typer.echo(f"  peer file        {result.peer_file}")
+    if qr:
+        import segno
+
+        segno.make(result.config.read_text(), error="l").terminal(compact=True)
+    typer.echo(f"next: netsetup render {result.profile} --out FILE  (update the gateway)")
+
+
+@app.command()
+def provision(
+    profile: ProfileArg,
+    name: NameArg,
+    mode: Annotated[
+        str, typer.Option("--mode", help="dedicated: the company network; agency: the portal only.")
+    ] = "dedicated",
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            "--expires", help="30d, 12h, 2w or a date (2026-12-31). Agency default: the profile's."
+        ),
+    ] = None,
+    client_pubkey: ClientKeyOpt = None,
+    out: OutOpt = None,
+    qr: QrOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a WireGuard peer for an assistant: keys, address, client config, QR code.
+
+    Example:
+
+        netsetup provision profiles/acme-dental maria --mode dedicated --qr
+
+        netsetup provision acme-dental temp-week --mode agency --expires 7d --out ./handoff
+    """
+    from netsetup.provision.service import provision as do_provision
+    from netsetup.state import StateDir
+
+    result = do_provision(
+        _load(profile),
+        name,
+        mode,
+        state=StateDir(),
+        expires=expires,
+        client_pubkey=client_pubkey,
+        out_dir=out,
+        qr=qr,
+    )
+    _show_provisioned(result, json_out, qr, "provision")
+
+
+@app.command()
+def revoke(profile: ProfileArg, name: NameArg, json_out: JsonOpt = False) -> None:
+    """Take an assistant's access away: the peer leaves the gateway config at the next render,
+    its preshared key and client config are destroyed, its address rests in quarantine.
+
+    Example:
+
+        netsetup revoke acme-dental maria && netsetup render acme-dental --out /etc/wireguard/wg0.conf
+    """
+    from netsetup.provision.service import revoke as do_revoke
+    from netsetup.state import StateDir
+
+    view = do_revoke(_load(profile), name, state=StateDir())
+    if json_out:
+        emit_json("netsetup.revoke/1", {"profile": profile, "peer": view.as_dict()})
+    else:
+        typer.echo(f"revoked {view.name} ({view.fingerprint}); re-render the gateway to apply")
+
+
+@app.command()
+def rotate(
+    profile: ProfileArg,
+    name: NameArg,
+    client_pubkey: ClientKeyOpt = None,
+    out: OutOpt = None,
+    qr: QrOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Give a peer new keys and a new preshared key; address, mode and expiry stay.
+
+    Example:
+
+        netsetup rotate acme-dental maria --qr
+    """
+    from netsetup.provision.service import rotate as do_rotate
+    from netsetup.state import StateDir
+
+    result = do_rotate(
+        _load(profile), name, state=StateDir(), client_pubkey=client_pubkey, out_dir=out, qr=qr
+    )
+    _show_provisioned(result, json_out, qr, "rotate")
+
+
+@app.command()
+def renew(
+    profile: ProfileArg,
+    name: NameArg,
+    expires: Annotated[
+        str, typer.Option("--expires", help="New expiry: 30d, 12h, 2w or a date (2026-12-31).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Move a peer's expiry (also brings back an expired, not revoked, peer).
+
+    Example:
+
+        netsetup renew brightdesk-agency temp-week --expires 14d
+    """
+    from netsetup.provision.service import renew as do_renew
+    from netsetup.state import StateDir
+
+    view = do_renew(_load(profile), name, expires, state=StateDir())
+    if json_out:
+        emit_json("netsetup.renew/1", {"profile": profile, "peer": view.as_dict()})
+    else:
+        typer.echo(f"renewed {view.name}: expires {view.expires}")
+
+
+@app.command("list")
+def list_command(profile: ProfileArg, json_out: JsonOpt = False) -> None:
+    """List a profile's peers: name, mode, addresses, created, expiry and key fingerprint.
+
+    Example:
+
+        netsetup list acme-dental --json
+    """
+    from netsetup.provision.service import list_peers
+
+    loaded = _load(profile)
+    views = list_peers(loaded)
+    if json_out:
+        emit_json("netsetup.list/1", {"profile": loaded.id, "peers": [v.as_dict() for v in views]})
+        return
+    if not views:
+        typer.echo(f"{loaded.id}: no peers yet (netsetup provision {loaded.id} NAME)")
+        return
+    rows = [("NAME", "MODE", "STATE", "ADDRESSES", "CREATED", "EXPIRES", "KEY")]
+    for v in views:
+        addresses = ",".join(a for a in (v.address_v4, v.address_v6) if a)
+        rows.append(
+            (v.name, v.mode, v.state, addresses, v.created, v.expires or "never", v.fingerprint)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def render(
+    profile: ProfileArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the complete config (with secrets) to FILE, 0600."),
+    ] = None,
+    gateway_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--gateway-key",
+            help="File with the gateway's private key (default: the state directory's, if any).",
+        ),
+    ] = None,
+    firewall: Annotated[
+        bool, typer.Option("--firewall", help="Print the gateway's nftables ruleset instead.")
+    ] = False,
+) -> None:
+    """Render the gateway's WireGuard config: its interface and every active peer.
+
+    Expired and revoked peers are left out. Printed to a terminal, the preshared keys are
+    redacted; --out FILE writes the usable file (0600) for `wg-quick up` or `wg syncconf`.
+
+    Example:
+
+        netsetup render acme-dental --out /etc/wireguard/wg0.conf
+
+        netsetup render acme-dental --firewall > /etc/nftables.d/netsetup.nft
+    """
+    from netsetup.errors import InputError
+    from netsetup.fsutil import write_secret
+    from netsetup.gateway.render import render_gateway_config
+    from netsetup.keys import SecretKey
+    from netsetup.profile.store import load_peers
+    from netsetup.provision.service import utcnow
+    from netsetup.state import StateDir
+
+    loaded = _load(profile)
+    peers = load_peers(loaded)
+    now = utcnow()
+    if firewall:
+        from netsetup.gateway.firewall import render_firewall
+
+        typer.echo(render_firewall(loaded, peers, now), nl=False)
+        return
+    state = StateDir()
+    key: SecretKey | None
+    if gateway_key is not None:
+        try:
+            key = SecretKey(gateway_key.read_text().strip())
+        except FileNotFoundError:
+            raise InputError("no such file", where=str(gateway_key)) from None
+        except ValueError:
+            raise InputError("not a WireGuard private key", where=str(gateway_key)) from None
+    else:
+        key = state.load_gateway_key(loaded.id)
+    text = render_gateway_config(loaded, peers, state, now, private_key=key, reveal=out is not None)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    write_secret(out, text) if out.parent != Path() else write_secret(out.resolve(), text)
+    active = sum(1 for p in peers if p.is_active(now))
+    typer.echo(f"wrote {out} (0600): {active} active peer(s)")

@@ -1,0 +1,1 @@
+"""Provisioning: peers, addresses, keys and the client config an assistant receives."""

@@ -1,0 +1,107 @@
+"""The admin's state directory: preshared keys, client configs, the gateway key and the audit log.
+
+Layout (everything 0700 / 0600):
+    $NETSETUP_STATE_DIR (default $XDG_STATE_HOME/netsetup, else ~/.local/state/netsetup)
+        audit.jsonl                         one JSON line per change, never a secret
+        <profile-id>/psk/<peer>.psk         the preshared key the gateway needs
+        <profile-id>/clients/<peer>/        default output folder of a client config and QR code
+        <profile-id>/gateway/private.key    optional: lets `render --out` write a complete config
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import shutil
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from netsetup.fsutil import SECRET_DIR_MODE, append_line, ensure_dir, write_secret
+from netsetup.keys import SecretKey
+from netsetup.profile.values import format_time
+
+
+def default_state_root() -> Path:
+    if os.environ.get("NETSETUP_STATE_DIR"):
+        return Path(os.environ["NETSETUP_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "netsetup"
+
+
+def current_actor() -> str:
+    actor = os.environ.get("NETSETUP_ACTOR")
+    if actor:
+        return actor
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class StateDir:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_state_root()
+
+    def __repr__(self) -> str:
+        return f"StateDir({str(self.root)!r})"
+
+    def _secret_dir(self, *parts: str) -> Path:
+        ensure_dir(self.root, SECRET_DIR_MODE)
+        path = self.root.joinpath(*parts)
+        for parent in reversed([path, *path.parents]):
+            if parent == self.root or self.root in parent.parents:
+                ensure_dir(parent, SECRET_DIR_MODE)
+        return path
+
+    # -- preshared keys --------------------------------------------------------------------
+    def psk_path(self, profile_id: str, peer: str) -> Path:
+        return self.root / profile_id / "psk" / f"{peer}.psk"
+
+    def save_psk(self, profile_id: str, peer: str, psk: SecretKey) -> None:
+        self._secret_dir(profile_id, "psk")
+        write_secret(self.psk_path(profile_id, peer), psk.reveal() + "\n")
+
+    def load_psk(self, profile_id: str, peer: str) -> SecretKey | None:
+        try:
+            return SecretKey(self.psk_path(profile_id, peer).read_text().strip())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            raise ValueError(f"the stored preshared key of {peer!r} is damaged") from None
+
+    def delete_psk(self, profile_id: str, peer: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.psk_path(profile_id, peer).unlink()
+
+    # -- client configs --------------------------------------------------------------------
+    def client_dir(self, profile_id: str, peer: str) -> Path:
+        return self.root / profile_id / "clients" / peer
+
+    def delete_client_dir(self, profile_id: str, peer: str) -> None:
+        shutil.rmtree(self.client_dir(profile_id, peer), ignore_errors=True)
+
+    # -- gateway key -----------------------------------------------------------------------
+    def gateway_key_path(self, profile_id: str) -> Path:
+        return self.root / profile_id / "gateway" / "private.key"
+
+    def load_gateway_key(self, profile_id: str) -> SecretKey | None:
+        try:
+            return SecretKey(self.gateway_key_path(profile_id).read_text().strip())
+        except FileNotFoundError:
+            return None
+
+    # -- audit -----------------------------------------------------------------------------
+    @property
+    def audit_path(self) -> Path:
+        return self.root / "audit.jsonl"
+
+    def audit(self, action: str, moment: datetime, **fields: Any) -> None:
+        """Append one audit line. Callers pass only non-secret fields (names, fingerprints)."""
+        ensure_dir(self.root, SECRET_DIR_MODE)
+        record = {"time": format_time(moment), "actor": current_actor(), "action": action, **fields}
+        append_line(self.audit_path, json.dumps(record, sort_keys=True, default=str))
