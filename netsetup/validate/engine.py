@@ -1,0 +1,41 @@
+"""Run every rule over the loaded tree and build the report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from netsetup.errors import NotFoundError
+from netsetup.validate.context import Context, display
+from netsetup.validate.findings import CheckedProfile, Report, Severity
+from netsetup.validate.ignores import apply_ignores
+from netsetup.validate.loader import load_tree
+from netsetup.validate.registry import PROFILE_CHECKS, TREE_CHECKS, all_rules
+
+
+def validate(
+    paths: list[Path], *, now: datetime | None = None, fail_on: Severity = Severity.ERROR
+) -> Report:
+    """Check every profile under `paths`. Raises NotFoundError when there is no profile at all.
+
+    `now` decides expiry and quarantine; pass it for reproducible results.
+    """
+    all_rules()  # make sure every rule module has registered its checks
+    ctx = Context(now or datetime.now(UTC))
+    tree = load_tree(paths, ctx)
+    if not tree.profiles:
+        names = ", ".join(display(p) for p in paths)
+        raise NotFoundError(f"no profile found (no profile.toml under {names})")
+    for entry in tree.profiles:
+        for profile_check in PROFILE_CHECKS:
+            profile_check(entry, ctx)
+    for tree_check in TREE_CHECKS:
+        tree_check(tree, ctx)
+    texts = {display(path): text for path, text in tree.files()}
+    findings = sorted(set(apply_ignores(ctx.findings, texts)))
+    return Report(
+        findings=findings,
+        profiles=[CheckedProfile(e.id, display(e.directory), len(e.peers)) for e in tree.profiles],
+        files=len(texts),
+        fail_on=fail_on,
+    )

@@ -1,0 +1,101 @@
+"""Find the profiles under the paths given to validate and parse every file once.
+
+Schema problems (NS0xx) come out of parsing; the loader turns them into findings. Everything else
+that is read (notes, client configs left behind, dotfiles in peers/) is kept as text for the secret
+scan, because a private key must not sit anywhere under profiles/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from netsetup.errors import NotFoundError
+from netsetup.profile.schema import parse_profile_data
+from netsetup.profile.store import PEERS_DIR, PROFILE_FILE, ParsedFile, parse_peer_file, read_toml
+from netsetup.validate.context import Context, OtherFile, PeerEntry, ProfileEntry, Tree, display
+
+MAX_SCANNED_BYTES = 8 * 1024 * 1024  # larger files are not profiles; skip them in the secret scan
+
+
+def load_tree(paths: list[Path], ctx: Context) -> Tree:
+    seen: set[Path] = set()
+    profiles: list[ProfileEntry] = []
+    others: list[OtherFile] = []
+    for root in paths:
+        if not root.exists():
+            raise NotFoundError(f"no such file or directory: {display(root)}")
+        if root.is_file():
+            if root.name == PROFILE_FILE:
+                _add_profile(root.parent, seen, profiles, others, ctx)
+            else:
+                _add_other(root, seen, others)
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if PROFILE_FILE in filenames:
+                _add_profile(here, seen, profiles, others, ctx)
+                if PEERS_DIR in dirnames:
+                    dirnames.remove(PEERS_DIR)  # read by _add_profile
+                filenames = [f for f in filenames if f != PROFILE_FILE]
+            for name in sorted(filenames):
+                _add_other(here / name, seen, others)
+    return Tree(profiles, others)
+
+
+def _first_visit(path: Path, seen: set[Path]) -> bool:
+    key = path.resolve()
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _add_other(path: Path, seen: set[Path], others: list[OtherFile]) -> None:
+    if not path.is_file() or not _first_visit(path, seen):
+        return
+    if path.stat().st_size > MAX_SCANNED_BYTES:
+        return
+    others.append(OtherFile(path, path.read_bytes().decode("utf-8", errors="replace")))
+
+
+def _add_profile(
+    directory: Path,
+    seen: set[Path],
+    profiles: list[ProfileEntry],
+    others: list[OtherFile],
+    ctx: Context,
+) -> None:
+    path = directory / PROFILE_FILE
+    if not _first_visit(path, seen):
+        return
+    text, data, syntax = read_toml(path)
+    if data is None:
+        profile, parsed = None, ParsedFile(path, text, [syntax] if syntax else [])
+    else:
+        profile, issues = parse_profile_data(data, directory)
+        parsed = ParsedFile(path, text, issues)
+    _report_schema(parsed, ctx)
+    entry = ProfileEntry(directory.name, directory, profile, data, parsed)
+    peers_dir = directory / PEERS_DIR
+    if peers_dir.is_dir():
+        for dirpath, dirnames, filenames in os.walk(peers_dir):
+            here = Path(dirpath)
+            dirnames[:] = sorted(dirnames)
+            for name in sorted(filenames):
+                file = here / name
+                is_peer = here == peers_dir and name.endswith(".toml") and not name.startswith(".")
+                if not is_peer:
+                    _add_other(file, seen, others)
+                elif _first_visit(file, seen):
+                    peer, parsed_peer = parse_peer_file(file)
+                    _report_schema(parsed_peer, ctx)
+                    entry.peers.append(PeerEntry(peer, parsed_peer))
+    profiles.append(entry)
+
+
+def _report_schema(parsed: ParsedFile, ctx: Context) -> None:
+    for issue in parsed.issues:
+        line, column = parsed.position(issue)
+        ctx.report_at(display(parsed.path), line, column, issue.code, issue.message)

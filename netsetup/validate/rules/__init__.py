@@ -1,0 +1,27 @@
+"""Every rule module, one per group of rules. Importing this package defines all the rules."""
+
+from netsetup.validate import ignores
+from netsetup.validate.rules import (
+    across,
+    addresses,
+    identity,
+    leaks,
+    lifecycle,
+    routes,
+    schema,
+    services,
+    tunnel,
+)
+
+__all__ = [
+    "across",
+    "addresses",
+    "identity",
+    "ignores",
+    "leaks",
+    "lifecycle",
+    "routes",
+    "schema",
+    "services",
+    "tunnel",
+]

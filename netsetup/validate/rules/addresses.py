@@ -1,0 +1,191 @@
+"""NS103-NS105, NS112: tunnel addresses of the peers, which are their AllowedIPs on the gateway."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netsetup.profile.model import Peer, Profile
+from netsetup.profile.values import IPAddress
+from netsetup.validate.context import Context, PeerEntry, ProfileEntry, quarantine_end
+from netsetup.validate.findings import Severity
+from netsetup.validate.registry import define, profile_check
+
+QUARANTINED_ADDRESS = define(
+    "NS103",
+    "duplicate-tunnel-address",
+    Severity.ERROR,
+    "A peer uses the tunnel address of a revoked peer whose quarantine "
+    "(network.quarantine_days after revocation) has not ended. Two active peers with one address "
+    "are NS105.",
+    "Addresses stay quarantined so that logs, firewall states and the audit trail of the revoked "
+    "assistant are never attributed to the next one; reusing one early mixes two people's traffic "
+    "under one address.",
+    """
+    # peers/old.toml  (revoked = 2026-05-20, quarantine_days = 30)
+    address_v4 = "198.18.10.5"
+    # peers/new.toml  (created 2026-05-25)
+    address_v4 = "198.18.10.5"
+    """,
+    """
+    # peers/new.toml
+    address_v4 = "198.18.10.6"
+    """,
+)
+OUTSIDE_TUNNEL = define(
+    "NS104",
+    "address-outside-tunnel",
+    Severity.ERROR,
+    "A peer's tunnel address is outside the profile's tunnel subnet, or is the subnet's network, "
+    "broadcast or gateway address.",
+    "The gateway does not route an address outside its subnet to the tunnel, and the network, "
+    "broadcast and gateway addresses are taken: the assistant's traffic goes nowhere.",
+    """
+    # profile.toml: tunnel_v4 = "198.18.10.0/24"
+    address_v4 = "198.18.11.5"
+    """,
+    """
+    address_v4 = "198.18.10.5"
+    """,
+)
+IDENTICAL_ALLOWEDIPS = define(
+    "NS105",
+    "allowedips-identical",
+    Severity.ERROR,
+    "Two peers the gateway carries (not revoked) have an identical AllowedIPs entry, that is the "
+    "same tunnel address.",
+    "WireGuard keeps each AllowedIPs range on one peer only: the last peer written silently takes "
+    "it from the other, whose traffic then stops without any error.",
+    """
+    # peers/alice.toml
+    address_v4 = "198.18.10.5"
+    # peers/bob.toml
+    address_v4 = "198.18.10.5"
+    """,
+    """
+    # peers/bob.toml
+    address_v4 = "198.18.10.6"
+    """,
+)
+MISSING_V6 = define(
+    "NS112",
+    "peer-without-ipv6",
+    Severity.WARNING,
+    "The profile has an IPv6 tunnel subnet (network.tunnel_v6) but a peer has no address_v6.",
+    "That assistant cannot reach anything the company serves over IPv6, while colleagues can: the "
+    "kind of partial failure that takes long to diagnose.",
+    """
+    # profile.toml: tunnel_v6 = "2001:db8:10::/64"
+    address_v4 = "198.18.10.5"
+    """,
+    """
+    address_v4 = "198.18.10.5"
+    address_v6 = "2001:db8:10::5"
+    """,
+)
+
+
+@profile_check
+def check_addresses(entry: ProfileEntry, ctx: Context) -> None:
+    profile = entry.profile
+    if profile is None:
+        return
+    holders: dict[IPAddress, list[tuple[PeerEntry, Peer, str]]] = {}
+    for peer_entry, peer in entry.valid_peers():
+        if peer.status == "revoked" and not _quarantined(profile, peer, ctx):
+            continue
+        carried = peer.status != "revoked"
+        if carried:
+            _check_inside(profile, peer_entry, peer, ctx)
+            if profile.network.tunnel_v6 is not None and peer.address_v6 is None:
+                ctx.report(
+                    peer_entry.file,
+                    ("address_v4",),
+                    MISSING_V6.code,
+                    f"peer {peer_entry.name!r} has no address_v6 although the profile has "
+                    f"tunnel_v6 {profile.network.tunnel_v6}; it cannot reach IPv6 services",
+                )
+        holders.setdefault(peer.address_v4, []).append((peer_entry, peer, "address_v4"))
+        if peer.address_v6 is not None:
+            holders.setdefault(peer.address_v6, []).append((peer_entry, peer, "address_v6"))
+    for address, group in holders.items():
+        if len(group) > 1:
+            _report_clash(address, group, ctx)
+
+
+def _quarantined(profile: Profile, peer: Peer, ctx: Context) -> bool:
+    end = quarantine_end(profile, peer)
+    return end is not None and end > ctx.now
+
+
+def _report_clash(
+    address: IPAddress, group: list[tuple[PeerEntry, Peer, str]], ctx: Context
+) -> None:
+    carried = [item for item in group if item[1].status != "revoked"]
+    reported: set[int] = set()
+    prefix = address.max_prefixlen
+    for peer_entry, _, key in carried[1:]:
+        first = carried[0][0]
+        reported.add(id(peer_entry))
+        ctx.report(
+            peer_entry.file,
+            (key,),
+            IDENTICAL_ALLOWEDIPS.code,
+            f"peer {peer_entry.name!r} has AllowedIPs {address}/{prefix}, identical to peer "
+            f"{first.name!r} ({ctx.where(first.file, (key,))}); WireGuard silently keeps it only "
+            "on the last peer",
+        )
+    revoked = [item for item in group if item[1].status == "revoked"]
+    if not revoked:
+        return
+    holder = revoked[0][0]
+    for peer_entry, _, key in group:
+        if peer_entry is holder or id(peer_entry) in reported:
+            continue
+        ctx.report(
+            peer_entry.file,
+            (key,),
+            QUARANTINED_ADDRESS.code,
+            f"peer {peer_entry.name!r} uses {address}, still quarantined for revoked peer "
+            f"{holder.name!r} ({ctx.where(holder.file, (key,))}); pick a free address",
+        )
+
+
+def _check_inside(profile: Profile, peer_entry: PeerEntry, peer: Peer, ctx: Context) -> None:
+    network = profile.network
+    problem = _address_problem(peer.address_v4, network.tunnel_v4, network.gateway_address_v4)
+    if problem:
+        ctx.report(
+            peer_entry.file,
+            ("address_v4",),
+            OUTSIDE_TUNNEL.code,
+            f"peer {peer_entry.name!r} address_v4 {peer.address_v4} {problem}",
+        )
+    if peer.address_v6 is None:
+        return
+    if network.tunnel_v6 is None:
+        problem = "is set but the profile has no network.tunnel_v6"
+    else:
+        problem = _address_problem(peer.address_v6, network.tunnel_v6, network.gateway_address_v6)
+    if problem:
+        ctx.report(
+            peer_entry.file,
+            ("address_v6",),
+            OUTSIDE_TUNNEL.code,
+            f"peer {peer_entry.name!r} address_v6 {peer.address_v6} {problem}",
+        )
+
+
+def _address_problem(
+    address: IPAddress,
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    gateway: IPAddress | None,
+) -> str | None:
+    if address.version != subnet.version or address not in subnet:
+        return f"is outside the tunnel subnet {subnet}"
+    if address == gateway:
+        return "is the gateway's own tunnel address"
+    if subnet.num_addresses > 2 and address == subnet.network_address:
+        return f"is the network address of {subnet}"
+    if subnet.version == 4 and subnet.num_addresses > 2 and address == subnet.broadcast_address:
+        return f"is the broadcast address of {subnet}"
+    return None
