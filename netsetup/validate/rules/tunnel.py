@@ -12,8 +12,9 @@ MTU = define(
     Severity.WARNING,
     "network.mtu is outside 1280-1420. Below 1280 with an IPv6 tunnel subnet it is an error.",
     "Above 1420 WireGuard packets no longer fit a 1500-byte line (even less over PPPoE or "
-    "DS-Lite): large transfers stall while small ones work. IPv6 needs at least 1280, so below that the "
-    "interface gets no IPv6 at all; and below 1280 VoIP and file transfers waste bandwidth.",
+    "DS-Lite): large transfers stall while small ones work. IPv6 needs at least 1280, so below "
+    "that the interface gets no IPv6 at all; and below 1280 VoIP and file transfers waste "
+    "bandwidth.",
     """
     [network]
     tunnel_v4 = "198.18.10.0/24"
