@@ -1,0 +1,258 @@
+"""Faults the lab injects and clears, so diagnose can be shown to find each one.
+
+| kind        | what happens                                                   | made with         |
+|-------------|----------------------------------------------------------------|-------------------|
+| drop        | a UDP or TCP port is dropped on the path (default: gateway)    | nftables          |
+| loss        | N % of packets through the internet are lost at random         | nft numgen random |
+| mtu         | the home's internet link has a small MTU and ICMP "fragmentation| link MTU +        |
+|             | needed" is dropped: an MTU black hole                          | nftables          |
+| stop        | a service (kamailio, sshd, dnsmasq, files, gateway-sshd) stops  | SIGTERM           |
+| wrong-key   | the gateway runs with a key that is not the profile's          | wg set            |
+| home-subnet | the home LAN uses the company's subnet                         | ip addr           |
+
+Each fault lives in its own nftables table (or is undone from what was recorded), so faults stack
+and clear independently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from netsetup.errors import InputError
+from netsetup.lab.proc import ns_run, run
+from netsetup.lab.topology import nft_load
+
+if TYPE_CHECKING:
+    from netsetup.lab.lab import Lab
+
+KINDS = ("drop", "loss", "mtu", "stop", "wrong-key", "home-subnet")
+
+
+@dataclass
+class Fault:
+    id: str
+    kind: str
+    params: dict[str, Any]
+    undo: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        p = self.params
+        if self.kind == "drop":
+            return f"{p['proto']} port {p['port']} dropped in {p['host']}"
+        if self.kind == "loss":
+            return f"{p['percent']}% random loss in the internet ({p['direction']})"
+        if self.kind == "mtu":
+            return f"home link MTU {p['mtu']}, ICMP fragmentation-needed dropped"
+        if self.kind == "stop":
+            return f"service {p['service']} stopped"
+        if self.kind == "wrong-key":
+            return "the gateway runs with a key that is not the profile's"
+        return f"home LAN moved into the company subnet {p.get('subnet', '')}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "params": self.params, "undo": self.undo}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        return cls(data["id"], data["kind"], dict(data["params"]), dict(data.get("undo", {})))
+
+
+def _table(fault_id: str) -> str:
+    return "netsetup_fault_" + fault_id.replace("-", "_")
+
+
+def _filter_table(table: str, rules: list[str], hooks: tuple[str, ...]) -> str:
+    lines = [f"table inet {table} {{"]
+    for hook in hooks:
+        lines += [
+            f"\tchain {hook} {{",
+            f"\t\ttype filter hook {hook} priority -10; policy accept;",
+            *[f"\t\t{r}" for r in rules],
+            "\t}",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def inject(lab: Lab, kind: str, **params: Any) -> Fault:
+    """Inject one fault into a running lab; returns the record that `clear` needs."""
+    if kind not in KINDS:
+        raise InputError(f"unknown fault {kind!r}; one of: {', '.join(KINDS)}")
+    fault_id = f"{kind}-{len(lab.record.faults) + 1}-{lab.record.fault_serial}"
+    lab.record.fault_serial += 1
+    fault = Fault(fault_id, kind, dict(params))
+    handler = _INJECT[kind]
+    handler(lab, fault)
+    lab.record.faults.append(fault)
+    lab.save()
+    return fault
+
+
+def clear(lab: Lab, fault_id: str | None = None) -> list[Fault]:
+    """Clear one fault (by id or kind) or, with None, all of them, newest first."""
+    chosen = [
+        f for f in lab.record.faults if fault_id is None or fault_id in (f.id, f.kind)
+    ]
+    if fault_id is not None and not chosen:
+        raise InputError(f"no fault {fault_id!r} in lab {lab.prefix}")
+    for fault in reversed(chosen):
+        _CLEAR[fault.kind](lab, fault)
+        lab.record.faults.remove(fault)
+        lab.save()
+    return chosen
+
+
+# -- drop a port ---------------------------------------------------------------------------
+
+
+def _drop(lab: Lab, fault: Fault) -> None:
+    proto = fault.params.setdefault("proto", "udp")
+    if proto not in ("udp", "tcp"):
+        raise InputError(f"drop: proto must be udp or tcp, not {proto!r}")
+    port = int(fault.params["port"])
+    host = fault.params.setdefault("host", "gateway")
+    rule = f"meta l4proto {proto} th dport {port} drop"
+    nft_load(lab.ns(host), _filter_table(_table(fault.id), [rule], ("forward", "input", "output")))
+
+
+def _drop_table(lab: Lab, fault: Fault, host: str) -> None:
+    run(["ip", "netns", "exec", lab.ns(host), "nft", "delete", "table", "inet",
+         _table(fault.id)], check=False)  # fmt: skip
+
+
+# -- random loss ---------------------------------------------------------------------------
+
+
+def _loss(lab: Lab, fault: Fault) -> None:
+    percent = int(fault.params["percent"])
+    if not 0 < percent <= 100:
+        raise InputError("loss: percent must be 1-100")
+    direction = fault.params.setdefault("direction", "both")
+    toward_home = lab.plan.internet_router.ifname
+    match = {"both": "", "up": f'iifname "{toward_home}" ', "down": f'oifname "{toward_home}" '}
+    if direction not in match:
+        raise InputError("loss: direction must be both, up or down")
+    rule = f"{match[direction]}numgen random mod 100 < {percent} drop"
+    nft_load(lab.ns("internet"), _filter_table(_table(fault.id), [rule], ("forward",)))
+
+
+# -- MTU black hole ------------------------------------------------------------------------
+
+
+def _mtu(lab: Lab, fault: Fault) -> None:
+    mtu = int(fault.params["mtu"])
+    if not 576 <= mtu <= 1500:
+        raise InputError("mtu: must be 576-1500")
+    rules = [
+        "icmp type destination-unreachable icmp code frag-needed drop",
+        "icmpv6 type packet-too-big drop",
+    ]
+    table = _filter_table(_table(fault.id), rules, ("forward", "output"))
+    for host in ("internet", "router"):
+        nft_load(lab.ns(host), table)
+    ends = [("internet", lab.plan.internet_router.ifname), ("router", lab.plan.router_wan.ifname)]
+    for host, ifname in ends:
+        run(["ip", "-n", lab.ns(host), "link", "set", ifname, "mtu", str(mtu)])
+    fault.undo = {"mtu": 1500}
+
+
+def _clear_mtu(lab: Lab, fault: Fault) -> None:
+    ends = [("internet", lab.plan.internet_router.ifname), ("router", lab.plan.router_wan.ifname)]
+    for host, ifname in ends:
+        run(["ip", "-n", lab.ns(host), "link", "set", ifname, "mtu",
+             str(fault.undo.get("mtu", 1500))], check=False)  # fmt: skip
+        _drop_table(lab, fault, host)
+
+
+# -- a stopped service ---------------------------------------------------------------------
+
+
+def _stop(lab: Lab, fault: Fault) -> None:
+    name = fault.params["service"]
+    if name not in lab.record.services:
+        names = ", ".join(sorted(lab.record.services))
+        raise InputError(f"stop: no service {name!r} (services: {names})")
+    lab.stop_service(name)
+
+
+def _clear_stop(lab: Lab, fault: Fault) -> None:
+    lab.start_service(fault.params["service"])
+
+
+# -- a wrong gateway key -------------------------------------------------------------------
+
+
+def _wrong_key(lab: Lab, fault: Fault) -> None:
+    from netsetup.keys import generate_keypair
+
+    wrong = generate_keypair()
+    path = lab.run_dir / "gateway" / "wrong.key"
+    path.write_text(wrong.private.reveal() + "\n")
+    path.chmod(0o600)
+    lab.set_gateway_key(path)
+
+
+def _clear_wrong_key(lab: Lab, fault: Fault) -> None:
+    lab.set_gateway_key(lab.gateway_key_file)
+    (lab.run_dir / "gateway" / "wrong.key").unlink(missing_ok=True)
+
+
+# -- the home LAN in the company's subnet --------------------------------------------------
+
+
+def _home_subnet(lab: Lab, fault: Fault) -> None:
+    plan = lab.plan
+    v4_hosts = [h for h in plan.office_hosts if h.version == 4]
+    nets = [n for n in plan.company_networks if n.version == 4 and n.prefixlen <= 24]
+    if nets:
+        subnet = nets[0]
+    elif v4_hosts:
+        subnet = ipaddress.IPv4Network(f"{v4_hosts[0]}/24", strict=False)
+    else:
+        raise InputError("home-subnet: the profile names no IPv4 company network")
+    taken = set(plan.office_hosts)
+    free = [h for h in subnet.hosts() if h not in taken]
+    router_ip, home_ip = free[0], free[min(99, len(free) - 1)]
+    fault.params["subnet"] = str(subnet)
+    fault.undo = {"router": str(plan.router_lan.v4), "home": str(plan.home_lan.v4)}
+    _readdress(lab, f"{router_ip}/{subnet.prefixlen}", f"{home_ip}/{subnet.prefixlen}")
+
+
+def _clear_home_subnet(lab: Lab, fault: Fault) -> None:
+    _readdress(lab, fault.undo["router"], fault.undo["home"])
+
+
+def _readdress(lab: Lab, router_cidr: str, home_cidr: str) -> None:
+    router, home = lab.ns("router"), lab.ns("home")
+    run(["ip", "-n", router, "-4", "addr", "flush", "dev", lab.plan.router_lan.ifname])
+    run(["ip", "-n", home, "-4", "addr", "flush", "dev", lab.plan.home_lan.ifname])
+    run(["ip", "-n", router, "addr", "add", router_cidr, "dev", lab.plan.router_lan.ifname])
+    run(["ip", "-n", home, "addr", "add", home_cidr, "dev", lab.plan.home_lan.ifname])
+    gateway = router_cidr.split("/")[0]
+    run(["ip", "-n", home, "-4", "route", "replace", "default", "via", gateway])
+    ns_run(home, ["ip", "-4", "neigh", "flush", "all"], check=False)
+
+
+def _no_undo(lab: Lab, fault: Fault) -> None:
+    host = fault.params.get("host", "internet")
+    _drop_table(lab, fault, host)
+
+
+_INJECT = {
+    "drop": _drop,
+    "loss": _loss,
+    "mtu": _mtu,
+    "stop": _stop,
+    "wrong-key": _wrong_key,
+    "home-subnet": _home_subnet,
+}
+_CLEAR = {
+    "drop": _no_undo,
+    "loss": _no_undo,
+    "mtu": _clear_mtu,
+    "stop": _clear_stop,
+    "wrong-key": _clear_wrong_key,
+    "home-subnet": _clear_home_subnet,
+}

@@ -1,0 +1,192 @@
+"""Running programs, in the host or inside one of the lab's network namespaces.
+
+Every call takes an argument list (never a shell string). Failures raise `LabError` with the
+command and its stderr, so a broken step says what broke.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from netsetup.errors import NetsetupError, PermissionNeeded
+
+WG_USERSPACE_ENV = {"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+
+# program -> Debian package, checked before `up` so a missing tool is one clear error
+REQUIRED_PROGRAMS = {
+    "ip": "iproute2",
+    "nft": "nftables",
+    "wg": "wireguard-tools",
+    "wg-quick": "wireguard-tools",
+    "wireguard-go": "wireguard-go",
+    "kamailio": "kamailio",
+    "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client",
+    "dnsmasq": "dnsmasq-base",
+    "resolvconf": "openresolv",
+    "ping": "iputils-ping",
+}
+
+
+class LabError(NetsetupError):
+    """The lab could not be built, changed or measured."""
+
+
+@dataclass(frozen=True)
+class Result:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise PermissionNeeded(
+            "the lab needs root (network namespaces, veth pairs, nftables): run it with sudo"
+        )
+
+
+def missing_programs() -> list[str]:
+    """`program (package)` for every required program that is not installed."""
+    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+    return [
+        f"{program} ({package})"
+        for program, package in REQUIRED_PROGRAMS.items()
+        if shutil.which(program, path=search) is None
+    ]
+
+
+def require_programs() -> None:
+    missing = missing_programs()
+    if missing:
+        raise LabError(
+            "the lab needs these programs: " + ", ".join(missing) + " (see .ci/lab-setup.sh)"
+        )
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(WG_USERSPACE_ENV)
+    path = env.get("PATH", "")
+    for directory in ("/usr/sbin", "/sbin"):
+        if directory not in path.split(":"):
+            path = f"{path}:{directory}" if path else directory
+    env["PATH"] = path
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+) -> Result:
+    """Run a program to completion and capture its output."""
+    argv = tuple(str(a) for a in args)
+    try:
+        done = subprocess.run(
+            argv,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_env(env),
+            check=False,
+        )
+    except FileNotFoundError:
+        raise LabError(f"program not found: {argv[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise LabError(f"timed out after {timeout:.0f}s: {' '.join(argv)}") from None
+    result = Result(argv, done.returncode, done.stdout, done.stderr)
+    if check and not result.ok:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        tail = detail[-1] if detail else f"exit status {result.returncode}"
+        raise LabError(f"`{' '.join(argv)}` failed: {tail}")
+    return result
+
+
+def in_ns(namespace: str, args: Sequence[str]) -> list[str]:
+    """The argument list that runs `args` inside `namespace`."""
+    return ["ip", "netns", "exec", namespace, *args]
+
+
+def ns_run(namespace: str, args: Sequence[str], **kwargs: object) -> Result:
+    return run(in_ns(namespace, args), **kwargs)  # type: ignore[arg-type]
+
+
+def spawn(
+    namespace: str, args: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a long-running service inside `namespace`; its output goes to `log`."""
+    with open(log, "ab") as handle:
+        return subprocess.Popen(
+            in_ns(namespace, args),
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=_env(env),
+            start_new_session=True,  # Ctrl-C in the terminal reaches the lab, not the services
+        )
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone, and is reaped if it is our child)."""
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def stop_pids(pids: Sequence[int], grace: float = 3.0) -> None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL whatever is left."""
+    pending = [p for p in pids if p > 1 and pid_alive(p)]
+    for pid in pending:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if pid_alive(p)]
+        if pending:
+            time.sleep(0.05)
+    for pid in pending:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if pid_alive(p)]
+        if pending:
+            time.sleep(0.05)
+
+
+def wait_for(predicate: object, timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate()` until it is true or `timeout` seconds pass."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

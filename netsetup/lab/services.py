@@ -1,0 +1,304 @@
+"""The office's real services: Kamailio (SIP), OpenSSH, dnsmasq (the company zone) and a TCP port
+standing in for the file server and portal. Each runs in the foreground under the lab's control,
+with its config, keys, pid file and log in the lab's run directory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netsetup.lab.plan import LabPlan
+from netsetup.lab.proc import LabError, pid_alive, run, spawn, stop_pids
+
+SSHD = "/usr/sbin/sshd"  # sshd re-executes itself and insists on an absolute path
+PRIVSEP_DIR = Path("/run/sshd")
+
+
+@dataclass
+class Service:
+    """A long-running program inside one namespace. `argv` is kept so it can be restarted."""
+
+    name: str
+    namespace: str
+    argv: list[str]
+    log: str
+    pid: int = 0
+    listens: list[str] = field(default_factory=list)  # "proto:address:port", for readiness
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "argv": self.argv,
+            "log": self.log,
+            "pid": self.pid,
+            "listens": self.listens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Service:
+        return cls(
+            name=str(data["name"]),
+            namespace=str(data["namespace"]),
+            argv=[str(a) for a in data["argv"]],  # type: ignore[attr-defined]
+            log=str(data["log"]),
+            pid=int(data["pid"]),  # type: ignore[call-overload]
+            listens=[str(a) for a in data["listens"]],  # type: ignore[attr-defined]
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0 and pid_alive(self.pid)
+
+
+def start(service: Service, timeout: float = 10.0) -> None:
+    """Start `service` and wait until every socket it should open is listening."""
+    process = spawn(service.namespace, service.argv, Path(service.log))
+    service.pid = process.pid
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise LabError(
+                f"{service.name} exited at start (status {process.returncode}): "
+                + _log_tail(Path(service.log))
+            )
+        if _listening(service):
+            return
+        if time.monotonic() > deadline:
+            stop_pids([process.pid])
+            raise LabError(f"{service.name} did not open its ports: " + _log_tail(Path(service.log)))
+        time.sleep(0.05)
+
+
+def stop(service: Service) -> None:
+    if service.pid:
+        stop_pids([service.pid])
+    service.pid = 0
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return " | ".join(lines[-3:]) or "(empty log)"
+
+
+def _listening(service: Service) -> bool:
+    if not service.listens:
+        return True
+    result = run(["ip", "netns", "exec", service.namespace, "ss", "-Hlntu"], check=False)
+    table = result.stdout
+    sockets = set()
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) >= 5:
+            sockets.add((parts[0], parts[4]))
+    for want in service.listens:
+        proto, rest = want.split(":", 1)
+        address, port = rest.rsplit(":", 1)
+        host = f"[{address}]" if ":" in address else address
+        if (proto, f"{host}:{port}") not in sockets and (proto, f"*:{port}") not in sockets:
+            wildcard = "0.0.0.0" if ":" not in address else "[::]"
+            if (proto, f"{wildcard}:{port}") not in sockets:
+                return False
+    return True
+
+
+# -- TLS certificate for Kamailio -----------------------------------------------------------
+
+
+def make_certificate(directory: Path, common_name: str, addresses: list[str]) -> tuple[Path, Path]:
+    """A self-signed certificate (EC P-256, one day) for the SIP server's TLS port."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _dt.datetime.now(_dt.UTC)
+    alt: list[x509.GeneralName] = [x509.DNSName(common_name)]
+    alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / "sip-key.pem", directory / "sip-cert.pem"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+# -- Kamailio -------------------------------------------------------------------------------
+
+
+def kamailio_service(
+    namespace: str, plan: LabPlan, transports: list[str], sip_port: int, tls_port: int,
+    domain: str, directory: Path,
+) -> Service:  # fmt: skip
+    """Kamailio answering OPTIONS with 200 on the SIP server's address (UDP, TCP, TLS)."""
+    assert plan.sip_server is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    address = str(plan.sip_server)
+    host = f"[{address}]" if ":" in address else address
+    listens, listen_lines = [], []
+    for transport in transports:
+        port = tls_port if transport == "tls" else sip_port
+        listen_lines.append(f"listen={transport}:{host}:{port}")
+        listens.append(f"{'udp' if transport == 'udp' else 'tcp'}:{address}:{port}")
+    tls = "tls" in transports
+    lines = [
+        "#!KAMAILIO",
+        "# netsetup lab: a SIP server that answers OPTIONS (the PBX's health check)",
+        "debug=2",
+        "log_stderror=yes",
+        "fork=yes",
+        "children=2",
+        "tcp_children=2",
+        "auto_aliases=no",
+        f"alias={domain}",
+        f"enable_tls={'yes' if tls else 'no'}",
+        *listen_lines,
+    ]
+    if tls:
+        key, cert = make_certificate(directory, domain, [address])
+        (directory / "tls.cfg").write_text(
+            "[server:default]\n"
+            "method = TLSv1.2+\n"
+            "verify_certificate = no\n"
+            "require_certificate = no\n"
+            f"private_key = {key}\n"
+            f"certificate = {cert}\n"
+            "\n[client:default]\n"
+            "verify_certificate = no\n"
+            "require_certificate = no\n"
+        )
+        lines += ['loadmodule "tls.so"', f'modparam("tls", "config", "{directory / "tls.cfg"}")']
+    lines += [
+        'loadmodule "sl.so"',
+        "",
+        "request_route {",
+        '\tif (method == "OPTIONS") {',
+        '\t\tsl_send_reply("200", "OK");',
+        "\t\texit;",
+        "\t}",
+        '\tsl_send_reply("501", "Not Implemented");',
+        "\texit;",
+        "}",
+    ]
+    config = directory / "kamailio.cfg"
+    config.write_text("\n".join(lines) + "\n")
+    runtime = directory / "run"
+    runtime.mkdir(exist_ok=True)
+    argv = ["kamailio", "-f", str(config), "-DD", "-E", "-Y", str(runtime),
+            "-P", str(directory / "kamailio.pid"), "-m", "32", "-M", "4"]  # fmt: skip
+    return Service("kamailio", namespace, argv, str(directory / "kamailio.log"), listens=listens)
+
+
+# -- OpenSSH --------------------------------------------------------------------------------
+
+
+def ensure_client_key(directory: Path) -> Path:
+    """The lab's SSH client key (what `apply` and the tests log in with)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = directory / "id_ed25519"
+    if not key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "netsetup-lab", "-f", str(key)])
+    authorized = directory / "authorized_keys"
+    authorized.write_text((directory / "id_ed25519.pub").read_text())
+    os.chmod(authorized, 0o600)
+    return key
+
+
+def sshd_service(
+    name: str, namespace: str, addresses: list[str], ports: list[int], directory: Path,
+    authorized_keys: Path,
+) -> Service:  # fmt: skip
+    """OpenSSH with key authentication only, its own host key, config and pid file."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host_key = directory / "ssh_host_ed25519_key"
+    if not host_key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
+    PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)  # Debian's sshd needs it; tmpfiles.d owns it
+    listen = [f"ListenAddress {a}" for a in addresses]
+    config = directory / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                "# netsetup lab: key authentication only",
+                *[f"Port {p}" for p in ports],
+                *listen,
+                f"HostKey {host_key}",
+                f"PidFile {directory / 'sshd.pid'}",
+                f"AuthorizedKeysFile {authorized_keys}",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "UsePAM no",
+                "StrictModes no",
+                "PrintMotd no",
+                "Subsystem sftp internal-sftp",
+            ]
+        )
+        + "\n"
+    )
+    argv = [SSHD, "-D", "-e", "-f", str(config)]
+    listens = [f"tcp:{a}:{p}" for a in addresses for p in ports]
+    return Service(name, namespace, argv, str(directory / "sshd.log"), listens=listens)
+
+
+# -- dnsmasq --------------------------------------------------------------------------------
+
+
+def dnsmasq_service(
+    namespace: str, servers: list[str], records: list[tuple[str, str]], domains: list[str],
+    directory: Path,
+) -> Service:  # fmt: skip
+    """dnsmasq answering the company zone, authoritative for its domains, with no upstream."""
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+        "--no-poll", "--bind-interfaces", "--log-facility=-", "--user=root", "--group=root",
+        f"--pid-file={directory / 'dnsmasq.pid'}", "--port=53",
+    ]  # fmt: skip
+    argv += [f"--listen-address={s}" for s in servers]
+    argv += [f"--host-record={name},{address}" for name, address in records]
+    argv += [f"--local=/{d}/" for d in domains]
+    listens = [f"{proto}:{s}:53" for s in servers for proto in ("udp", "tcp")]
+    return Service("dnsmasq", namespace, argv, str(directory / "dnsmasq.log"), listens=listens)
+
+
+# -- the file server and portal stand-in -----------------------------------------------------
+
+
+def tcp_service(namespace: str, endpoints: list[tuple[str, int]], directory: Path) -> Service:
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "netsetup.lab.fileservice"]
+    for address, port in endpoints:
+        argv += ["--listen", f"[{address}]:{port}" if ":" in address else f"{address}:{port}"]
+    listens = [f"tcp:{a}:{p}" for a, p in endpoints]
+    return Service("files", namespace, argv, str(directory / "files.log"), listens=listens)
