@@ -17,7 +17,7 @@ _B64_KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
 
 def is_valid_key(text: str) -> bool:
     """True when `text` is standard base64 of exactly 32 bytes, as `wg` writes keys."""
-    if not _B64_KEY.match(text):
+    if not _B64_KEY.fullmatch(text):
         return False
     try:
         return len(base64.b64decode(text, validate=True)) == KEY_BYTES

@@ -8,6 +8,7 @@ keys come with a "did you mean".
 from __future__ import annotations
 
 import difflib
+import re
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,11 +180,14 @@ def _host_cidr(host: str) -> str:
     return f"{address}/{address.max_prefixlen}"
 
 
+PROFILE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PROFILE_KEYS = ("company", "gateway", "network", "dns", "access", "portal", "voip", "diagnose")
 
 
 def parse_profile_data(data: dict[str, Any], profile_dir: Path) -> tuple[Profile | None, list[SchemaIssue]]:
     r = _Reader()
+    if not PROFILE_ID_RE.fullmatch(profile_dir.name):
+        r.issue((), BAD_VALUE, f"profile folder name {profile_dir.name!r} must be 1-64 of [a-z0-9._-]")
     r.table(data, (), PROFILE_KEYS, ("company", "gateway", "network"))
 
     company = r.table(data.get("company", {}), ("company",), ("name", "contact"), ("name",))

@@ -28,7 +28,7 @@ def check_text(value: str, what: str = "text") -> str:
 
 
 def parse_name(value: str, what: str = "name") -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"{what} {value!r} must be 1-32 characters of a-z, 0-9 and '-'")
     return value
 
@@ -36,7 +36,7 @@ def parse_name(value: str, what: str = "name") -> str:
 def parse_hostname(value: str) -> str:
     check_text(value, "host name")
     name = value[:-1] if value.endswith(".") else value
-    if not name or len(name) > 253 or not all(_LABEL.match(p) for p in name.split(".")):
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(p) for p in name.split(".")):
         raise ValueError(f"{value!r} is not a valid host name")
     return name.lower()
 
@@ -122,13 +122,13 @@ def parse_port_ranges(value: str) -> tuple[tuple[int, int], ...]:
 
 
 def parse_interface(value: str) -> str:
-    if not _IFACE.match(value):
+    if not _IFACE.fullmatch(value):
         raise ValueError(f"interface name {value!r} must be 1-15 characters of [a-zA-Z0-9_=+.-]")
     return value
 
 
 def parse_duration(value: str) -> timedelta:
-    match = _DURATION.match(value)
+    match = _DURATION.fullmatch(value)
     if not match:
         raise ValueError(f"duration {value!r} must look like 12h, 30d or 2w")
     amount, unit = int(match.group(1)), match.group(2)
@@ -142,7 +142,7 @@ def parse_duration(value: str) -> timedelta:
 def parse_expiry(value: str, now: datetime) -> datetime:
     """`30d` (from now), `2026-12-31` (end of that day, UTC) or an ISO datetime."""
     value = value.strip()
-    if _DURATION.match(value):
+    if _DURATION.fullmatch(value):
         return now + parse_duration(value)
     try:
         day = date.fromisoformat(value)

@@ -1,0 +1,45 @@
+"""Shared fixtures: profile trees under tmp_path and a private state directory per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_PROFILES = REPO / "profiles"
+
+
+def lab_required() -> bool:
+    return os.environ.get("NETSETUP_REQUIRE_LAB") == "1"
+
+
+def need_root(reason: str) -> None:
+    """Skip without root, unless NETSETUP_REQUIRE_LAB=1 makes a missing prerequisite a failure."""
+    if os.geteuid() != 0:
+        if lab_required():
+            pytest.fail(f"NETSETUP_REQUIRE_LAB=1 but not root: {reason}")
+        pytest.skip(f"needs root: {reason}")
+
+
+@pytest.fixture
+def profiles_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "profiles"
+    shutil.copytree(EXAMPLE_PROFILES, target, ignore=shutil.ignore_patterns("peers"))
+    return target
+
+
+@pytest.fixture
+def acme(profiles_dir: Path) -> Path:
+    return profiles_dir / "acme-dental"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "state"
+    monkeypatch.setenv("NETSETUP_STATE_DIR", str(path))
+    monkeypatch.setenv("NETSETUP_ACTOR", "tester@example")
+    yield path

@@ -1,0 +1,117 @@
+"""CLI behaviour: help with examples, errors with file:line and exit 2, nothing written on error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netsetup.cli import _register, app
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netsetup", *args], capture_output=True, text=True, env=env
+    )
+
+
+def all_commands() -> list[str]:
+    import typer.main
+
+    _register()
+    group = typer.main.get_command(app)
+    names: list[str] = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        sub = getattr(command, "commands", None)
+        if sub:
+            names.extend(f"{name} {child}" for child in sub)
+        else:
+            names.append(name)
+    return names
+
+
+def test_every_command_is_documented_with_an_example() -> None:
+    names = all_commands()
+    assert {"provision", "revoke", "rotate", "renew", "list", "render"} <= set(names)
+    for name in names:
+        result = run(*name.split(), "--help")
+        assert result.returncode == 0, (name, result.stderr)
+        assert "Example" in result.stdout, f"`netsetup {name} --help` shows no example"
+
+
+def test_provision_json_envelope(acme: Path, state_dir: Path) -> None:
+    result = run("provision", str(acme), "maria", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["schema"] == "netsetup.provision/1"
+    assert document["peer"]["address_v4"] == "198.18.10.2"
+    listed = json.loads(run("list", str(acme), "--json").stdout)
+    assert listed["schema"] == "netsetup.list/1"
+    assert [p["name"] for p in listed["peers"]] == ["maria"]
+
+
+BROKEN = [
+    ('endpoint = "vpn.acme-dental.example:51820"', 'endpoint = "vpn.acme-dental.example:0"', 10, "outside 1-65535"),
+    ('tunnel_v4 = "198.18.10.0/24"', 'tunnel_v4 = "198.18.10.1/24"', 16, "host bits"),
+    ('tunnel_v4 = "198.18.10.0/24"', 'tunnel_v4 = "198.18.10.0/33"', 16, "not a valid CIDR"),
+    ("keepalive = 25", "keep_alive = 25", 19, "did you mean 'keepalive'"),
+    ('public_key = "', 'public_key = "AAAA', 11, "not a WireGuard key"),
+    ('endpoint = "vpn.acme-dental.example:51820"', 'endpoint = "2001:db8::1:51820"', 10, "brackets"),
+    ('name = "Acme Dental Practice"', 'name = "Acme\\nPostUp = evil"', 6, "control"),
+    ("[company]", "[company", 5, "TOML syntax"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "line", "message"), BROKEN)
+def test_bad_profile_is_rejected_with_file_and_line(
+    acme: Path, state_dir: Path, old: str, new: str, line: int, message: str
+) -> None:
+    text = (acme / "profile.toml").read_text()
+    assert old in text
+    (acme / "profile.toml").write_text(text.replace(old, new, 1))
+    result = run("provision", str(acme), "maria")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: "), result.stderr
+    assert message in result.stderr
+    assert f"profile.toml:{line})" in result.stderr, result.stderr
+    assert not (acme / "peers").exists() or not any((acme / "peers").glob("*.toml"))
+    assert not state_dir.exists() or not any(state_dir.rglob("*.conf"))
+
+
+@pytest.mark.parametrize("name", ["Maria", "a" * 33, "", "a_b", "x/../y", "-", "a b"])
+def test_hostile_names_are_refused(acme: Path, state_dir: Path, name: str) -> None:
+    result = run("provision", str(acme), "--", name) if name.startswith("-") else run(
+        "provision", str(acme), name
+    )
+    if name == "-":
+        assert result.returncode == 0  # '-' matches [a-z0-9-]{1,32}: allowed by the contract
+        return
+    assert result.returncode == 2
+    assert "error: peer name" in result.stderr
+    assert not (acme / "peers").exists() or not any((acme / "peers").glob("*.toml"))
+
+
+def test_unknown_profile_and_mode(tmp_path: Path, acme: Path, state_dir: Path) -> None:
+    result = run("provision", str(tmp_path / "nope"), "maria")
+    assert result.returncode == 2 and "error: no profile" in result.stderr
+    result = run("provision", str(acme), "maria", "--mode", "boss")
+    assert result.returncode == 2 and "mode 'boss'" in result.stderr
+    result = run("revoke", str(acme), "ghost")
+    assert result.returncode == 2 and "no peer 'ghost'" in result.stderr
+
+
+def test_render_redacts_on_stdout_and_writes_0600_file(
+    acme: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    assert run("provision", str(acme), "maria").returncode == 0
+    shown = run("render", str(acme))
+    assert shown.returncode == 0
+    assert "PresharedKey = (redacted" in shown.stdout
+    out = tmp_path / "gw" / "wg0.conf"
+    written = run("render", str(acme), "--out", str(out))
+    assert written.returncode == 0, written.stderr
+    assert "(redacted" not in out.read_text()
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
