@@ -1,4 +1,7 @@
-"""Helpers for the validate tests: fixture trees copied under tmp_path, markers, a fixed clock."""
+"""Shared helpers of the validate tests: fixture trees under tmp_path, markers, a fixed clock.
+
+A plain module rather than conftest.py, so that test modules can import it by name.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from netsetup.validate import Report, validate
 
@@ -55,13 +56,6 @@ def markers(root: Path, prefix: str) -> set[Marker]:
 
 def located(report: Report) -> set[Marker]:
     return {(f.path, f.line, f.code) for f in report.findings}
-
-
-@pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run from tmp_path so that reported paths are short and relative, as in CI."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def run_fixture(source: Path, where: Path) -> tuple[Report, set[Marker]]:
