@@ -1,0 +1,98 @@
+"""`netsetup lab demo`: up, provision an assistant, bring the tunnel up, show it working, down.
+
+The checks are the same measurements the lab tests make, from the assistant's machine through
+the tunnel: the gateway, the company DNS, SIP OPTIONS over each transport, the SSH banner and the
+file server's port.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netsetup.lab import probe
+from netsetup.lab.lab import Lab
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class DemoResult:
+    prefix: str
+    handshake_s: float | None
+    up_s: float
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.handshake_s is not None and all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "prefix": self.prefix,
+            "ok": self.ok,
+            "up_s": round(self.up_s, 3),
+            "handshake_s": round(self.handshake_s, 3) if self.handshake_s is not None else None,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+        }
+
+
+def tunnel_checks(lab: Lab, host: str = "home") -> list[Check]:
+    """What an assistant in dedicated mode should be able to use through the tunnel."""
+    profile = lab.profile()
+    ns = lab.ns(host)
+    checks: list[Check] = []
+    gateway = str(profile.network.gateway_address_v4)
+    pinged = probe.ping(ns, gateway, count=2, interval=0.2)
+    checks.append(Check(f"ping gateway {gateway}", pinged.ok, f"{pinged.received}/{pinged.sent}"))
+    for server in profile.dns.servers:
+        for name, address in profile.dns.records:
+            answer = probe.dns_lookup(ns, str(server), name)
+            got = answer.detail.get("answers", [])
+            checks.append(Check(f"dns {name}", str(address) in got, answer.error or ", ".join(got)))
+    if profile.voip is not None:
+        for transport in profile.voip.transports:
+            port = profile.voip.tls_port if transport == "tls" else profile.voip.sip_port
+            sip = probe.sip_options(ns, str(profile.voip.sip_server), transport, port)
+            status = sip.detail.get("status")
+            checks.append(Check(f"sip OPTIONS {transport}", status == 200,
+                                sip.error or f"{status} {sip.detail.get('reason', '')}"))  # fmt: skip
+    for address in lab.plan.office_hosts[:1]:
+        for port in lab.plan.ssh_ports:
+            banner = probe.tcp_banner(ns, str(address), port)
+            text = str(banner.detail.get("banner", ""))
+            checks.append(Check(f"ssh {address}:{port}", text.startswith("SSH-"),
+                                banner.error or text))  # fmt: skip
+    for service in lab.plan.tcp_services:
+        banner = probe.tcp_banner(ns, str(service.host), service.port)
+        checks.append(Check(f"{service.name} {service.host}:{service.port}", banner.ok,
+                            banner.error or str(banner.detail.get("banner", ""))))  # fmt: skip
+    return checks
+
+
+def run_demo(profile: str | Path, echo: Callable[[str], None]) -> DemoResult:
+    started = time.monotonic()
+    lab = Lab.create(profile)
+    echo(f"lab {lab.prefix}: building namespaces, WireGuard gateway, SIP, SSH, DNS ...")
+    try:
+        lab.up()
+        up_s = time.monotonic() - started
+        echo(f"lab up in {up_s:.1f}s; provisioning assistant 'demo-assistant' (dedicated)")
+        config = lab.provision("demo-assistant", "dedicated")
+        echo(f"client config {config}; wg-quick up in home")
+        lab.tunnel_up(config)
+        handshake = lab.wait_handshake(timeout=15)
+        echo(f"handshake after {handshake:.2f}s" if handshake is not None else "no handshake!")
+        result = DemoResult(lab.prefix, handshake, up_s)
+        result.checks = tunnel_checks(lab)
+        return result
+    finally:
+        echo(f"tearing down lab {lab.prefix}")
+        lab.down()
