@@ -1,0 +1,95 @@
+"""The lab fixture: a real network (namespaces, wireguard-go, Kamailio, sshd, dnsmasq) per module.
+
+Lab tests need root and the Debian packages in .ci/lab-setup.sh. Without them they skip, unless
+NETSETUP_REQUIRE_LAB=1 is set: then a missing prerequisite fails the test instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from netsetup.lab import Lab
+from netsetup.lab.proc import missing_programs
+
+REPO = Path(__file__).resolve().parents[2]
+ACME = REPO / "profiles" / "acme-dental"
+BRIGHTDESK = REPO / "profiles" / "brightdesk-agency"
+RESOLV_CONF = Path("/etc/resolv.conf")
+
+
+def lab_required() -> bool:
+    return os.environ.get("NETSETUP_REQUIRE_LAB") == "1"
+
+
+def require_lab() -> None:
+    """Skip (or, with NETSETUP_REQUIRE_LAB=1, fail) when the lab can't run here."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("not root")
+    missing = missing_programs()
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if not Path("/dev/net/tun").exists():
+        problems.append("no /dev/net/tun")
+    if problems:
+        reason = "the lab needs: " + "; ".join(problems)
+        if lab_required():
+            pytest.fail(f"NETSETUP_REQUIRE_LAB=1 but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def host_resolv_conf() -> Iterator[bytes]:
+    """The host's /etc/resolv.conf before any lab ran: the session checks it never changes."""
+    before = RESOLV_CONF.read_bytes()
+    yield before
+    assert RESOLV_CONF.read_bytes() == before, "a lab changed the host's /etc/resolv.conf"
+
+
+def _lab_for(profile: Path) -> Iterator[Lab]:
+    require_lab()
+    lab = Lab.create(profile)
+    lab.up()
+    try:
+        yield lab
+    finally:
+        problems = lab.down()
+        assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def lab(host_resolv_conf: bytes) -> Iterator[Lab]:
+    """One running lab (acme-dental) shared by the tests of a module."""
+    yield from _lab_for(ACME)
+
+
+@pytest.fixture(scope="module")
+def brightdesk_lab(host_resolv_conf: bytes) -> Iterator[Lab]:
+    yield from _lab_for(BRIGHTDESK)
+
+
+@pytest.fixture
+def connect(lab: Lab) -> Iterator[Callable[..., str]]:
+    """connect(name, mode, host="home", allowed_ips=None) -> interface; tunnels go down after."""
+    used: list[str] = []
+
+    def _connect(
+        name: str, mode: str = "dedicated", host: str = "home", allowed_ips: str | None = None
+    ) -> str:
+        if host not in lab.record.clients:
+            lab.add_client_host(host)
+        existing = lab.run_dir / "clients" / name
+        configs = sorted(existing.glob("*.conf")) if existing.is_dir() else []
+        config = configs[0] if configs else lab.provision(name, mode)
+        iface = lab.tunnel_up(config, host, allowed_ips=allowed_ips)
+        used.append(host)
+        assert lab.wait_handshake(host, timeout=15) is not None, f"no handshake for {name}"
+        return iface
+
+    yield _connect
+    for host in used:
+        lab.tunnel_down(host)
