@@ -20,8 +20,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pathlib import Path
+
 from netsetup.errors import InputError
-from netsetup.lab.proc import ns_run, run
+from netsetup.lab import wireguard
+from netsetup.lab.proc import LabError, ns_run, run
 from netsetup.lab.topology import nft_load
 
 if TYPE_CHECKING:
@@ -217,11 +220,28 @@ def _home_subnet(lab: Lab, fault: Fault) -> None:
     router_ip, home_ip = free[0], free[min(99, len(free) - 1)]
     fault.params["subnet"] = str(subnet)
     fault.undo = {"router": str(plan.router_lan.v4), "home": str(plan.home_lan.v4)}
+    client = lab.record.clients.get("home")
+    config = Path(client.config) if client is not None and client.config else None
+    if config is not None:
+        wireguard.down(lab.ns("home"), config)
     _readdress(lab, f"{router_ip}/{subnet.prefixlen}", f"{home_ip}/{subnet.prefixlen}")
+    if config is not None:
+        # the tunnel comes up after the LAN, as after a reboot: wg-quick now meets the LAN's route
+        fault.undo["config"] = str(config)
+        try:
+            wireguard.up(lab.ns("home"), config)
+            fault.params["tunnel"] = "up"
+        except LabError as exc:
+            fault.params["tunnel"] = f"failed: {exc}"
 
 
 def _clear_home_subnet(lab: Lab, fault: Fault) -> None:
+    config = fault.undo.get("config")
+    if config:
+        wireguard.down(lab.ns("home"), Path(config))
     _readdress(lab, fault.undo["router"], fault.undo["home"])
+    if config:
+        wireguard.up(lab.ns("home"), Path(config))
 
 
 def _readdress(lab: Lab, router_cidr: str, home_cidr: str) -> None:

@@ -116,7 +116,9 @@ def run(
         raise LabError(f"timed out after {timeout:.0f}s: {' '.join(argv)}") from None
     result = Result(argv, done.returncode, done.stdout, done.stderr)
     if check and not result.ok:
-        detail = (result.stderr or result.stdout).strip().splitlines()
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        # wg-quick echoes each command as "[#] ..."; the error is the last line that is not one
+        detail = [line for line in lines if not line.startswith("[#]")] or lines
         tail = detail[-1] if detail else f"exit status {result.returncode}"
         raise LabError(f"`{' '.join(argv)}` failed: {tail}")
     return result
