@@ -3,7 +3,7 @@
 Layout (everything 0700 / 0600):
     $NETSETUP_STATE_DIR (default $XDG_STATE_HOME/netsetup, else ~/.local/state/netsetup)
         audit.jsonl                         one JSON line per change, never a secret
-        <profile-id>/psk/<peer>.psk         the preshared key the gateway needs
+        <profile-id>/psk/<peer>.<key-tag>.psk the preshared key the gateway needs
         <profile-id>/clients/<peer>/        default output folder of a client config and QR code
         <profile-id>/gateway/private.key    optional: lets `render --out` write a complete config
 """
@@ -20,8 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from netsetup.errors import InputError
 from netsetup.fsutil import SECRET_DIR_MODE, append_line, ensure_dir, write_secret
-from netsetup.keys import SecretKey
+from netsetup.keys import SecretKey, fingerprint
 from netsetup.profile.values import format_time
 
 
@@ -59,24 +60,33 @@ class StateDir:
         return path
 
     # -- preshared keys --------------------------------------------------------------------
-    def psk_path(self, profile_id: str, peer: str) -> Path:
-        return self.root / profile_id / "psk" / f"{peer}.psk"
+    # A preshared key file is named after the peer and the public key it belongs to, so a
+    # rotation interrupted before its peer file is written leaves the old pair matching.
+    def psk_path(self, profile_id: str, peer: str, public_key: str) -> Path:
+        tag = fingerprint(public_key).removeprefix("SHA256:")
+        return self.root / profile_id / "psk" / f"{peer}.{tag}.psk"
 
-    def save_psk(self, profile_id: str, peer: str, psk: SecretKey) -> None:
+    def save_psk(self, profile_id: str, peer: str, public_key: str, psk: SecretKey) -> None:
         self._secret_dir(profile_id, "psk")
-        write_secret(self.psk_path(profile_id, peer), psk.reveal() + "\n")
+        write_secret(self.psk_path(profile_id, peer, public_key), psk.reveal() + "\n")
 
-    def load_psk(self, profile_id: str, peer: str) -> SecretKey | None:
+    def load_psk(self, profile_id: str, peer: str, public_key: str) -> SecretKey | None:
+        path = self.psk_path(profile_id, peer, public_key)
         try:
-            return SecretKey(self.psk_path(profile_id, peer).read_text().strip())
+            return SecretKey(path.read_text().strip())
         except FileNotFoundError:
             return None
         except ValueError:
-            raise ValueError(f"the stored preshared key of {peer!r} is damaged") from None
+            raise InputError(f"the stored preshared key of {peer!r} is damaged", where=str(path)) from None
 
-    def delete_psk(self, profile_id: str, peer: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.psk_path(profile_id, peer).unlink()
+    def delete_psk(self, profile_id: str, peer: str, *, keep: str | None = None) -> None:
+        """Remove the peer's preshared keys, except the one of public key `keep`."""
+        folder = self.root / profile_id / "psk"
+        kept = self.psk_path(profile_id, peer, keep).name if keep else None
+        for path in folder.glob(f"{peer}.*.psk"):
+            if path.name != kept and path.name.count(".") == 2:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     # -- client configs --------------------------------------------------------------------
     def client_dir(self, profile_id: str, peer: str) -> Path:
@@ -90,10 +100,13 @@ class StateDir:
         return self.root / profile_id / "gateway" / "private.key"
 
     def load_gateway_key(self, profile_id: str) -> SecretKey | None:
+        path = self.gateway_key_path(profile_id)
         try:
-            return SecretKey(self.gateway_key_path(profile_id).read_text().strip())
+            return SecretKey(path.read_text().strip())
         except FileNotFoundError:
             return None
+        except ValueError:
+            raise InputError("the stored gateway key is damaged", where=str(path)) from None
 
     # -- audit -----------------------------------------------------------------------------
     @property

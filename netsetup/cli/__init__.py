@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from netsetup.cli.app import app
@@ -32,4 +33,15 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         click.echo("error: interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:
+        # A bug, not bad input. The message is the exception's type only: its text or a
+        # traceback could carry a value the code was holding, and that may be a secret.
+        if os.environ.get("NETSETUP_DEBUG") == "1":
+            raise
+        click.echo(
+            f"error: internal error ({type(exc).__name__}); rerun with NETSETUP_DEBUG=1 "
+            "for a traceback and report it",
+            err=True,
+        )
+        sys.exit(int(ExitCode.USAGE))
     sys.exit(result if isinstance(result, int) else 0)

@@ -41,12 +41,12 @@ def render_gateway_config(
     active = [p for p in peers if p.is_active(now)]
     sections: list[tuple[list[str], list[tuple[str, wgconf.Value]]]] = []
     for peer in active:
-        psk = state.load_psk(profile.id, peer.name)
+        psk = state.load_psk(profile.id, peer.name, peer.public_key)
         if psk is None:
             raise InputError(
                 f"no preshared key for peer {peer.name!r} in the state directory "
                 f"(provisioned by another admin? run `netsetup rotate {profile.id} {peer.name}`)",
-                where=str(state.psk_path(profile.id, peer.name)),
+                where=str(state.psk_path(profile.id, peer.name, peer.public_key)),
             )
         expiry = f", expires {format_time(peer.expires)}" if peer.expires else ""
         sections.append(

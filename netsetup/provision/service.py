@@ -206,7 +206,8 @@ def provision(
             expires=expiry,
             key_origin="generated" if client_key is None else "client",
         )
-        state.save_psk(profile.id, name, psk)
+        state.delete_psk(profile.id, name)  # leftovers of a provision that crashed
+        state.save_psk(profile.id, name, public, psk)
         target = _out_dir(state, profile, name, out_dir)
         config, qr_files = _write_client(profile, peer, private, psk, target, qr)
         peer_file = write_peer(profile, peer)
@@ -275,10 +276,11 @@ def rotate(
             rotated=now,
             key_origin="generated" if client_key is None else "client",
         )
-        state.save_psk(profile.id, name, psk)
+        state.save_psk(profile.id, name, public, psk)
         target = _out_dir(state, profile, name, out_dir)
         config, qr_files = _write_client(profile, peer, private, psk, target, qr)
-        peer_file = write_peer(profile, peer)
+        peer_file = write_peer(profile, peer)  # the commit point
+        state.delete_psk(profile.id, name, keep=public)
     view = PeerView.of(peer, now)
     state.audit(
         "rotate",

@@ -93,3 +93,37 @@ def connect(lab: Lab) -> Iterator[Callable[..., str]]:
     yield _connect
     for host in used:
         lab.tunnel_down(host)
+
+
+LAB_PROGRAMS = ("wireguard-go", "kamailio", "sshd", "dnsmasq")
+
+
+def lab_leftovers() -> list[str]:
+    """Everything of any netsetup lab still on this machine (empty when all were removed)."""
+    from netsetup.lab import cleanup, topology
+    from netsetup.lab.lab import run_base
+
+    found = [f"namespace {ns}" for ns in topology.existing_namespaces()
+             if cleanup.PREFIX_PATTERN.match(ns.split("-", 1)[0])]  # fmt: skip
+    found += [f"run dir {p}" for p in run_base().glob("netsetup-lab-*")]
+    if topology.NETNS_ETC.is_dir():
+        found += [f"netns files {p}" for p in topology.NETNS_ETC.glob("nl*")
+                  if cleanup.PREFIX_PATTERN.match(p.name.split("-", 1)[0])]  # fmt: skip
+    wg_dir = Path("/var/run/wireguard")
+    if wg_dir.is_dir():
+        found += [f"wireguard socket {p}" for p in wg_dir.glob("nl*")]
+    root_netns = os.readlink("/proc/self/ns/net")  # the test runs in the host namespace
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            netns = os.readlink(proc / "ns" / "net")
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        lab_made = "netsetup-lab-" in cmdline or "netsetup.lab." in cmdline
+        program = comm in LAB_PROGRAMS or comm.startswith("wireguard")
+        if (program and (lab_made or netns != root_netns)) or (lab_made and "pytest" not in cmdline):
+            found.append(f"process {proc.name} {comm}: {cmdline[:120]}")
+    return found

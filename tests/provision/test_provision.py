@@ -39,7 +39,7 @@ def test_client_config_parses_back_to_the_intended_fields(acme: Path, state_dir:
     assert config.mtu == 1380
     (peer,) = config.peers.values()
     assert str(peer.public_key) == profile.gateway.public_key
-    psk = StateDir().load_psk("acme-dental", "maria")
+    psk = StateDir().load_psk("acme-dental", "maria", load_peer(profile, "maria").public_key)
     assert psk is not None and str(peer.preshared_key) == psk.reveal()
     assert (peer.endpoint_host, peer.endpoint_port) == ("vpn.acme-dental.example", 51820)
     assert peer.persistent_keepalive == 25
@@ -70,13 +70,17 @@ def test_files_are_private(acme: Path, state_dir: Path, tmp_path: Path) -> None:
     result = service.provision(
         load_profile(acme), "maria", "dedicated", state=StateDir(), out_dir=out, qr=True, now=NOW
     )
-    for path in [result.config, *result.qr_files, StateDir().psk_path("acme-dental", "maria")]:
+    for path in [result.config, *result.qr_files, StateDir().psk_path("acme-dental", "maria", result_key(acme))]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, path.parent
     assert {p.suffix for p in result.qr_files} == {".png", ".svg"}
     assert result.qr_files[0].read_bytes()[:4] == b"\x89PNG"
     audit = StateDir().audit_path
     assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+
+
+def result_key(acme: Path) -> str:
+    return load_peer(load_profile(acme), "maria").public_key
 
 
 def test_client_pubkey_means_no_private_key_anywhere(acme: Path, state_dir: Path) -> None:
@@ -188,12 +192,15 @@ def test_rotate_keeps_address_and_changes_keys(acme: Path, state_dir: Path) -> N
     profile = load_profile(acme)
     state = StateDir()
     first = service.provision(profile, "a", "agency", state=state, now=NOW)
-    old_psk = state.load_psk(profile.id, "a")
+    old_key = load_peer(profile, "a").public_key
+    old_psk = state.load_psk(profile.id, "a", old_key)
     second = service.rotate(profile, "a", state=state, now=NOW)
+    new_key = load_peer(profile, "a").public_key
+    assert state.load_psk(profile.id, "a", old_key) is None  # the old one is gone
     assert second.peer.address_v4 == first.peer.address_v4
     assert second.peer.expires == first.peer.expires
     assert second.peer.fingerprint != first.peer.fingerprint
-    assert state.load_psk(profile.id, "a") != old_psk
+    assert state.load_psk(profile.id, "a", new_key) not in (None, old_psk)
     assert load_peer(profile, "a").rotated == NOW
 
 
@@ -231,9 +238,10 @@ def test_revoke_destroys_psk_and_client_config(acme: Path, state_dir: Path) -> N
     profile = load_profile(acme)
     state = StateDir()
     result = service.provision(profile, "a", "dedicated", state=state, now=NOW)
+    key = load_peer(profile, "a").public_key
     service.revoke(profile, "a", state=state, now=NOW)
     assert not result.config.exists()
-    assert state.load_psk(profile.id, "a") is None
+    assert state.load_psk(profile.id, "a", key) is None
     assert load_peer(profile, "a").status == "revoked"
     with pytest.raises(ConflictError, match="already revoked"):
         service.revoke(profile, "a", state=state, now=NOW)

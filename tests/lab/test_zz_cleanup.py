@@ -1,0 +1,82 @@
+"""Issue 4, what must hold 5: nothing of a lab survives `down`, a failed `up`, or Ctrl-C.
+
+This module runs last (file order); by then every other module's lab fixture has torn down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netsetup.lab import Lab, LabError, services
+from netsetup.lab.lab import run_base
+
+from .conftest import ACME, REPO, lab_leftovers, require_lab
+
+pytestmark = pytest.mark.lab
+
+
+def test_failed_up_removes_what_it_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_lab()
+    real = services.kamailio_service
+
+    def broken(*args: object, **kwargs: object) -> services.Service:
+        service = real(*args, **kwargs)  # type: ignore[arg-type]
+        service.argv = ["kamailio", "-f", "/nonexistent/kamailio.cfg", "-DD", "-E"]
+        return service
+
+    monkeypatch.setattr(services, "kamailio_service", broken)
+    lab = Lab.create(ACME)
+    with pytest.raises(LabError, match="kamailio"):
+        lab.up()
+    assert not lab.run_dir.exists()
+    assert lab_leftovers() == []
+
+
+def test_ctrl_c_during_up_removes_what_it_built() -> None:
+    require_lab()
+    before = set(run_base().glob("netsetup-lab-*"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netsetup", "lab", "up", "--profile", str(ACME)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    # interrupt once the lab has namespaces and its first services
+    deadline = time.monotonic() + 20
+    interrupted = False
+    while time.monotonic() < deadline and process.poll() is None:
+        new = set(run_base().glob("netsetup-lab-*")) - before
+        if any((d / "services").is_dir() for d in new):
+            os.kill(process.pid, signal.SIGINT)
+            interrupted = True
+            break
+        time.sleep(0.01)
+    _, err = process.communicate(timeout=60)
+    assert interrupted, "lab up finished before it could be interrupted"
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert lab_leftovers() == []
+
+
+def test_down_of_a_lab_whose_record_is_gone() -> None:
+    require_lab()
+    lab = Lab.create(ACME).up()
+    (lab.run_dir / "lab.json").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "netsetup", "lab", "down", "--all"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert lab.prefix in result.stdout
+    assert lab_leftovers() == []
+
+
+def test_no_lab_is_left_after_the_suite() -> None:
+    require_lab()
+    assert lab_leftovers() == []
+    assert not list(Path("/etc/netns").glob("nl*-*")) if Path("/etc/netns").is_dir() else True
