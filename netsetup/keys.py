@@ -66,7 +66,7 @@ class SecretKey:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> object:  # never pickle a secret by accident
+    def __reduce__(self) -> str:  # never pickle a secret by accident
         raise TypeError("secret keys cannot be pickled")
 
 
@@ -83,8 +83,12 @@ class KeyPair:
 
 def generate_keypair() -> KeyPair:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat
-    from cryptography.hazmat.primitives.serialization import NoEncryption
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
 
     private = X25519PrivateKey.generate()
     raw_private = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())

@@ -77,7 +77,9 @@ class StateDir:
         except FileNotFoundError:
             return None
         except ValueError:
-            raise InputError(f"the stored preshared key of {peer!r} is damaged", where=str(path)) from None
+            raise InputError(
+                f"the stored preshared key of {peer!r} is damaged", where=str(path)
+            ) from None
 
     def delete_psk(self, profile_id: str, peer: str, *, keep: str | None = None) -> None:
         """Remove the peer's preshared keys, except the one of public key `keep`."""

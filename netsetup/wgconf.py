@@ -15,7 +15,19 @@ from netsetup.keys import SecretKey
 Value = str | int | SecretKey
 Section = Sequence[tuple[str, Value]]
 
-_FORBIDDEN = {"\n", "\r", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"}
+_FORBIDDEN = {
+    "\n",
+    "\r",
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x85",
+    "\u2028",
+    "\u2029",
+}
 
 
 class UnsafeConfigValue(ValueError):

@@ -114,7 +114,9 @@ def revoke(profile: ProfileArg, name: NameArg, json_out: JsonOpt = False) -> Non
 
     Example:
 
-        netsetup revoke acme-dental maria && netsetup render acme-dental --out /etc/wireguard/wg0.conf
+        netsetup revoke acme-dental maria
+
+        netsetup render acme-dental --out /etc/wireguard/wg0.conf
     """
     from netsetup.provision.service import revoke as do_revoke
     from netsetup.state import StateDir

@@ -61,7 +61,8 @@ def render_gateway_config(
         )
     left_out = len(peers) - len(active)
     header = [
-        f"netsetup: gateway {profile.gateway.interface} of {profile.id}, rendered {format_time(now)}",
+        f"netsetup: gateway {profile.gateway.interface} of {profile.id}",
+        f"rendered {format_time(now)}",
         f"{len(active)} active peer(s); {left_out} revoked or expired left out",
     ]
     if private_key is None:

@@ -8,8 +8,8 @@ keys come with a "did you mean".
 from __future__ import annotations
 
 import difflib
-import re
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,7 +102,7 @@ class _Reader:
             self.issue((*path, key), WRONG_TYPE, f"{_dotted((*path, key))} must be {names}")
             return None
         if convert is None:
-            return value  # type: ignore[no-any-return]
+            return value  # type: ignore[return-value]
         try:
             return convert(value)
         except v.HostBitsError as exc:
@@ -184,10 +184,14 @@ PROFILE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PROFILE_KEYS = ("company", "gateway", "network", "dns", "access", "portal", "voip", "diagnose")
 
 
-def parse_profile_data(data: dict[str, Any], profile_dir: Path) -> tuple[Profile | None, list[SchemaIssue]]:
+def parse_profile_data(
+    data: dict[str, Any], profile_dir: Path
+) -> tuple[Profile | None, list[SchemaIssue]]:
     r = _Reader()
     if not PROFILE_ID_RE.fullmatch(profile_dir.name):
-        r.issue((), BAD_VALUE, f"profile folder name {profile_dir.name!r} must be 1-64 of [a-z0-9._-]")
+        r.issue(
+            (), BAD_VALUE, f"profile folder name {profile_dir.name!r} must be 1-64 of [a-z0-9._-]"
+        )
     r.table(data, (), PROFILE_KEYS, ("company", "gateway", "network"))
 
     company = r.table(data.get("company", {}), ("company",), ("name", "contact"), ("name",))
@@ -230,15 +234,21 @@ def parse_profile_data(data: dict[str, Any], profile_dir: Path) -> tuple[Profile
     quarantine = r.get(net, p, "quarantine_days", int, _range(0, 3650, "quarantine"))
     client_iface = r.get(net, p, "client_interface", str, v.parse_interface)
     if gateway_v4 is not None and tunnel_v4 is not None and gateway_v4 not in tunnel_v4:
-        r.issue((*p, "gateway_v4"), BAD_VALUE, f"network.gateway_v4 {gateway_v4} is not in {tunnel_v4}")
+        r.issue(
+            (*p, "gateway_v4"), BAD_VALUE, f"network.gateway_v4 {gateway_v4} is not in {tunnel_v4}"
+        )
     if gateway_v6 is not None and tunnel_v6 is not None and gateway_v6 not in tunnel_v6:
-        r.issue((*p, "gateway_v6"), BAD_VALUE, f"network.gateway_v6 {gateway_v6} is not in {tunnel_v6}")
+        r.issue(
+            (*p, "gateway_v6"), BAD_VALUE, f"network.gateway_v6 {gateway_v6} is not in {tunnel_v6}"
+        )
 
     dns_t = r.table(data.get("dns", {}), ("dns",), ("servers", "search", "records"))
     servers = r.items(dns_t, ("dns",), "servers", v.parse_address, BAD_CIDR)
     search = r.items(dns_t, ("dns",), "search", v.parse_hostname, BAD_VALUE)
     records: list[tuple[str, v.IPAddress]] = []
-    rec_t = r.table(dns_t.get("records", {}), ("dns", "records"), tuple(dns_t.get("records", {}) or ()))
+    rec_t = r.table(
+        dns_t.get("records", {}), ("dns", "records"), tuple(dns_t.get("records", {}) or ())
+    )
     for name, address in rec_t.items():
         where = ("dns", "records", name)
         try:
@@ -261,25 +271,35 @@ def parse_profile_data(data: dict[str, Any], profile_dir: Path) -> tuple[Profile
     for index, raw in enumerate(raw_portals):
         pp = ("portal", index)
         t = r.table(raw, pp, ("name", "host", "proto", "port"), ("name", "host", "port"))
-        name = r.get(t, pp, "name", str, v.parse_name)
-        host = r.get(t, pp, "host", str, v.parse_address, BAD_CIDR)
+        portal_name = r.get(t, pp, "name", str, v.parse_name)
+        portal_host = r.get(t, pp, "host", str, v.parse_address, BAD_CIDR)
         proto = r.get(t, pp, "proto", str, _choice(("tcp", "udp"), "proto")) or "tcp"
         port = r.get(t, pp, "port", int, _range(1, 65535, "port"))
-        if name and host and port:
-            portals.append(Portal(name, host, proto, port))
+        if portal_name and portal_host and port:
+            portals.append(Portal(portal_name, portal_host, proto, port))
 
     voip: Voip | None = None
     if "voip" in data:
         vt = r.table(
             data["voip"],
             ("voip",),
-            ("sip_server", "sip_domain", "transports", "sip_port", "tls_port", "rtp_ports", "media"),
+            (
+                "sip_server",
+                "sip_domain",
+                "transports",
+                "sip_port",
+                "tls_port",
+                "rtp_ports",
+                "media",
+            ),
             ("sip_server",),
         )
         pv = ("voip",)
         sip_server = r.get(vt, pv, "sip_server", str, v.parse_address, BAD_CIDR)
         sip_domain = r.get(vt, pv, "sip_domain", str, v.parse_hostname)
-        transports = r.items(vt, pv, "transports", _choice(("udp", "tcp", "tls"), "transport"), BAD_VALUE)
+        transports = r.items(
+            vt, pv, "transports", _choice(("udp", "tcp", "tls"), "transport"), BAD_VALUE
+        )
         sip_port = r.get(vt, pv, "sip_port", int, _range(1, 65535, "port"))
         tls_port = r.get(vt, pv, "tls_port", int, _range(1, 65535, "port"))
         rtp = r.get(vt, pv, "rtp_ports", str, _single_range)
@@ -302,19 +322,23 @@ def parse_profile_data(data: dict[str, Any], profile_dir: Path) -> tuple[Profile
         targets: list[Target] = []
         raw_targets = dt.get("targets", [])
         if not isinstance(raw_targets, list):
-            r.issue(("diagnose", "targets"), WRONG_TYPE, "diagnose.targets must be [[diagnose.targets]]")
+            r.issue(
+                ("diagnose", "targets"), WRONG_TYPE, "diagnose.targets must be [[diagnose.targets]]"
+            )
             raw_targets = []
         for index, raw in enumerate(raw_targets):
             tp = ("diagnose", "targets", index)
             t = r.table(raw, tp, ("name", "host", "port", "kind"), ("name", "host"))
-            name = r.get(t, tp, "name", str, v.parse_name)
-            host = r.get(t, tp, "host", str, v.parse_host)
+            target_name = r.get(t, tp, "name", str, v.parse_name)
+            target_host = r.get(t, tp, "host", str, v.parse_host)
             port = r.get(t, tp, "port", int, _range(1, 65535, "port"))
             kind = r.get(t, tp, "kind", str, _choice(("tcp", "ssh", "ping"), "kind")) or "tcp"
             if kind in ("tcp", "ssh") and port is None and "port" not in t and kind == "tcp":
                 r.issue(tp, MISSING_KEY, f"diagnose.targets[{index}] of kind tcp needs a port")
-            if name and host is not None:
-                targets.append(Target(name, host, port or (22 if kind == "ssh" else None), kind))
+            if target_name and target_host is not None:
+                targets.append(
+                    Target(target_name, target_host, port or (22 if kind == "ssh" else None), kind)
+                )
         diagnose = Diagnose(responder, tuple(targets))
 
     if company_name is None or endpoint is None or gw_key is None or tunnel_v4 is None:
@@ -397,7 +421,9 @@ def parse_peer_data(data: dict[str, Any], file_stem: str) -> tuple[Peer | None, 
     r.table(data, (), PEER_KEYS, ("name", "mode", "public_key", "address_v4", "created"))
     name = r.get(data, (), "name", str, v.parse_name)
     if name is not None and name != file_stem:
-        r.issue(("name",), BAD_VALUE, f"peer name {name!r} does not match its file name {file_stem!r}")
+        r.issue(
+            ("name",), BAD_VALUE, f"peer name {name!r} does not match its file name {file_stem!r}"
+        )
     mode = r.get(data, (), "mode", str, _choice(MODES, "mode"))
     key = r.get(data, (), "public_key", str, _key, BAD_KEY)
     a4 = r.get(data, (), "address_v4", str, _family(v.parse_address, 4), BAD_CIDR)

@@ -87,7 +87,7 @@ def _raise_first(parsed: ParsedFile) -> None:
     if parsed.issues:
         issue = parsed.issues[0]
         line, _ = parsed.position(issue)
-        raise ProfileError.at(issue.message, _display(parsed.path), line)  # type: ignore[misc]
+        raise ProfileError.at(issue.message, _display(parsed.path), line)
 
 
 def _display(path: Path) -> str:

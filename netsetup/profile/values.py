@@ -134,9 +134,11 @@ def parse_duration(value: str) -> timedelta:
     amount, unit = int(match.group(1)), match.group(2)
     if amount == 0:
         raise ValueError(f"duration {value!r} must be longer than zero")
-    return {"h": timedelta(hours=amount), "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[
-        unit
-    ]
+    return {
+        "h": timedelta(hours=amount),
+        "d": timedelta(days=amount),
+        "w": timedelta(weeks=amount),
+    }[unit]
 
 
 def parse_expiry(value: str, now: datetime) -> datetime:
@@ -152,7 +154,9 @@ def parse_expiry(value: str, now: datetime) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"expiry {value!r} must be a duration (30d) or a date (2026-12-31)") from None
+        raise ValueError(
+            f"expiry {value!r} must be a duration (30d) or a date (2026-12-31)"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

@@ -85,7 +85,7 @@ class AddressIndex:
         }
         atomic_write(self.path, json.dumps(data, separators=(",", ":")))
 
-    def set(self, name: str, holding: Holding) -> None:
+    def record(self, name: str, holding: Holding) -> None:
         self.holdings[name] = holding
 
     def taken(self, now: datetime) -> tuple[set[int], set[int]]:
@@ -123,5 +123,3 @@ def allocate_address(
         f"no free address left in {network} "
         f"({len(taken)} held, revoked ones stay in quarantine for a while)"
     )
-
-

@@ -28,7 +28,7 @@ def allowed_networks(profile: Profile, mode: str) -> list[IPNetwork]:
 def collapse(networks: Iterable[IPNetwork]) -> list[IPNetwork]:
     v4 = [n for n in networks if n.version == 4]
     v6 = [n for n in networks if n.version == 6]
-    return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]  # type: ignore[arg-type]
+    return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
 
 
 def peer_addresses(peer: Peer) -> list[str]:

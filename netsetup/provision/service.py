@@ -15,7 +15,13 @@ from typing import Any
 
 from netsetup.errors import ConflictError, InputError
 from netsetup.fsutil import SECRET_DIR_MODE, ensure_dir, locked, remove_stale_temps, write_secret
-from netsetup.keys import SecretKey, fingerprint, generate_keypair, generate_preshared_key, key_error
+from netsetup.keys import (
+    SecretKey,
+    fingerprint,
+    generate_keypair,
+    generate_preshared_key,
+    key_error,
+)
 from netsetup.profile.model import MODES, Peer, Profile
 from netsetup.profile.store import load_peer, load_peers, peer_path, write_peer
 from netsetup.profile.values import format_time, parse_expiry, parse_name
@@ -211,7 +217,7 @@ def provision(
         target = _out_dir(state, profile, name, out_dir)
         config, qr_files = _write_client(profile, peer, private, psk, target, qr)
         peer_file = write_peer(profile, peer)
-        index.set(name, holding_for(peer, timedelta(days=net.quarantine_days)))
+        index.record(name, holding_for(peer, timedelta(days=net.quarantine_days)))
         index.save()
     view = PeerView.of(peer, now)
     state.audit(
@@ -228,20 +234,24 @@ def provision(
     return ProvisionResult(profile.id, view, peer_file, config, qr_files, private is not None)
 
 
-def revoke(profile: Profile, name: str, *, state: StateDir, now: datetime | None = None) -> PeerView:
+def revoke(
+    profile: Profile, name: str, *, state: StateDir, now: datetime | None = None
+) -> PeerView:
     """Mark the peer revoked (its file stays, holding the address in quarantine) and destroy
     its preshared key and client config."""
     now = now or utcnow()
     with _lock(profile):
         peer = load_peer(profile, name)
         if peer.status == "revoked":
-            raise ConflictError(f"peer {name!r} is already revoked", where=str(peer_path(profile, name)))
+            raise ConflictError(
+                f"peer {name!r} is already revoked", where=str(peer_path(profile, name))
+            )
         peer = replace(peer, status="revoked", revoked=now)
         write_peer(profile, peer)
         state.delete_psk(profile.id, name)
         state.delete_client_dir(profile.id, name)
         index = AddressIndex.load(profile)
-        index.set(name, holding_for(peer, timedelta(days=profile.network.quarantine_days)))
+        index.record(name, holding_for(peer, timedelta(days=profile.network.quarantine_days)))
         index.save()
     view = PeerView.of(peer, now)
     state.audit("revoke", now, profile=profile.id, peer=name, fingerprint=view.fingerprint)
@@ -304,7 +314,12 @@ def renew(
         write_peer(profile, peer)
     view = PeerView.of(peer, now)
     state.audit(
-        "renew", now, profile=profile.id, peer=name, fingerprint=view.fingerprint, expires=view.expires
+        "renew",
+        now,
+        profile=profile.id,
+        peer=name,
+        fingerprint=view.fingerprint,
+        expires=view.expires,
     )
     return view
 

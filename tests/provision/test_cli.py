@@ -54,12 +54,22 @@ def test_provision_json_envelope(acme: Path, state_dir: Path) -> None:
 
 
 BROKEN = [
-    ('endpoint = "vpn.acme-dental.example:51820"', 'endpoint = "vpn.acme-dental.example:0"', 10, "outside 1-65535"),
+    (
+        'endpoint = "vpn.acme-dental.example:51820"',
+        'endpoint = "vpn.acme-dental.example:0"',
+        10,
+        "outside 1-65535",
+    ),
     ('tunnel_v4 = "198.18.10.0/24"', 'tunnel_v4 = "198.18.10.1/24"', 16, "host bits"),
     ('tunnel_v4 = "198.18.10.0/24"', 'tunnel_v4 = "198.18.10.0/33"', 16, "not a valid CIDR"),
     ("keepalive = 25", "keep_alive = 25", 19, "did you mean 'keepalive'"),
     ('public_key = "', 'public_key = "AAAA', 11, "not a WireGuard key"),
-    ('endpoint = "vpn.acme-dental.example:51820"', 'endpoint = "2001:db8::1:51820"', 10, "brackets"),
+    (
+        'endpoint = "vpn.acme-dental.example:51820"',
+        'endpoint = "2001:db8::1:51820"',
+        10,
+        "brackets",
+    ),
     ('name = "Acme Dental Practice"', 'name = "Acme\\nPostUp = evil"', 6, "control"),
     ("[company]", "[company", 5, "TOML syntax"),
 ]
@@ -83,8 +93,10 @@ def test_bad_profile_is_rejected_with_file_and_line(
 
 @pytest.mark.parametrize("name", ["Maria", "a" * 33, "", "a_b", "x/../y", "-", "a b"])
 def test_hostile_names_are_refused(acme: Path, state_dir: Path, name: str) -> None:
-    result = run("provision", str(acme), "--", name) if name.startswith("-") else run(
-        "provision", str(acme), name
+    result = (
+        run("provision", str(acme), "--", name)
+        if name.startswith("-")
+        else run("provision", str(acme), name)
     )
     if name == "-":
         assert result.returncode == 0  # '-' matches [a-z0-9-]{1,32}: allowed by the contract

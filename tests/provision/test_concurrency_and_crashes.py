@@ -97,6 +97,9 @@ def test_sigkill_at_random_moments_leaves_everything_whole(acme: Path, state_dir
     assert done.returncode == 0, done.stderr
     assert not [p for p in peers_dir.iterdir() if p.name.endswith(".tmp")]
     render = subprocess.run(
-        [sys.executable, "-m", "netsetup", "render", str(acme)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "netsetup", "render", str(acme)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert render.returncode == 0, render.stderr

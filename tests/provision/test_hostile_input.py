@@ -45,7 +45,9 @@ hostile_text = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40),
     injection,
-    st.sampled_from(["vpn.example:51820", "acme.example", "192.0.2.9", "a" * 64, "x.-y", "é.example"]),
+    st.sampled_from(
+        ["vpn.example:51820", "acme.example", "192.0.2.9", "a" * 64, "x.-y", "é.example"]
+    ),
     # plausible values, so that many examples get all the way into a config
     st.from_regex(r"[a-z0-9-]{1,12}(\.[a-z0-9-]{1,8}){0,3}", fullmatch=True),
     st.ip_addresses(v=4).map(str),
@@ -88,7 +90,7 @@ def place(data: dict[str, Any], path: tuple[str, ...], how: str, value: str) -> 
 
 def check_config(text: str) -> None:
     # Every way of splitting lines must agree: no hidden separator anywhere.
-    assert text.split("\n") == text.splitlines() + [""]
+    assert text.split("\n") == [*text.splitlines(), ""]
     section = None
     seen: dict[str, list[str]] = {"Interface": [], "Peer": []}
     for line in text.splitlines():
@@ -138,9 +140,7 @@ def test_no_generated_config_holds_an_extra_line() -> None:
     field=st.sampled_from(FIELDS),
     value=hostile_text,
 )
-def _property(
-    name: str, profile_id: str, field: tuple[tuple[str, ...], str], value: str
-) -> None:
+def _property(name: str, profile_id: str, field: tuple[tuple[str, ...], str], value: str) -> None:
     try:
         parse_name(name)
     except ValueError:

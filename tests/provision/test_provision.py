@@ -32,7 +32,10 @@ def test_client_config_parses_back_to_the_intended_fields(acme: Path, state_dir:
     result = service.provision(profile, "maria", "dedicated", state=StateDir(), now=NOW)
     config = parse(result.config)
     assert config.private_key is not None
-    assert public_from_private_key_text(str(config.private_key)) == load_peer(profile, "maria").public_key
+    assert (
+        public_from_private_key_text(str(config.private_key))
+        == load_peer(profile, "maria").public_key
+    )
     assert [str(a) for a in config.addresses] == ["198.18.10.2/32", "2001:db8:10::2/128"]
     assert [str(s) for s in config.dns_servers] == ["192.0.2.53"]
     assert config.search_domains == ["acme-dental.example"]
@@ -70,7 +73,11 @@ def test_files_are_private(acme: Path, state_dir: Path, tmp_path: Path) -> None:
     result = service.provision(
         load_profile(acme), "maria", "dedicated", state=StateDir(), out_dir=out, qr=True, now=NOW
     )
-    for path in [result.config, *result.qr_files, StateDir().psk_path("acme-dental", "maria", result_key(acme))]:
+    for path in [
+        result.config,
+        *result.qr_files,
+        StateDir().psk_path("acme-dental", "maria", result_key(acme)),
+    ]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, path.parent
     assert {p.suffix for p in result.qr_files} == {".png", ".svg"}

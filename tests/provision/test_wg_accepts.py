@@ -70,7 +70,9 @@ def setconf(namespace: str, device: str, text: str, tmp_path: Path) -> str:
     conf.write_text(text)
     conf.chmod(0o600)
     exec_ = ["ip", "netns", "exec", namespace]
-    result = subprocess.run([*exec_, "wg", "setconf", device, str(conf)], capture_output=True, text=True)
+    result = subprocess.run(
+        [*exec_, "wg", "setconf", device, str(conf)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     shown = subprocess.run([*exec_, "wg", "showconf", device], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
