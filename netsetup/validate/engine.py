@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +23,16 @@ def validate(
     """
     all_rules()  # make sure every rule module has registered its checks
     ctx = Context(now or datetime.now(UTC))
-    tree = load_tree(paths, ctx)
+    # Loading makes many small objects and no cycles; the cyclic GC would rescan them all, again and
+    # again, as the heap grows (a third of the load time at 10,000 peers). Reference counting still
+    # frees everything.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        tree = load_tree(paths, ctx)
+    finally:
+        if was_enabled:
+            gc.enable()
     if not tree.profiles:
         names = ", ".join(display(p) for p in paths)
         raise NotFoundError(f"no profile found (no profile.toml under {names})")

@@ -8,12 +8,14 @@ scan, because a private key must not sit anywhere under profiles/.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 from netsetup.errors import NotFoundError
-from netsetup.profile.schema import parse_profile_data
+from netsetup.profile.schema import SchemaIssue, parse_peer_data, parse_profile_data
 from netsetup.profile.store import PEERS_DIR, PROFILE_FILE, ParsedFile, parse_peer_file, read_toml
 from netsetup.validate.context import Context, OtherFile, PeerEntry, ProfileEntry, Tree, display
+from netsetup.validate.fastpeer import fast_peer
 
 MAX_SCANNED_BYTES = 8 * 1024 * 1024  # larger files are not profiles; skip them in the secret scan
 
@@ -83,16 +85,33 @@ def _add_profile(
         for dirpath, dirnames, filenames in os.walk(peers_dir):
             here = Path(dirpath)
             dirnames[:] = sorted(dirnames)
+            at_top = here == peers_dir
             for name in sorted(filenames):
-                file = here / name
-                is_peer = here == peers_dir and name.endswith(".toml") and not name.startswith(".")
-                if not is_peer:
-                    _add_other(file, seen, others)
-                elif _first_visit(file, seen):
-                    peer, parsed_peer = parse_peer_file(file)
-                    _report_schema(parsed_peer, ctx)
-                    entry.peers.append(PeerEntry(peer, parsed_peer))
+                if at_top and name.endswith(".toml") and not name.startswith("."):
+                    # peer files are unique once their profile is: no resolve() per peer
+                    entry.peers.append(_load_peer(here / name, ctx))
+                else:
+                    _add_other(here / name, seen, others)
     profiles.append(entry)
+
+
+def _load_peer(path: Path, ctx: Context) -> PeerEntry:
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        peer, parsed = parse_peer_file(path)  # the slow path words the syntax error
+        _report_schema(parsed, ctx)
+        return PeerEntry(peer, parsed)
+    peer = fast_peer(data, path.stem)
+    issues: list[SchemaIssue] = []
+    if peer is None:
+        peer, issues = parse_peer_data(data, path.stem)
+    parsed = ParsedFile(path, text, issues)
+    _report_schema(parsed, ctx)
+    return PeerEntry(peer, parsed)
 
 
 def _report_schema(parsed: ParsedFile, ctx: Context) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.values import IPAddress
@@ -89,27 +90,53 @@ def check_addresses(entry: ProfileEntry, ctx: Context) -> None:
     profile = entry.profile
     if profile is None:
         return
+    network = profile.network
+    fits = _fast_fit(network.tunnel_v4, network.gateway_address_v4)
+    fits_v6 = (
+        _fast_fit(network.tunnel_v6, network.gateway_address_v6)
+        if network.tunnel_v6 is not None
+        else None
+    )
     holders: dict[IPAddress, list[tuple[PeerEntry, Peer, str]]] = {}
+    first_holder: dict[IPAddress, tuple[PeerEntry, Peer, str]] = {}
     for peer_entry, peer in entry.valid_peers():
         if peer.status == "revoked" and not _quarantined(profile, peer, ctx):
             continue
-        carried = peer.status != "revoked"
-        if carried:
-            _check_inside(profile, peer_entry, peer, ctx)
-            if profile.network.tunnel_v6 is not None and peer.address_v6 is None:
+        if peer.status != "revoked":
+            v6 = peer.address_v6
+            if not fits(int(peer.address_v4)) or (
+                v6 is not None and (fits_v6 is None or not fits_v6(int(v6)))
+            ):
+                _check_inside(profile, peer_entry, peer, ctx)
+            if network.tunnel_v6 is not None and v6 is None:
                 ctx.report(
                     peer_entry.file,
                     ("address_v4",),
                     MISSING_V6.code,
                     f"peer {peer_entry.name!r} has no address_v6 although the profile has "
-                    f"tunnel_v6 {profile.network.tunnel_v6}; it cannot reach IPv6 services",
+                    f"tunnel_v6 {network.tunnel_v6}; it cannot reach IPv6 services",
                 )
-        holders.setdefault(peer.address_v4, []).append((peer_entry, peer, "address_v4"))
-        if peer.address_v6 is not None:
-            holders.setdefault(peer.address_v6, []).append((peer_entry, peer, "address_v6"))
+        for key, address in (("address_v4", peer.address_v4), ("address_v6", peer.address_v6)):
+            if address is None:
+                continue
+            item = (peer_entry, peer, key)
+            first = first_holder.setdefault(address, item)
+            if first is not item:  # a clash: rare, so only clashing addresses get a list
+                holders.setdefault(address, [first]).append(item)
     for address, group in holders.items():
-        if len(group) > 1:
-            _report_clash(address, group, ctx)
+        _report_clash(address, group, ctx)
+
+
+def _fast_fit(
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: IPAddress | None
+) -> Callable[[int], bool]:
+    """A cheap test that an address (as an int) is a usable host address of the subnet.
+
+    False means "look closer": `_address_problem` then words the exact problem.
+    """
+    low, high = int(subnet.network_address), int(subnet.broadcast_address)
+    taken = int(gateway) if gateway is not None else -1
+    return lambda address: low < address < high and address != taken
 
 
 def _quarantined(profile: Profile, peer: Peer, ctx: Context) -> bool:

@@ -40,9 +40,23 @@ _ASSIGNMENT = re.compile(
 )
 
 
+# Cheap substring tests first: the case-insensitive regex runs only on files that name a key.
+_HINTS = (
+    "privatekey",
+    "private_key",
+    "private-key",
+    "presharedkey",
+    "preshared_key",
+    "preshared-key",
+)
+
+
 @tree_check
 def check_secrets(tree: Tree, ctx: Context) -> None:
     for path, text in tree.files():
+        lowered = text.lower()
+        if not any(hint in lowered for hint in _HINTS):
+            continue
         for match in _ASSIGNMENT.finditer(text):
             start = match.start()
             line = text.count("\n", 0, start) + 1
