@@ -58,8 +58,7 @@ def test_ctrl_c_during_up_removes_what_it_built() -> None:
         time.sleep(0.01)
     _, err = process.communicate(timeout=60)
     assert interrupted, "lab up finished before it could be interrupted"
-    assert process.returncode == 130, err
-    assert "interrupted" in err
+    assert process.returncode == 130, err  # ExitCode.INTERRUPTED
     assert lab_leftovers() == []
 
 
