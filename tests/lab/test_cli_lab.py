@@ -1,0 +1,76 @@
+"""`netsetup lab ...` as a user runs it: root check, up, status, exec, connect, fault, down, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from netsetup.cli import main
+
+from .conftest import ACME, REPO, lab_leftovers, require_lab
+
+
+def _netsetup(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netsetup", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+
+
+def test_lab_needs_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(SystemExit) as exited:
+        main(["lab", "up", "--profile", str(ACME)])
+    assert exited.value.code == 2
+    assert "the lab needs root" in capsys.readouterr().err
+
+
+def test_every_lab_command_is_documented() -> None:
+    for command in ("up", "down", "status", "exec", "connect", "demo", "fault"):
+        result = _netsetup("lab", command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "Example" in result.stdout or command == "fault"
+
+
+@pytest.mark.lab
+def test_up_status_exec_connect_fault_down(host_resolv_conf: bytes) -> None:
+    require_lab()
+    up = _netsetup("lab", "up", "--profile", str(ACME), "--json")
+    assert up.returncode == 0, up.stderr
+    document = json.loads(up.stdout)
+    assert document["schema"] == "netsetup.lab.up/1"
+    prefix = document["prefix"]
+    try:
+        status = json.loads(_netsetup("lab", "status", "--lab", prefix, "--json").stdout)
+        assert all(status["hosts"].values()) and status["gateway"]["up"]
+        assert all(s["running"] for s in status["services"].values())
+        connected = _netsetup("lab", "connect", "maria", "--lab", prefix)
+        assert connected.returncode == 0 and "handshake after" in connected.stdout, connected
+        ping = _netsetup("lab", "exec", "home", "--lab", prefix, "--", "ping", "-c1", "-W2",
+                         "198.18.10.1")  # fmt: skip
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        fault = _netsetup("lab", "fault", "add", "drop", "--proto", "tcp", "--port", "22",
+                          "--lab", prefix)  # fmt: skip
+        assert fault.returncode == 0 and "tcp port 22 dropped" in fault.stdout, fault
+        listed = json.loads(_netsetup("lab", "status", "--lab", prefix, "--json").stdout)
+        assert [f["kind"] for f in listed["faults"]] == ["drop"]
+        assert _netsetup("lab", "fault", "clear", "--lab", prefix).returncode == 0
+        bad = _netsetup("lab", "exec", "nowhere", "--lab", prefix, "--", "true")
+        assert bad.returncode == 2 and "no host 'nowhere'" in bad.stderr
+    finally:
+        down = _netsetup("lab", "down", "--lab", prefix)
+    assert down.returncode == 0, down.stderr
+    assert not [x for x in lab_leftovers() if prefix in x]
+
+
+@pytest.mark.lab
+def test_demo(host_resolv_conf: bytes) -> None:
+    require_lab()
+    demo = _netsetup("lab", "demo", "--profile", str(ACME), "--json", timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    document = json.loads(demo.stdout)
+    assert document["schema"] == "netsetup.lab.demo/1" and document["ok"]
+    names = [c["name"] for c in document["checks"]]
+    assert "sip OPTIONS udp" in names and "sip OPTIONS tcp" in names
+    assert not [x for x in lab_leftovers() if document["prefix"] in x]
