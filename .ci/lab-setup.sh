@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prerequisites of the netsetup lab on a fresh Debian (called by .ci/run after `apt-get update`).
+# Needs root. Afterwards run: NETSETUP_REQUIRE_LAB=1 python -m pytest tests/lab -q
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y --no-install-recommends \
+  wireguard-tools wireguard-go nftables iproute2 iputils-ping \
+  kamailio kamailio-tls-modules openssh-server openssh-client dnsmasq-base openresolv \
+  sip-tester sipsak iperf3 util-linux procps
+
+# Debian's openssh-server normally creates its privilege-separation directory at boot (tmpfiles.d);
+# containers often skip that, and sshd refuses to start without it.
+mkdir -p -m 0755 /run/sshd
+
+# wireguard-go needs the TUN device; create the node if the container has the module but no node.
+if [ ! -c /dev/net/tun ]; then
+  mkdir -p /dev/net
+  mknod /dev/net/tun c 10 200
+  chmod 0666 /dev/net/tun
+fi
+
+# The packages must not leave services running in the host namespace: the lab starts its own
+# copies inside its namespaces only.
+for unit in kamailio ssh dnsmasq iperf3; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
+    systemctl stop "$unit" || true
+  fi
+done
+
+for tool in ip nft wg wg-quick wireguard-go kamailio sshd ssh-keygen dnsmasq resolvconf ping ss unshare; do
+  command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null \
+    || { echo "lab-setup: $tool is missing" >&2; exit 1; }
+done
+echo "lab-setup: ok"
