@@ -20,9 +20,9 @@ if [ ! -c /dev/net/tun ]; then
   chmod 0666 /dev/net/tun
 fi
 
-# The packages must not leave services running in the host namespace: the lab starts its own
-# copies inside its namespaces only.
-for unit in kamailio ssh dnsmasq iperf3; do
+# Debian starts the packaged Kamailio on install; the lab runs its own copies inside its
+# namespaces only, so no SIP server is left listening in the host namespace.
+for unit in kamailio; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
     systemctl stop "$unit" || true
   fi

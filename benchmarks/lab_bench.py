@@ -61,9 +61,11 @@ def main() -> None:
     for index, run in enumerate(runs, 1):
         phases = "  ".join(f"{k}={v:.2f}" for k, v in run.items())
         print(f"run {index}: {phases}")
-    print(f"lab up -> first handshake: median {median['total_s']:.2f} s "
-          f"(lab up {median['lab_up_s']:.2f} s, handshake {median['handshake_wait_s']:.3f} s "
-          f"after wg-quick up) over {len(runs)} runs")  # fmt: skip
+    print(
+        f"lab up -> first handshake: median {median['total_s']:.2f} s "
+        f"(lab up {median['lab_up_s']:.2f} s, handshake {median['handshake_wait_s']:.3f} s "
+        f"after wg-quick up) over {len(runs)} runs"
+    )
 
 
 if __name__ == "__main__":

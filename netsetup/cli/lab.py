@@ -18,8 +18,9 @@ lab_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-fault_app = typer.Typer(help="Inject and clear faults (port drops, loss, MTU black hole ...).",
-                        no_args_is_help=True)  # fmt: skip
+fault_app = typer.Typer(
+    help="Inject and clear faults (port drops, loss, MTU black hole ...).", no_args_is_help=True
+)
 lab_app.add_typer(fault_app, name="fault")
 app.add_typer(lab_app, name="lab")
 
@@ -60,15 +61,19 @@ def up(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> None
     typer.echo(f"  services  {', '.join(status['services'])}")
     typer.echo(f"  profile   {status['lab_profile']} (state: {status['state_dir']})")
     typer.echo(f"next: sudo netsetup lab connect maria --lab {lab.prefix}")
-    typer.echo(f"      sudo netsetup lab exec home --lab {lab.prefix} -- ping -c1 "
-               f"{lab.profile().network.gateway_address_v4}")  # fmt: skip
+    typer.echo(
+        f"      sudo netsetup lab exec home --lab {lab.prefix} -- ping -c1 "
+        f"{lab.profile().network.gateway_address_v4}"
+    )
     typer.echo(f"      sudo netsetup lab down --lab {lab.prefix}")
 
 
 @lab_app.command()
 def down(
     lab: LabOpt = None,
-    all_labs: Annotated[bool, typer.Option("--all", help="Remove every lab on this machine.")] = False,
+    all_labs: Annotated[
+        bool, typer.Option("--all", help="Remove every lab on this machine.")
+    ] = False,
 ) -> None:
     """Remove a lab: every namespace, process, socket and file it made.
 
@@ -117,8 +122,10 @@ def status(lab: LabOpt = None, json_out: JsonOpt = False) -> None:
         typer.echo(f"  service   {name} in {svc['host']}: {state}")
     for host, tunnel in data["tunnels"].items():
         if tunnel["peer"]:
-            typer.echo(f"  tunnel    {host}: {tunnel['peer']} on {tunnel['interface']} "
-                       f"(last handshake {tunnel['latest_handshake'] or 'never'})")  # fmt: skip
+            typer.echo(
+                f"  tunnel    {host}: {tunnel['peer']} on {tunnel['interface']} "
+                f"(last handshake {tunnel['latest_handshake'] or 'never'})"
+            )
     for fault in data["faults"]:
         typer.echo(f"  fault     {fault['id']}: {fault['what']}")
 
@@ -190,9 +197,7 @@ def demo(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> No
 
 @fault_app.command("add")
 def fault_add(
-    kind: Annotated[
-        str, typer.Argument(help="drop, loss, mtu, stop, wrong-key or home-subnet.")
-    ],
+    kind: Annotated[str, typer.Argument(help="drop, loss, mtu, stop, wrong-key or home-subnet.")],
     port: Annotated[int | None, typer.Option(help="drop: the port.")] = None,
     proto: Annotated[str, typer.Option(help="drop: udp or tcp.")] = "udp",
     host: Annotated[str, typer.Option(help="drop: where (gateway, internet ...).")] = "gateway",

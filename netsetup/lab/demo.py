@@ -62,18 +62,29 @@ def tunnel_checks(lab: Lab, host: str = "home") -> list[Check]:
             port = profile.voip.tls_port if transport == "tls" else profile.voip.sip_port
             sip = probe.sip_options(ns, str(profile.voip.sip_server), transport, port)
             status = sip.detail.get("status")
-            checks.append(Check(f"sip OPTIONS {transport}", status == 200,
-                                sip.error or f"{status} {sip.detail.get('reason', '')}"))  # fmt: skip
+            checks.append(
+                Check(
+                    f"sip OPTIONS {transport}",
+                    status == 200,
+                    sip.error or f"{status} {sip.detail.get('reason', '')}",
+                )
+            )
     for address in lab.plan.office_hosts[:1]:
         for port in lab.plan.ssh_ports:
             banner = probe.tcp_banner(ns, str(address), port)
             text = str(banner.detail.get("banner", ""))
-            checks.append(Check(f"ssh {address}:{port}", text.startswith("SSH-"),
-                                banner.error or text))  # fmt: skip
+            checks.append(
+                Check(f"ssh {address}:{port}", text.startswith("SSH-"), banner.error or text)
+            )
     for service in lab.plan.tcp_services:
         banner = probe.tcp_banner(ns, str(service.host), service.port)
-        checks.append(Check(f"{service.name} {service.host}:{service.port}", banner.ok,
-                            banner.error or str(banner.detail.get("banner", ""))))  # fmt: skip
+        checks.append(
+            Check(
+                f"{service.name} {service.host}:{service.port}",
+                banner.ok,
+                banner.error or str(banner.detail.get("banner", "")),
+            )
+        )
     return checks
 
 

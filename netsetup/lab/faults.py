@@ -1,14 +1,13 @@
 """Faults the lab injects and clears, so diagnose can be shown to find each one.
 
-| kind        | what happens                                                   | made with         |
-|-------------|----------------------------------------------------------------|-------------------|
-| drop        | a UDP or TCP port is dropped on the path (default: gateway)    | nftables          |
-| loss        | N % of packets through the internet are lost at random         | nft numgen random |
-| mtu         | the home's internet link has a small MTU and ICMP "fragmentation| link MTU +        |
-|             | needed" is dropped: an MTU black hole                          | nftables          |
-| stop        | a service (kamailio, sshd, dnsmasq, files, gateway-sshd) stops  | SIGTERM           |
-| wrong-key   | the gateway runs with a key that is not the profile's          | wg set            |
-| home-subnet | the home LAN uses the company's subnet                         | ip addr           |
+- drop: a UDP or TCP port is dropped on the path (default: in the gateway), with nftables;
+- loss: N % of the packets through the internet are lost at random (nft `numgen random`);
+- mtu: the home's internet link gets a small MTU and ICMP "fragmentation needed" is dropped,
+  an MTU black hole;
+- stop: a service (kamailio, sshd, dnsmasq, files, gateway-sshd) is stopped;
+- wrong-key: the gateway runs with a private key that is not the profile's (`wg set`);
+- home-subnet: the home LAN is moved into the company's subnet, then the tunnel is brought up
+  again (as after a reboot) and meets the LAN's route.
 
 Each fault lives in its own nftables table (or is undone from what was recorded), so faults stack
 and clear independently.
@@ -18,9 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from netsetup.errors import InputError
 from netsetup.lab import wireguard
@@ -95,9 +93,7 @@ def inject(lab: Lab, kind: str, **params: Any) -> Fault:
 
 def clear(lab: Lab, fault_id: str | None = None) -> list[Fault]:
     """Clear one fault (by id or kind) or, with None, all of them, newest first."""
-    chosen = [
-        f for f in lab.record.faults if fault_id is None or fault_id in (f.id, f.kind)
-    ]
+    chosen = [f for f in lab.record.faults if fault_id is None or fault_id in (f.id, f.kind)]
     if fault_id is not None and not chosen:
         raise InputError(f"no fault {fault_id!r} in lab {lab.prefix}")
     for fault in reversed(chosen):
@@ -121,8 +117,10 @@ def _drop(lab: Lab, fault: Fault) -> None:
 
 
 def _drop_table(lab: Lab, fault: Fault, host: str) -> None:
-    run(["ip", "netns", "exec", lab.ns(host), "nft", "delete", "table", "inet",
-         _table(fault.id)], check=False)  # fmt: skip
+    run(
+        ["ip", "netns", "exec", lab.ns(host), "nft", "delete", "table", "inet", _table(fault.id)],
+        check=False,
+    )
 
 
 # -- random loss ---------------------------------------------------------------------------
@@ -164,8 +162,19 @@ def _mtu(lab: Lab, fault: Fault) -> None:
 def _clear_mtu(lab: Lab, fault: Fault) -> None:
     ends = [("internet", lab.plan.internet_router.ifname), ("router", lab.plan.router_wan.ifname)]
     for host, ifname in ends:
-        run(["ip", "-n", lab.ns(host), "link", "set", ifname, "mtu",
-             str(fault.undo.get("mtu", 1500))], check=False)  # fmt: skip
+        run(
+            [
+                "ip",
+                "-n",
+                lab.ns(host),
+                "link",
+                "set",
+                ifname,
+                "mtu",
+                str(fault.undo.get("mtu", 1500)),
+            ],
+            check=False,
+        )
         _drop_table(lab, fault, host)
 
 

@@ -58,8 +58,12 @@ class ClientHost:
     config: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "interface": self.interface, "peer": self.peer,
-                "config": self.config}  # fmt: skip
+        return {
+            "role": self.role,
+            "interface": self.interface,
+            "peer": self.peer,
+            "config": self.config,
+        }
 
 
 @dataclass
@@ -115,8 +119,9 @@ class LabRecord:
         )
 
 
-def write_lab_profile(source: Profile, destination_root: Path, public_key: str,
-                      interface: str) -> Path:  # fmt: skip
+def write_lab_profile(
+    source: Profile, destination_root: Path, public_key: str, interface: str
+) -> Path:
     """Copy `source`'s profile.toml, with the lab's gateway key and interface name in
     [gateway]. Peers are not copied: the lab provisions its own."""
     text = source.profile_file.read_text()
@@ -135,8 +140,9 @@ def write_lab_profile(source: Profile, destination_root: Path, public_key: str,
             continue
         out.append(line)
     if not seen:
-        raise InputError("the lab needs a [gateway] table in profile.toml",
-                         where=str(source.profile_file))  # fmt: skip
+        raise InputError(
+            "the lab needs a [gateway] table in profile.toml", where=str(source.profile_file)
+        )
     directory = destination_root / source.id
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "profile.toml").write_text("\n".join(out) + "\n")
@@ -149,7 +155,6 @@ class Lab:
     def __init__(self, record: LabRecord) -> None:
         self.record = record
         self.names = topology.Names(record.prefix)
-        self._lock = threading.Lock()
 
     # -- identity and paths ------------------------------------------------------------------
 
@@ -236,8 +241,10 @@ class Lab:
     @staticmethod
     def running(base: Path | None = None) -> list[str]:
         root = base or run_base()
-        return sorted(p.parent.name.removeprefix("netsetup-lab-")
-                      for p in root.glob(f"netsetup-lab-*/{RECORD_FILE}"))  # fmt: skip
+        return sorted(
+            p.parent.name.removeprefix("netsetup-lab-")
+            for p in root.glob(f"netsetup-lab-*/{RECORD_FILE}")
+        )
 
     def save(self) -> None:
         path = self.run_dir / RECORD_FILE
@@ -308,7 +315,7 @@ class Lab:
         profile = self.profile()
         plan = self.plan
         svc_dir = self.run_dir / "services"
-        key = services.ensure_client_key(self.run_dir / "ssh-client")
+        services.ensure_client_key(self.run_dir / "ssh-client")
         authorized = self.run_dir / "ssh-client" / "authorized_keys"
         office = self.ns("office")
         wanted: list[Service] = []
@@ -317,21 +324,49 @@ class Lab:
             if profile.voip and profile.voip.sip_domain:
                 domains.append(profile.voip.sip_domain)
             records = [(n, str(a)) for n, a in plan.dns_records]
-            wanted.append(services.dnsmasq_service(
-                office, [str(s) for s in plan.dns_servers], records, sorted(set(domains)),
-                svc_dir / "dnsmasq"))  # fmt: skip
+            wanted.append(
+                services.dnsmasq_service(
+                    office,
+                    [str(s) for s in plan.dns_servers],
+                    records,
+                    sorted(set(domains)),
+                    svc_dir / "dnsmasq",
+                )
+            )
         if profile.voip is not None:
-            wanted.append(services.kamailio_service(
-                office, plan, list(profile.voip.transports), profile.voip.sip_port,
-                profile.voip.tls_port, profile.voip.sip_domain or profile.id,
-                svc_dir / "kamailio"))  # fmt: skip
+            wanted.append(
+                services.kamailio_service(
+                    office,
+                    plan,
+                    list(profile.voip.transports),
+                    profile.voip.sip_port,
+                    profile.voip.tls_port,
+                    profile.voip.sip_domain or profile.id,
+                    svc_dir / "kamailio",
+                )
+            )
         office_addresses = [str(h) for h in plan.office_hosts]
-        wanted.append(services.sshd_service("sshd", office, office_addresses, plan.ssh_ports,
-                                            svc_dir / "sshd-office", authorized))  # fmt: skip
+        wanted.append(
+            services.sshd_service(
+                "sshd",
+                office,
+                office_addresses,
+                plan.ssh_ports,
+                svc_dir / "sshd-office",
+                authorized,
+            )
+        )
         gateway_addresses = [str(plan.gateway_wan.v4.ip), str(plan.gateway_lan.v4.ip)]
-        wanted.append(services.sshd_service("gateway-sshd", self.ns("gateway"),
-                                            gateway_addresses, [22], svc_dir / "sshd-gateway",
-                                            authorized))  # fmt: skip
+        wanted.append(
+            services.sshd_service(
+                "gateway-sshd",
+                self.ns("gateway"),
+                gateway_addresses,
+                [22],
+                svc_dir / "sshd-gateway",
+                authorized,
+            )
+        )
         endpoints = sorted({(str(s.host), s.port) for s in plan.tcp_services})
         if endpoints:
             wanted.append(services.tcp_service(office, endpoints, svc_dir / "files"))
@@ -340,7 +375,6 @@ class Lab:
             self.save()
             services.start(service)
             self.save()
-        del key
 
     def down(self) -> list[str]:
         """Remove every namespace, process, socket and file of this lab."""
@@ -358,8 +392,14 @@ class Lab:
         return run([sys.executable, "-m", "netsetup", *args], check=check, env=env, timeout=60)
 
     def render_gateway(self) -> None:
-        self.netsetup("render", str(self.profile_dir), "--out", str(self.gateway_config),
-                      "--gateway-key", str(self.gateway_key_file))  # fmt: skip
+        self.netsetup(
+            "render",
+            str(self.profile_dir),
+            "--out",
+            str(self.gateway_config),
+            "--gateway-key",
+            str(self.gateway_key_file),
+        )
 
     def load_firewall(self) -> None:
         ruleset = self.netsetup("render", str(self.profile_dir), "--firewall").stdout
@@ -372,12 +412,21 @@ class Lab:
         wireguard.syncconf(self.ns("gateway"), self.gateway_interface, self.gateway_config)
         self.load_firewall()
 
-    def provision(self, name: str, mode: str = "dedicated", expires: str | None = None,
-                  sync: bool = True) -> Path:  # fmt: skip
+    def provision(
+        self, name: str, mode: str = "dedicated", expires: str | None = None, sync: bool = True
+    ) -> Path:
         """`netsetup provision` a peer; returns the client config it wrote."""
         out = self.run_dir / "clients" / name
-        args = ["provision", str(self.profile_dir), name, "--mode", mode, "--out", str(out),
-                "--json"]  # fmt: skip
+        args = [
+            "provision",
+            str(self.profile_dir),
+            name,
+            "--mode",
+            mode,
+            "--out",
+            str(out),
+            "--json",
+        ]
         if expires:
             args += ["--expires", expires]
         document = json.loads(self.netsetup(*args).stdout)
@@ -426,8 +475,9 @@ class Lab:
         client = self.record.clients[host]
         if client.config:
             self.tunnel_down(host)
-        installed = wireguard.install_config(config, self.run_dir / "hosts" / host,
-                                             client.interface)  # fmt: skip
+        installed = wireguard.install_config(
+            config, self.run_dir / "hosts" / host, client.interface
+        )
         if allowed_ips is not None:
             wireguard.set_allowed_ips(installed, allowed_ips)
         client.config, client.peer = str(installed), config.parent.name
@@ -446,16 +496,33 @@ class Lab:
     def latest_handshake(self, host: str = "home") -> int:
         return wireguard.latest_handshake(self.ns(host), self.record.clients[host].interface)
 
-    def wait_handshake(self, host: str = "home", timeout: float = 10.0, after: int = 0) -> float | None:
+    def wait_handshake(
+        self, host: str = "home", timeout: float = 10.0, after: int = 0
+    ) -> float | None:
         """Seconds until the tunnel on `host` completes a handshake (None: it did not)."""
         client = self.record.clients[host]
         # a packet into the tunnel makes wireguard-go start the handshake at once
         gateway = str(self.profile().network.gateway_address_v4)
         pinger = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(host), "ping", "-n", "-q", "-c", "3", "-i", "0.3",
-             "-W", "1", gateway],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns(host),
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "3",
+                "-i",
+                "0.3",
+                "-W",
+                "1",
+                gateway,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             return wireguard.wait_handshake(self.ns(host), client.interface, timeout, after)
         finally:
@@ -485,15 +552,16 @@ class Lab:
 
     # -- looking inside -----------------------------------------------------------------------
 
-    def exec(self, host: str, argv: Sequence[str], *, capture: bool = True,
-             timeout: float = 60.0) -> Result:  # fmt: skip
+    def exec(
+        self, host: str, argv: Sequence[str], *, capture: bool = True, timeout: float = 60.0
+    ) -> Result:
         if host not in self.hosts():
-            raise InputError(f"no host {host!r} in lab {self.prefix} (hosts: "
-                             + ", ".join(self.hosts()) + ")")  # fmt: skip
+            raise InputError(
+                f"no host {host!r} in lab {self.prefix} (hosts: " + ", ".join(self.hosts()) + ")"
+            )
         if capture:
             return ns_run(self.ns(host), list(argv), check=False, timeout=timeout)
-        code = subprocess.call(["ip", "netns", "exec", self.ns(host), *argv],
-                               env=_wg_env())  # fmt: skip
+        code = subprocess.call(["ip", "netns", "exec", self.ns(host), *argv], env=_wg_env())
         return Result(tuple(argv), code, "", "")
 
     def hosts(self) -> list[str]:
@@ -530,13 +598,17 @@ class Lab:
                 and wireguard.interface_exists(self.ns("gateway"), self.gateway_interface),
             },
             "services": {
-                name: {"host": s.namespace.removeprefix(self.prefix + "-"), "running": s.running,
-                       "pid": s.pid}  # fmt: skip
+                name: {
+                    "host": s.namespace.removeprefix(self.prefix + "-"),
+                    "running": s.running,
+                    "pid": s.pid,
+                }
                 for name, s in self.record.services.items()
             },
             "tunnels": tunnels,
-            "faults": [{"id": f.id, "kind": f.kind, "what": f.describe()}
-                       for f in self.record.faults],  # fmt: skip
+            "faults": [
+                {"id": f.id, "kind": f.kind, "what": f.describe()} for f in self.record.faults
+            ],
             "addresses": self.plan.to_dict(),
         }
 
@@ -562,7 +634,3 @@ def _interrupt_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def wait_seconds(seconds: float) -> None:
-    time.sleep(seconds)

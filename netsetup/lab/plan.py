@@ -190,7 +190,7 @@ def company_hosts(profile: Profile) -> list[IPAddress]:
         tunnels.append(profile.network.tunnel_v6)
     unique: list[IPAddress] = []
     for host in hosts:
-        if host not in unique and not any(host in t for t in tunnels):  # type: ignore[operator]
+        if host not in unique and not any(host in t for t in tunnels):
             unique.append(host)
     return sorted(unique, key=lambda a: (a.version, int(a)))
 
@@ -207,7 +207,7 @@ def company_networks(profile: Profile, hosts: list[IPAddress]) -> list[IPNetwork
 
 
 def _overlaps(candidate: IPNetwork, used: list[IPNetwork]) -> bool:
-    return any(candidate.version == u.version and candidate.overlaps(u) for u in used)  # type: ignore[arg-type]
+    return any(candidate.version == u.version and candidate.overlaps(u) for u in used)
 
 
 def _take(candidates: list[IPv4Net], used: list[IPNetwork], what: str) -> IPv4Net:

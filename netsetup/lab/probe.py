@@ -220,9 +220,13 @@ def tcp_banner(namespace: str, host: str, port: int, timeout: float = 2.0) -> Pr
 
 
 def dns_lookup(
-    namespace: str, server: str, name: str, qtype: str = "A", tcp: bool = False,
+    namespace: str,
+    server: str,
+    name: str,
+    qtype: str = "A",
+    tcp: bool = False,
     timeout: float = 2.0,
-) -> ProbeResult:  # fmt: skip
+) -> ProbeResult:
     args = ["dns", "--server", server, "--name", name, "--type", qtype]
     return _probe(namespace, [*args, "--tcp"] if tcp else args, timeout)
 
@@ -243,9 +247,15 @@ class PingResult:
 
 
 def ping(
-    namespace: str, host: str, *, count: int = 1, size: int | None = None,
-    dont_fragment: bool = False, interval: float = 0.2, wait: float = 1.0,
-) -> PingResult:  # fmt: skip
+    namespace: str,
+    host: str,
+    *,
+    count: int = 1,
+    size: int | None = None,
+    dont_fragment: bool = False,
+    interval: float = 0.2,
+    wait: float = 1.0,
+) -> PingResult:
     """ping from inside `namespace`; with `dont_fragment` the packet may not be split on the way."""
     args = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait)]
     if size is not None:

@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,9 +182,8 @@ def stop_pids(pids: Sequence[int], grace: float = 3.0) -> None:
             time.sleep(0.05)
 
 
-def wait_for(predicate: object, timeout: float, interval: float = 0.05) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     """Poll `predicate()` until it is true or `timeout` seconds pass."""
-    assert callable(predicate)
     deadline = time.monotonic() + timeout
     while True:
         if predicate():

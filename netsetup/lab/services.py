@@ -73,7 +73,9 @@ def start(service: Service, timeout: float = 10.0) -> None:
             return
         if time.monotonic() > deadline:
             stop_pids([process.pid])
-            raise LabError(f"{service.name} did not open its ports: " + _log_tail(Path(service.log)))
+            raise LabError(
+                f"{service.name} did not open its ports: " + _log_tail(Path(service.log))
+            )
         time.sleep(0.05)
 
 
@@ -156,9 +158,14 @@ def make_certificate(directory: Path, common_name: str, addresses: list[str]) ->
 
 
 def kamailio_service(
-    namespace: str, plan: LabPlan, transports: list[str], sip_port: int, tls_port: int,
-    domain: str, directory: Path,
-) -> Service:  # fmt: skip
+    namespace: str,
+    plan: LabPlan,
+    transports: list[str],
+    sip_port: int,
+    tls_port: int,
+    domain: str,
+    directory: Path,
+) -> Service:
     """Kamailio answering OPTIONS with 200 on the SIP server's address (UDP, TCP, TLS)."""
     assert plan.sip_server is not None
     directory.mkdir(parents=True, exist_ok=True)
@@ -213,8 +220,21 @@ def kamailio_service(
     config.write_text("\n".join(lines) + "\n")
     runtime = directory / "run"
     runtime.mkdir(exist_ok=True)
-    argv = ["kamailio", "-f", str(config), "-DD", "-E", "-Y", str(runtime),
-            "-P", str(directory / "kamailio.pid"), "-m", "32", "-M", "4"]  # fmt: skip
+    argv = [
+        "kamailio",
+        "-f",
+        str(config),
+        "-DD",
+        "-E",
+        "-Y",
+        str(runtime),
+        "-P",
+        str(directory / "kamailio.pid"),
+        "-m",
+        "32",
+        "-M",
+        "4",
+    ]
     return Service("kamailio", namespace, argv, str(directory / "kamailio.log"), listens=listens)
 
 
@@ -234,9 +254,13 @@ def ensure_client_key(directory: Path) -> Path:
 
 
 def sshd_service(
-    name: str, namespace: str, addresses: list[str], ports: list[int], directory: Path,
+    name: str,
+    namespace: str,
+    addresses: list[str],
+    ports: list[int],
+    directory: Path,
     authorized_keys: Path,
-) -> Service:  # fmt: skip
+) -> Service:
     """OpenSSH with key authentication only, its own host key, config and pid file."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     host_key = directory / "ssh_host_ed25519_key"
@@ -275,16 +299,28 @@ def sshd_service(
 
 
 def dnsmasq_service(
-    namespace: str, servers: list[str], records: list[tuple[str, str]], domains: list[str],
+    namespace: str,
+    servers: list[str],
+    records: list[tuple[str, str]],
+    domains: list[str],
     directory: Path,
-) -> Service:  # fmt: skip
+) -> Service:
     """dnsmasq answering the company zone, authoritative for its domains, with no upstream."""
     directory.mkdir(parents=True, exist_ok=True)
     argv = [
-        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-        "--no-poll", "--bind-interfaces", "--log-facility=-", "--user=root", "--group=root",
-        f"--pid-file={directory / 'dnsmasq.pid'}", "--port=53",
-    ]  # fmt: skip
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-poll",
+        "--bind-interfaces",
+        "--log-facility=-",
+        "--user=root",
+        "--group=root",
+        f"--pid-file={directory / 'dnsmasq.pid'}",
+        "--port=53",
+    ]
     argv += [f"--listen-address={s}" for s in servers]
     argv += [f"--host-record={name},{address}" for name, address in records]
     argv += [f"--local=/{d}/" for d in domains]

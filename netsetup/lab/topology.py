@@ -55,8 +55,19 @@ def create_namespace(namespace: str, *, forwarding: bool) -> None:
 def connect(names: Names, link: Link) -> None:
     """A veth pair between two namespaces, both ends addressed and up."""
     a_ns, b_ns = names.ns(link.a.role), names.ns(link.b.role)
-    ip_ns(a_ns, "link", "add", link.a.ifname, "type", "veth", "peer", "name", link.b.ifname,
-          "netns", b_ns)  # fmt: skip
+    ip_ns(
+        a_ns,
+        "link",
+        "add",
+        link.a.ifname,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        link.b.ifname,
+        "netns",
+        b_ns,
+    )
     for ns, end in ((a_ns, link.a), (b_ns, link.b)):
         address_end(ns, end)
         ip_ns(ns, "link", "set", end.ifname, "up")
@@ -97,8 +108,13 @@ def remove_netns_files(namespace: str) -> None:
     shutil.rmtree(NETNS_ETC / namespace, ignore_errors=True)
 
 
-def add_route(namespace: str, destination: str, via: str | None = None, dev: str | None = None,
-              kind: str | None = None) -> None:  # fmt: skip
+def add_route(
+    namespace: str,
+    destination: str,
+    via: str | None = None,
+    dev: str | None = None,
+    kind: str | None = None,
+) -> None:
     family = "-6" if ":" in destination or (via is not None and ":" in via) else "-4"
     args = ["ip", "-n", namespace, family, "route", "add"]
     args += [kind, destination] if kind else [destination]
@@ -176,31 +192,39 @@ def build(names: Names, plan: LabPlan, run_dir: Path) -> None:
     for role in ("internet", "router"):
         write_netns_files(names.ns(role), hosts={}, nameservers=["127.0.0.1"], run_dir=run_dir)
     write_netns_files(gw, hosts=records, nameservers=company_dns or ["127.0.0.1"], run_dir=run_dir)
-    write_netns_files(office, hosts=records, nameservers=company_dns or ["127.0.0.1"],
-                      run_dir=run_dir)  # fmt: skip
+    write_netns_files(
+        office, hosts=records, nameservers=company_dns or ["127.0.0.1"], run_dir=run_dir
+    )
     # the assistant's laptop asks its home router (which has no DNS: the company's comes with
     # the tunnel) and finds the gateway's name in its hosts file, as a public DNS would answer
-    write_netns_files(home, hosts=endpoint_hosts, nameservers=[str(plan.router_lan.v4.ip)],
-                      run_dir=run_dir)  # fmt: skip
+    write_netns_files(
+        home, hosts=endpoint_hosts, nameservers=[str(plan.router_lan.v4.ip)], run_dir=run_dir
+    )
 
 
 def _is_dns(plan: LabPlan, host: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return host in plan.dns_servers
 
 
-def add_client_host(names: Names, plan: LabPlan, role: str, lan: ipaddress.IPv4Network,
-                    run_dir: Path) -> LinkEnd:  # fmt: skip
+def add_client_host(
+    names: Names, plan: LabPlan, role: str, lan: ipaddress.IPv4Network, run_dir: Path
+) -> LinkEnd:
     """Another assistant's machine behind the same home router, on its own LAN."""
     create_namespace(names.ns(role), forwarding=False)
-    router_end = LinkEnd("router", f"lan-{role}"[:15], ipaddress.IPv4Interface(
-        f"{lan.network_address + 1}/{lan.prefixlen}"))  # fmt: skip
-    client_end = LinkEnd(role, "eth0", ipaddress.IPv4Interface(
-        f"{lan.network_address + 100}/{lan.prefixlen}"))  # fmt: skip
+    router_end = LinkEnd(
+        "router",
+        f"lan-{role}"[:15],
+        ipaddress.IPv4Interface(f"{lan.network_address + 1}/{lan.prefixlen}"),
+    )
+    client_end = LinkEnd(
+        role, "eth0", ipaddress.IPv4Interface(f"{lan.network_address + 100}/{lan.prefixlen}")
+    )
     connect(names, Link(router_end, client_end))
     add_route(names.ns(role), "default", via=str(router_end.v4.ip))
     endpoint_hosts = {plan.endpoint_name: str(plan.endpoint_address)} if plan.endpoint_name else {}
-    write_netns_files(names.ns(role), hosts=endpoint_hosts,
-                      nameservers=[str(router_end.v4.ip)], run_dir=run_dir)  # fmt: skip
+    write_netns_files(
+        names.ns(role), hosts=endpoint_hosts, nameservers=[str(router_end.v4.ip)], run_dir=run_dir
+    )
     return client_end
 
 

@@ -103,12 +103,18 @@ def lab_leftovers() -> list[str]:
     from netsetup.lab import cleanup, topology
     from netsetup.lab.lab import run_base
 
-    found = [f"namespace {ns}" for ns in topology.existing_namespaces()
-             if cleanup.PREFIX_PATTERN.match(ns.split("-", 1)[0])]  # fmt: skip
+    found = [
+        f"namespace {ns}"
+        for ns in topology.existing_namespaces()
+        if cleanup.PREFIX_PATTERN.match(ns.split("-", 1)[0])
+    ]
     found += [f"run dir {p}" for p in run_base().glob("netsetup-lab-*")]
     if topology.NETNS_ETC.is_dir():
-        found += [f"netns files {p}" for p in topology.NETNS_ETC.glob("nl*")
-                  if cleanup.PREFIX_PATTERN.match(p.name.split("-", 1)[0])]  # fmt: skip
+        found += [
+            f"netns files {p}"
+            for p in topology.NETNS_ETC.glob("nl*")
+            if cleanup.PREFIX_PATTERN.match(p.name.split("-", 1)[0])
+        ]
     wg_dir = Path("/var/run/wireguard")
     if wg_dir.is_dir():
         found += [f"wireguard socket {p}" for p in wg_dir.glob("nl*")]
@@ -124,6 +130,8 @@ def lab_leftovers() -> list[str]:
             continue
         lab_made = "netsetup-lab-" in cmdline or "netsetup.lab." in cmdline
         program = comm in LAB_PROGRAMS or comm.startswith("wireguard")
-        if (program and (lab_made or netns != root_netns)) or (lab_made and "pytest" not in cmdline):
+        if (program and (lab_made or netns != root_netns)) or (
+            lab_made and "pytest" not in cmdline
+        ):
             found.append(f"process {proc.name} {comm}: {cmdline[:120]}")
     return found

@@ -4,6 +4,7 @@ else, enforced by the gateway's firewall even when the client routes everything 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_agency_with_allowedips_everything_still_reaches_nothing_else(
 ) -> None:
     iface = connect("temp", "agency", allowed_ips="0.0.0.0/0, ::/0")
     config = lab.record.clients["home"].config
-    assert config is not None and "AllowedIPs = 0.0.0.0/0, ::/0" in open(config).read()
+    assert config is not None and "AllowedIPs = 0.0.0.0/0, ::/0" in Path(config).read_text()
     route = lab.exec("home", ["ip", "route", "get", "192.0.2.30"]).stdout
     assert iface in route, route  # the client does send it into the tunnel
     _allowed_work(lab)

@@ -30,7 +30,9 @@ def test_agency_assistant_of_a_service_firm(brightdesk_lab: Lab) -> None:
     lab.tunnel_down()
 
 
-def test_public_port_forwarded_to_another_listen_port(tmp_path: object, host_resolv_conf: bytes) -> None:
+def test_public_port_forwarded_to_another_listen_port(
+    tmp_path: object, host_resolv_conf: bytes
+) -> None:
     """The gateway listens on 51820 behind a port forward from the public 51821."""
     from pathlib import Path
 

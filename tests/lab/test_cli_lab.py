@@ -1,4 +1,5 @@
-"""`netsetup lab ...` as a user runs it: root check, up, status, exec, connect, fault, down, demo."""
+"""`netsetup lab ...` as a user runs it: root check, up, status, exec, connect, fault, down,
+demo."""
 
 from __future__ import annotations
 
@@ -14,11 +15,19 @@ from .conftest import ACME, REPO, lab_leftovers, require_lab
 
 
 def _netsetup(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "netsetup", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "netsetup", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-def test_lab_needs_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lab_needs_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(SystemExit) as exited:
         main(["lab", "up", "--profile", str(ACME)])
@@ -47,11 +56,13 @@ def test_up_status_exec_connect_fault_down(host_resolv_conf: bytes) -> None:
         assert all(s["running"] for s in status["services"].values())
         connected = _netsetup("lab", "connect", "maria", "--lab", prefix)
         assert connected.returncode == 0 and "handshake after" in connected.stdout, connected
-        ping = _netsetup("lab", "exec", "home", "--lab", prefix, "--", "ping", "-c1", "-W2",
-                         "198.18.10.1")  # fmt: skip
+        ping = _netsetup(
+            "lab", "exec", "home", "--lab", prefix, "--", "ping", "-c1", "-W2", "198.18.10.1"
+        )
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        fault = _netsetup("lab", "fault", "add", "drop", "--proto", "tcp", "--port", "22",
-                          "--lab", prefix)  # fmt: skip
+        fault = _netsetup(
+            "lab", "fault", "add", "drop", "--proto", "tcp", "--port", "22", "--lab", prefix
+        )
         assert fault.returncode == 0 and "tcp port 22 dropped" in fault.stdout, fault
         listed = json.loads(_netsetup("lab", "status", "--lab", prefix, "--json").stdout)
         assert [f["kind"] for f in listed["faults"]] == ["drop"]

@@ -41,7 +41,9 @@ def test_drop_a_tcp_port(lab: Lab, tunnel: str) -> None:
     assert probe.tcp_banner(home, "192.0.2.30", 445).ok
 
 
-@pytest.mark.parametrize(("percent", "direction", "expected"), [(20, "up", 0.20), (10, "both", 0.19)])
+@pytest.mark.parametrize(
+    ("percent", "direction", "expected"), [(20, "up", 0.20), (10, "both", 0.19)]
+)
 def test_random_loss_close_to_the_injected_rate(
     lab: Lab, tunnel: str, percent: int, direction: str, expected: float
 ) -> None:
@@ -71,8 +73,10 @@ def test_mtu_black_hole(lab: Lab, tunnel: str) -> None:
     assert big.received == 0 and "frag needed" not in big.output.lower()
     # inside the tunnel (MTU 1380): 1000+28+60 bytes outside fit, 1300+28+60 do not
     assert probe.ping(home, GATEWAY_TUNNEL, size=1000, dont_fragment=True, count=2).received == 2
-    assert probe.ping(home, GATEWAY_TUNNEL, size=1300, dont_fragment=True, count=2,
-                      wait=1).received == 0  # fmt: skip
+    assert (
+        probe.ping(home, GATEWAY_TUNNEL, size=1300, dont_fragment=True, count=2, wait=1).received
+        == 0
+    )
     lab.clear("mtu")
     assert probe.ping(home, GATEWAY_TUNNEL, size=1300, dont_fragment=True, count=2).received == 2
 
@@ -80,15 +84,19 @@ def test_mtu_black_hole(lab: Lab, tunnel: str) -> None:
 @pytest.mark.parametrize(
     ("service", "check"),
     [
-        ("kamailio", lambda ns: probe.sip_options(ns, SIP, "tcp", timeout=1).detail.get("status") == 200),
+        (
+            "kamailio",
+            lambda ns: probe.sip_options(ns, SIP, "tcp", timeout=1).detail.get("status") == 200,
+        ),
         ("sshd", lambda ns: probe.tcp_banner(ns, "192.0.2.31", 22, timeout=1).ok),
-        ("dnsmasq", lambda ns: probe.dns_lookup(ns, "192.0.2.53", "pbx.acme-dental.example", timeout=1).ok),
+        (
+            "dnsmasq",
+            lambda ns: probe.dns_lookup(ns, "192.0.2.53", "pbx.acme-dental.example", timeout=1).ok,
+        ),
         ("files", lambda ns: probe.tcp_banner(ns, "192.0.2.30", 445, timeout=1).ok),
     ],
 )
-def test_stopped_service(
-    lab: Lab, tunnel: str, service: str, check: Callable[[str], bool]
-) -> None:
+def test_stopped_service(lab: Lab, tunnel: str, service: str, check: Callable[[str], bool]) -> None:
     home = lab.ns("home")
     assert check(home)
     lab.inject("stop", service=service)

@@ -21,8 +21,15 @@ NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 def _peer(name: str, mode: str, last: int, **extra: object) -> Peer:
     v6 = ipaddress.IPv6Address(f"2001:db8:10::{last:x}")
-    return Peer(name, mode, "k" * 43 + "=", ipaddress.IPv4Address(f"198.18.10.{last}"), v6,
-                NOW - timedelta(days=1), **extra)  # type: ignore[arg-type]  # fmt: skip
+    return Peer(
+        name,
+        mode,
+        "k" * 43 + "=",
+        ipaddress.IPv4Address(f"198.18.10.{last}"),
+        v6,
+        NOW - timedelta(days=1),
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 PEERS = [
@@ -94,6 +101,11 @@ def test_nft_accepts_the_ruleset(profile_dir: object) -> None:
     text = render_firewall(load_profile(profile_dir), PEERS, NOW)  # type: ignore[arg-type]
     # check only (-c), and in a private network namespace: nothing is loaded anywhere
     for _ in range(2):  # twice: the delete-then-create preamble must also work on a fresh table
-        done = subprocess.run(["unshare", "--net", "nft", "-c", "-f", "-"], input=text,
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["unshare", "--net", "nft", "-c", "-f", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr

@@ -44,8 +44,11 @@ def test_ctrl_c_during_up_removes_what_it_built() -> None:
     before = set(run_base().glob("netsetup-lab-*"))
     process = subprocess.Popen(
         [sys.executable, "-m", "netsetup", "lab", "up", "--profile", str(ACME)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # interrupt once the lab has namespaces and its first services
     deadline = time.monotonic() + 20
     interrupted = False
@@ -68,8 +71,11 @@ def test_down_of_a_lab_whose_record_is_gone() -> None:
     (lab.run_dir / "lab.json").unlink()
     result = subprocess.run(
         [sys.executable, "-m", "netsetup", "lab", "down", "--all"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert lab.prefix in result.stdout
     assert lab_leftovers() == []
