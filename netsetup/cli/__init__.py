@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from netsetup.cli.app import app
@@ -16,32 +17,33 @@ def _register() -> None:
     from netsetup.cli import lab, provision, validate  # noqa: F401
 
 
-def main(argv: list[str] | None = None) -> None:
-    import click
+class Interrupted(NetsetupError):
+    exit_code = ExitCode.INTERRUPTED
 
+
+def _on_sigint(signum: int, frame: object) -> None:
+    # Raised instead of KeyboardInterrupt so that Click does not turn it into exit status 1.
+    raise Interrupted("interrupted")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Click (standalone) handles --help and usage errors (exit 2); this function
+    turns every NetsetupError into `error: <what> (<where>)` and its ExitCode."""
+    signal.signal(signal.SIGINT, _on_sigint)
     _register()
     try:
-        result = app(args=argv, prog_name="netsetup", standalone_mode=False)
+        app(args=argv, prog_name="netsetup")
     except NetsetupError as exc:
-        click.echo(f"error: {exc}", err=True)
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(int(exc.exit_code))
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(int(ExitCode.USAGE))
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("error: interrupted", err=True)
-        sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:
-        # A bug, not bad input. The message is the exception's type only: its text or a
-        # traceback could carry a value the code was holding, and that may be a secret.
+        # A bug, not bad input. Only the exception's type is shown: its text or a traceback
+        # could carry a value the code was holding, and that may be a secret.
         if os.environ.get("NETSETUP_DEBUG") == "1":
             raise
-        click.echo(
+        print(
             f"error: internal error ({type(exc).__name__}); rerun with NETSETUP_DEBUG=1 "
             "for a traceback and report it",
-            err=True,
+            file=sys.stderr,
         )
         sys.exit(int(ExitCode.USAGE))
-    sys.exit(result if isinstance(result, int) else 0)

@@ -10,9 +10,14 @@ import typer
 from netsetup.cli.app import app, emit_json
 
 ProfileArg = Annotated[
-    str, typer.Argument(help="Profile folder (profiles/acme-dental) or id under ./profiles.")
+    str,
+    typer.Argument(
+        metavar="PROFILE", help="Profile folder (profiles/acme-dental) or id under ./profiles."
+    ),
 ]
-NameArg = Annotated[str, typer.Argument(help="Peer name: 1-32 characters of a-z, 0-9 and '-'.")]
+NameArg = Annotated[
+    str, typer.Argument(metavar="NAME", help="Peer name: 1-32 characters of a-z, 0-9 and '-'.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a versioned JSON document.")]
 OutOpt = Annotated[
     Path | None,

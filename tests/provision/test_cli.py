@@ -19,18 +19,21 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def all_commands() -> list[str]:
+    """Every leaf command, as the words one types after `netsetup`."""
     import typer.main
 
     _register()
-    group = typer.main.get_command(app)
-    names: list[str] = []
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
-        sub = getattr(command, "commands", None)
-        if sub:
-            names.extend(f"{name} {child}" for child in sub)
-        else:
-            names.append(name)
-    return names
+
+    def leaves(prefix: str, command: object) -> list[str]:
+        children = getattr(command, "commands", None)  # a group, in any Click/Typer version
+        if children:
+            out: list[str] = []
+            for name, child in children.items():
+                out.extend(leaves(f"{prefix} {name}".strip(), child))
+            return out
+        return [prefix]
+
+    return leaves("", typer.main.get_command(app))
 
 
 def test_every_command_is_documented_with_an_example() -> None:
