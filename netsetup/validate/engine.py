@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from netsetup.errors import NotFoundError
-from netsetup.validate.context import Context, display
-from netsetup.validate.findings import CheckedProfile, Report, Severity
+from netsetup.validate.context import Context, Tree, display
+from netsetup.validate.findings import CheckedProfile, Finding, Report, Severity
 from netsetup.validate.ignores import apply_ignores
 from netsetup.validate.loader import load_tree
 from netsetup.validate.registry import PROFILE_CHECKS, TREE_CHECKS, all_rules
@@ -23,16 +23,26 @@ def validate(
     """
     all_rules()  # make sure every rule module has registered its checks
     ctx = Context(now or datetime.now(UTC))
-    # Loading makes many small objects and no cycles; the cyclic GC would rescan them all, again and
-    # again, as the heap grows (a third of the load time at 10,000 peers). Reference counting still
+    # Validation makes many small objects and no cycles; the cyclic GC would rescan them all, again
+    # and again, as the heap grows (a third of the time at 10,000 peers). Reference counting still
     # frees everything.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        tree = load_tree(paths, ctx)
+        findings, tree = _run(paths, ctx)
     finally:
         if was_enabled:
             gc.enable()
+    return Report(
+        findings=findings,
+        profiles=[CheckedProfile(e.id, display(e.directory), len(e.peers)) for e in tree.profiles],
+        files=len(tree.files()),
+        fail_on=fail_on,
+    )
+
+
+def _run(paths: list[Path], ctx: Context) -> tuple[list[Finding], Tree]:
+    tree = load_tree(paths, ctx)
     if not tree.profiles:
         names = ", ".join(display(p) for p in paths)
         raise NotFoundError(f"no profile found (no profile.toml under {names})")
@@ -42,10 +52,4 @@ def validate(
     for tree_check in TREE_CHECKS:
         tree_check(tree, ctx)
     texts = {display(path): text for path, text in tree.files()}
-    findings = sorted(set(apply_ignores(ctx.findings, texts)))
-    return Report(
-        findings=findings,
-        profiles=[CheckedProfile(e.id, display(e.directory), len(e.peers)) for e in tree.profiles],
-        files=len(texts),
-        fail_on=fail_on,
-    )
+    return sorted(set(apply_ignores(ctx.findings, texts))), tree
