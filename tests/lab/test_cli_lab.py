@@ -85,3 +85,13 @@ def test_demo(host_resolv_conf: bytes) -> None:
     names = [c["name"] for c in document["checks"]]
     assert "sip OPTIONS udp" in names and "sip OPTIONS tcp" in names
     assert not [x for x in lab_leftovers() if document["prefix"] in x]
+
+
+def test_lab_tests_skip_without_root_unless_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.delenv("NETSETUP_REQUIRE_LAB", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not root"):
+        require_lab()
+    monkeypatch.setenv("NETSETUP_REQUIRE_LAB", "1")
+    with pytest.raises(pytest.fail.Exception, match="NETSETUP_REQUIRE_LAB=1 but"):
+        require_lab()
