@@ -26,8 +26,11 @@ def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
-    """Replace `path` with `data` atomically; the file has `mode` from its first byte."""
+def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically; the file has `mode` from its first byte.
+
+    durable=False skips the fsyncs (still atomic, but may roll back after a power loss): only
+    for caches that can be rebuilt."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
@@ -35,14 +38,16 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -12,9 +12,30 @@ from netsetup.errors import ExitCode, NetsetupError
 __all__ = ["app", "main"]
 
 
-def _register() -> None:
-    # Importing a module registers its commands; the modules import their heavy libraries lazily.
-    from netsetup.cli import lab, provision, validate  # noqa: F401
+# Which module defines each command. Running one command imports only its module, so Typer
+# builds a few Click commands instead of all of them (a measurable share of a 100 ms start).
+COMMAND_MODULES = {
+    "provision": "provision",
+    "revoke": "provision",
+    "rotate": "provision",
+    "renew": "provision",
+    "list": "provision",
+    "render": "provision",
+    "validate": "validate",
+    "rule": "validate",
+    "lab": "lab",
+}
+ALL_MODULES = ("provision", "validate", "lab")
+
+
+def _register(argv: list[str] | None = None) -> None:
+    """Import the command modules (importing one registers its commands on `app`)."""
+    import importlib
+
+    first = next((a for a in (argv or []) if not a.startswith("-")), None)
+    wanted = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else list(ALL_MODULES)
+    for module in wanted:
+        importlib.import_module(f"netsetup.cli.{module}")
 
 
 class Interrupted(NetsetupError):
@@ -30,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI. Click (standalone) handles --help and usage errors (exit 2); this function
     turns every NetsetupError into `error: <what> (<where>)` and its ExitCode."""
     signal.signal(signal.SIGINT, _on_sigint)
-    _register()
+    _register(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="netsetup")
     except NetsetupError as exc:

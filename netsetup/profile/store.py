@@ -121,14 +121,16 @@ def peer_path(profile: Profile, name: str) -> Path:
     return profile.peers_dir / f"{name}.toml"
 
 
-def peer_names(profile: Profile) -> list[str]:
-    if not profile.peers_dir.is_dir():
+def peer_names(profile: Profile, *, sort: bool = True) -> list[str]:
+    try:
+        names = [
+            name[:-5]
+            for name in os.listdir(profile.peers_dir)
+            if name.endswith(".toml") and not name.startswith(".")
+        ]
+    except FileNotFoundError:
         return []
-    return sorted(
-        entry.name[:-5]
-        for entry in os.scandir(profile.peers_dir)
-        if entry.name.endswith(".toml") and not entry.name.startswith(".")
-    )
+    return sorted(names) if sort else names
 
 
 def load_peer(profile: Profile, name: str) -> Peer:

@@ -19,31 +19,31 @@ from netsetup.errors import ConflictError
 from netsetup.fsutil import atomic_write
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.store import parse_peer_file, peer_names
-from netsetup.profile.values import format_time
 
 INDEX_FILE = ".index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
 @dataclass
 class Holding:
-    """What an address-holding peer tells the allocator: its addresses and any quarantine end."""
+    """What an address-holding peer tells the allocator: its addresses as integers and, for a
+    revoked peer, when the address leaves quarantine (Unix seconds). Integers keep loading the
+    index of 10,000 peers to a few milliseconds."""
 
-    v4: str
-    v6: str | None
-    released: str | None  # ISO time the address becomes free again (revoked peers), else None
+    v4: int
+    v6: int | None
+    released: float | None
 
     def held(self, now: datetime) -> bool:
-        return self.released is None or datetime.fromisoformat(self.released) > now
+        return self.released is None or self.released > now.timestamp()
 
 
 def holding_for(peer: Peer, quarantine: timedelta) -> Holding:
     released = None
     if peer.status == "revoked":
-        revoked = peer.revoked or peer.created
-        released = format_time(revoked + quarantine).replace("Z", "+00:00")
+        released = ((peer.revoked or peer.created) + quarantine).timestamp()
     return Holding(
-        str(peer.address_v4), str(peer.address_v6) if peer.address_v6 else None, released
+        int(peer.address_v4), int(peer.address_v6) if peer.address_v6 else None, released
     )
 
 
@@ -62,41 +62,37 @@ class AddressIndex:
         holdings: dict[str, Holding] = {}
         path = profile.peers_dir / INDEX_FILE
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_bytes())
             if raw.get("version") == INDEX_VERSION:
                 holdings = {name: Holding(*entry) for name, entry in raw["peers"].items()}
         except (FileNotFoundError, ValueError, TypeError, KeyError):
             holdings = {}
-        on_disk = set(peer_names(profile))
-        for gone in set(holdings) - on_disk:
+        on_disk = set(peer_names(profile, sort=False))
+        for gone in holdings.keys() - on_disk:
             del holdings[gone]
         quarantine = timedelta(days=profile.network.quarantine_days)
-        for name in on_disk - set(holdings):
+        for name in on_disk - holdings.keys():
             peer, _ = parse_peer_file(profile.peers_dir / f"{name}.toml")
             if peer is not None:
                 holdings[name] = holding_for(peer, quarantine)
         return cls(profile, holdings)
 
     def save(self) -> None:
+        """Write the index. No fsync: it is a cache that `load` rebuilds from the peer files."""
         data = {
             "version": INDEX_VERSION,
             "note": "cache written by netsetup; safe to delete",
-            "peers": {n: [h.v4, h.v6, h.released] for n, h in sorted(self.holdings.items())},
+            "peers": {n: [h.v4, h.v6, h.released] for n, h in self.holdings.items()},
         }
-        atomic_write(self.path, json.dumps(data, separators=(",", ":")))
+        atomic_write(self.path, json.dumps(data, separators=(",", ":")), durable=False)
 
     def record(self, name: str, holding: Holding) -> None:
         self.holdings[name] = holding
 
     def taken(self, now: datetime) -> tuple[set[int], set[int]]:
-        v4: set[int] = set()
-        v6: set[int] = set()
-        for holding in self.holdings.values():
-            if holding.held(now):
-                v4.add(int(ipaddress.IPv4Address(holding.v4)))
-                if holding.v6:
-                    v6.add(int(ipaddress.IPv6Address(holding.v6)))
-        return v4, v6
+        moment = now.timestamp()
+        held = [h for h in self.holdings.values() if h.released is None or h.released > moment]
+        return {h.v4 for h in held}, {h.v6 for h in held if h.v6 is not None}
 
 
 def allocate_address(
