@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validate_support import BROKEN, FIXTURES, NOW, located, markers, materialize, runtime_secret
+from tests.validate.validate_support import BROKEN, FIXTURES, NOW, located, markers, materialize, runtime_secret
 
 from netsetup.validate import validate
 

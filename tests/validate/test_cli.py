@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from validate_support import BROKEN, materialize, runtime_secret
+from tests.validate.validate_support import BROKEN, materialize, runtime_secret
 
 from netsetup.cli import main
 from netsetup.errors import ExitCode

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from validate_support import BROKEN, NOW, materialize
+from tests.validate.validate_support import BROKEN, NOW, materialize
 
 from netsetup.validate import FORMATS, Report, render, validate
 from netsetup.validate.formats.github import escape_data, escape_property

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from validate_support import NOW
+from tests.validate.validate_support import NOW
 
 from netsetup.profile.model import Peer
 from netsetup.profile.store import peer_to_toml

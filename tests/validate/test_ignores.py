@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from validate_support import NOW, RULE_FIXTURES, materialize
+from tests.validate.validate_support import NOW, RULE_FIXTURES, materialize
 
 from netsetup.validate import validate
 

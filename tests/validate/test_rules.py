@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from validate_support import RULE_FIXTURES, located, run_fixture
+from tests.validate.validate_support import RULE_FIXTURES, located, run_fixture
 
 from netsetup.validate import all_rules
 
