@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.validate.validate_support import BROKEN, FIXTURES, NOW, located, markers, materialize, runtime_secret
-
 from netsetup.validate import validate
+from tests.validate.validate_support import (
+    BROKEN,
+    FIXTURES,
+    NOW,
+    located,
+    markers,
+    materialize,
+    runtime_secret,
+)
 
 
 def test_broken_tree_findings_match_the_markers(in_tmp: Path) -> None:

@@ -7,10 +7,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from tests.validate.validate_support import BROKEN, materialize, runtime_secret
 
 from netsetup.cli import main
 from netsetup.errors import ExitCode
+from tests.validate.validate_support import BROKEN, materialize, runtime_secret
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"

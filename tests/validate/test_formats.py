@@ -9,10 +9,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from tests.validate.validate_support import BROKEN, NOW, materialize
 
 from netsetup.validate import FORMATS, Report, render, validate
 from netsetup.validate.formats.github import escape_data, escape_property
+from tests.validate.validate_support import BROKEN, NOW, materialize
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REPO = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.validate.validate_support import NOW
 
 from netsetup.profile.model import Peer
 from netsetup.profile.store import peer_to_toml
 from netsetup.validate import validate
+from tests.validate.validate_support import NOW
 
 PROFILE = """[company]
 name = "Generated Co"

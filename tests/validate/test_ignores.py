@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.validate.validate_support import NOW, RULE_FIXTURES, materialize
-
 from netsetup.validate import validate
+from tests.validate.validate_support import NOW, RULE_FIXTURES, materialize
 
 
 def _findings(in_tmp: Path, edit: tuple[str, str]) -> list[tuple[int, str, str]]:

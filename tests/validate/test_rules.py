@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.validate.validate_support import RULE_FIXTURES, located, run_fixture
 
 from netsetup.validate import all_rules
+from tests.validate.validate_support import RULE_FIXTURES, located, run_fixture
 
 CODES = [rule.code for rule in all_rules()]
 
