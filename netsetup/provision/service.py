@@ -144,6 +144,31 @@ def _write_client(
     return config, qr_files
 
 
+def _key_pair(client_key: str | None) -> tuple[str, SecretKey | None]:
+    """A new key pair, or the assistant's own public key and no private key at all."""
+    if client_key is not None:
+        return client_key, None
+    pair = generate_keypair()
+    return pair.public, pair.private
+
+
+def _issue(
+    profile: Profile,
+    peer: Peer,
+    private: SecretKey | None,
+    state: StateDir,
+    out_dir: Path | None,
+    qr: bool,
+) -> tuple[Path, list[Path], Path]:
+    """Make a preshared key and write the peer's secrets, then its peer file: the commit point.
+    A crash before the peer file leaves the previous peer (or none) whole."""
+    psk = generate_preshared_key()
+    state.save_psk(profile.id, peer.name, peer.public_key, psk)
+    target = _out_dir(state, profile, peer.name, out_dir)
+    config, qr_files = _write_client(profile, peer, private, psk, target, qr)
+    return config, qr_files, write_peer(profile, peer)
+
+
 def write_qr(text: str, stem: Path) -> list[Path]:
     """PNG and SVG QR codes of a config for the WireGuard mobile app; 0600 like the config."""
     import io
@@ -196,12 +221,7 @@ def provision(
         address_v6 = None
         if net.tunnel_v6 is not None and net.gateway_address_v6 is not None:
             address_v6 = allocate_address(net.tunnel_v6, net.gateway_address_v6, taken_v6)
-        if client_key is None:
-            pair = generate_keypair()
-            public, private = pair.public, pair.private
-        else:
-            public, private = client_key, None
-        psk = generate_preshared_key()
+        public, private = _key_pair(client_key)
         peer = Peer(
             name=name,
             mode=mode,
@@ -213,10 +233,7 @@ def provision(
             key_origin="generated" if client_key is None else "client",
         )
         state.delete_psk(profile.id, name)  # leftovers of a provision that crashed
-        state.save_psk(profile.id, name, public, psk)
-        target = _out_dir(state, profile, name, out_dir)
-        config, qr_files = _write_client(profile, peer, private, psk, target, qr)
-        peer_file = write_peer(profile, peer)
+        config, qr_files, peer_file = _issue(profile, peer, private, state, out_dir, qr)
         index.record(name, holding_for(peer, timedelta(days=net.quarantine_days)))
         index.save()
     view = PeerView.of(peer, now)
@@ -274,22 +291,14 @@ def rotate(
     with _lock(profile):
         peer = _changeable(profile, name)
         old_fingerprint = fingerprint(peer.public_key)
-        if client_key is None:
-            pair = generate_keypair()
-            public, private = pair.public, pair.private
-        else:
-            public, private = client_key, None
-        psk = generate_preshared_key()
+        public, private = _key_pair(client_key)
         peer = replace(
             peer,
             public_key=public,
             rotated=now,
             key_origin="generated" if client_key is None else "client",
         )
-        state.save_psk(profile.id, name, public, psk)
-        target = _out_dir(state, profile, name, out_dir)
-        config, qr_files = _write_client(profile, peer, private, psk, target, qr)
-        peer_file = write_peer(profile, peer)  # the commit point
+        config, qr_files, peer_file = _issue(profile, peer, private, state, out_dir, qr)
         state.delete_psk(profile.id, name, keep=public)
     view = PeerView.of(peer, now)
     state.audit(
