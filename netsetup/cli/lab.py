@@ -91,6 +91,7 @@ def down(
         problems: list[str] = []
         for prefix in prefixes:
             problems += cleanup.teardown(prefix, run_base() / f"netsetup-lab-{prefix}")
+        cleanup.remove_created_dirs(run_base())
     else:
         target = Lab.load(lab)
         prefixes = [target.prefix]

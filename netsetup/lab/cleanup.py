@@ -6,6 +6,7 @@ or whose record file is gone. Every step is best effort; what could not be remov
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +15,39 @@ from netsetup.lab import topology, wireguard
 from netsetup.lab.proc import stop_pids
 
 PREFIX_PATTERN = re.compile(r"^nl[0-9a-f]{6}$")
+
+# made on demand by the lab (/etc/netns), sshd (its privilege separation directory) and
+# wireguard-go (its control sockets)
+HOST_DIRS = (topology.NETNS_ETC, Path("/run/sshd"), wireguard.WG_RUN_DIR)
+
+
+def _registry(run_base: Path) -> Path:
+    return run_base / "netsetup-lab.created-dirs"
+
+
+def note_created_dirs(run_base: Path, directories: list[Path]) -> None:
+    """Remember host directories a lab is about to create, for whichever lab goes down last."""
+    if directories:
+        with open(_registry(run_base), "a") as handle:
+            handle.writelines(f"{d}\n" for d in directories)
+
+
+def remove_created_dirs(run_base: Path) -> None:
+    """When no lab is left, remove the host directories labs created (only when empty)."""
+    if any(PREFIX_PATTERN.match(ns.split("-", 1)[0]) for ns in topology.existing_namespaces()):
+        return
+    if list(run_base.glob("netsetup-lab-*")):
+        return
+    registry = _registry(run_base)
+    try:
+        noted = {Path(line) for line in registry.read_text().split()}
+    except FileNotFoundError:
+        return
+    for directory in HOST_DIRS:
+        if directory in noted:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only succeeds when empty
+    registry.unlink(missing_ok=True)
 
 
 def lab_namespaces(prefix: str) -> list[str]:

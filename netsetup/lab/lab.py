@@ -80,6 +80,7 @@ class LabRecord:
     fault_serial: int = 0
     spare_used: int = 0
     ready: bool = False
+    created_dirs: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +98,7 @@ class LabRecord:
             "faults": [f.to_dict() for f in self.faults],
             "fault_serial": self.fault_serial,
             "spare_used": self.spare_used,
+            "created_dirs": self.created_dirs,
         }
 
     @classmethod
@@ -115,6 +117,7 @@ class LabRecord:
             fault_serial=data.get("fault_serial", 0),
             spare_used=data.get("spare_used", 0),
             ready=data.get("ready", False),
+            created_dirs=list(data.get("created_dirs", [])),
         )
 
 
@@ -279,6 +282,9 @@ class Lab:
 
     def _up(self) -> None:
         self.run_dir.mkdir(parents=True, mode=0o700)
+        # host directories the lab's tools need; the ones that did not exist go again at `down`
+        self.record.created_dirs = [str(d) for d in cleanup.HOST_DIRS if not d.exists()]
+        cleanup.note_created_dirs(run_base(), [Path(d) for d in self.record.created_dirs])
         self.save()  # from here on, `down` finds this lab even if we die
         plan = self.plan
         topology.build(self.names, plan, self.run_dir)
@@ -379,6 +385,7 @@ class Lab:
         """Remove every namespace, process, socket and file of this lab."""
         pids = [s.pid for s in self.record.services.values() if s.pid]
         problems = cleanup.teardown(self.prefix, self.run_dir, pids)
+        cleanup.remove_created_dirs(run_base())
         for service in self.record.services.values():
             service.pid = 0
         self.record.ready = False
