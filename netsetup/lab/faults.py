@@ -197,12 +197,12 @@ def _clear_stop(lab: Lab, fault: Fault) -> None:
 
 
 def _wrong_key(lab: Lab, fault: Fault) -> None:
+    from netsetup.fsutil import write_secret
     from netsetup.keys import generate_keypair
 
     wrong = generate_keypair()
     path = lab.run_dir / "gateway" / "wrong.key"
-    path.write_text(wrong.private.reveal() + "\n")
-    path.chmod(0o600)
+    write_secret(path, wrong.private.reveal() + "\n")  # 0600 from the first byte
     lab.set_gateway_key(path)
 
 
