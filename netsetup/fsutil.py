@@ -89,13 +89,3 @@ def locked(lock_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def remove_stale_temps(directory: Path) -> None:
-    """Remove temp files that a killed writer left (they are never the real file)."""
-    if not directory.is_dir():
-        return
-    for entry in directory.iterdir():
-        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()

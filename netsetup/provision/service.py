@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from netsetup.errors import ConflictError, InputError
-from netsetup.fsutil import SECRET_DIR_MODE, ensure_dir, locked, remove_stale_temps, write_secret
+from netsetup.fsutil import SECRET_DIR_MODE, ensure_dir, locked, write_secret
 from netsetup.keys import (
     SecretKey,
     fingerprint,
@@ -207,7 +207,6 @@ def provision(
     client_key = _check_client_key(client_pubkey)
     expiry = _expiry(profile, mode, expires, now)
     with _lock(profile):
-        remove_stale_temps(profile.peers_dir)
         if peer_path(profile, name).exists():
             raise ConflictError(
                 f"peer {name!r} already exists in {profile.id!r} "

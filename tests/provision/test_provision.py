@@ -184,6 +184,13 @@ def test_index_heals_when_peer_files_arrive_by_merge(acme: Path, state_dir: Path
     (acme / "peers" / ".index.json").write_text("{not json")
     result = service.provision(profile, "c", "dedicated", state=state, now=NOW)
     assert result.peer.address_v4 == "198.18.10.5"
+    (acme / "peers" / ".index.json").write_text('{"version": 2, "peers": {"a": ["x", 1]}}')
+    result = service.provision(profile, "d", "dedicated", state=state, now=NOW)
+    assert result.peer.address_v4 == "198.18.10.6"
+    # a temp file a killed writer left behind is swept by the next change
+    (acme / "peers" / ".zed.toml.abc.tmp").write_text("half")
+    service.provision(profile, "e", "dedicated", state=state, now=NOW)
+    assert not list((acme / "peers").glob("*.tmp"))
 
 
 def test_duplicate_name_is_refused(acme: Path, state_dir: Path) -> None:
