@@ -22,7 +22,7 @@ from netsetup.profile.model import Peer, Profile
 from netsetup.profile.store import parse_peer_file
 
 INDEX_FILE = ".index.json"
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 
 # What an address-holding peer tells the allocator: its addresses as integers and, for a revoked
@@ -39,16 +39,24 @@ def holding_for(peer: Peer, quarantine: timedelta) -> Holding:
     return (int(peer.address_v4), v6, released)
 
 
-def _holding(entry: object) -> Holding:
-    if (
-        isinstance(entry, list)
-        and len(entry) == 3
-        and isinstance(entry[0], int)
-        and (entry[1] is None or isinstance(entry[1], int))
-        and (entry[2] is None or isinstance(entry[2], (int, float)))
+def _read_index(path: Path) -> dict[str, Holding]:
+    """The index as {name: holding}; ValueError when it is from another version or damaged.
+
+    Parallel arrays of plain numbers parse and check in a few milliseconds for 10,000 peers."""
+    raw = json.loads(path.read_bytes())
+    if raw.get("version") != INDEX_VERSION:
+        raise ValueError("index of another version")
+    names, v4, v6, released = raw["names"], raw["v4"], raw["v6"], raw["released"]
+    if not (len(names) == len(v4) == len(v6) == len(released)):
+        raise ValueError("damaged index")
+    if not (
+        all(type(n) is str for n in names)
+        and all(type(a) is int for a in v4)
+        and all(a is None or type(a) is int for a in v6)
+        and all(r is None or type(r) in (int, float) for r in released)
     ):
-        return (entry[0], entry[1], entry[2])
-    raise ValueError("damaged index entry")
+        raise ValueError("damaged index")
+    return dict(zip(names, zip(v4, v6, released, strict=True), strict=True))
 
 
 class AddressIndex:
@@ -66,20 +74,15 @@ class AddressIndex:
 
         The one listing of the folder also sweeps temp files a killed writer left behind."""
         holdings: dict[str, Holding] = {}
-        path = profile.peers_dir / INDEX_FILE
         try:
-            raw = json.loads(path.read_bytes())
-            if raw.get("version") == INDEX_VERSION:
-                holdings = {name: _holding(entry) for name, entry in raw["peers"].items()}
+            holdings = _read_index(profile.peers_dir / INDEX_FILE)
         except (FileNotFoundError, ValueError, TypeError, KeyError, AttributeError):
             holdings = {}  # missing or damaged: rebuilt from the peer files below
-        on_disk = set()
-        for entry in os.listdir(profile.peers_dir):
-            if entry.startswith(".") and entry.endswith(".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(profile.peers_dir / entry)
-            elif entry.endswith(".toml") and not entry.startswith("."):
-                on_disk.add(entry[:-5])
+        listing = os.listdir(profile.peers_dir)
+        for stale in [e for e in listing if e.endswith(".tmp") and e.startswith(".")]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(profile.peers_dir / stale)
+        on_disk = {e[:-5] for e in listing if e.endswith(".toml") and not e.startswith(".")}
         for gone in holdings.keys() - on_disk:
             del holdings[gone]
         quarantine = timedelta(days=profile.network.quarantine_days)
@@ -91,10 +94,15 @@ class AddressIndex:
 
     def save(self) -> None:
         """Write the index. No fsync: it is a cache that `load` rebuilds from the peer files."""
+        names = list(self.holdings)
+        values = list(self.holdings.values())
         data = {
             "version": INDEX_VERSION,
             "note": "cache written by netsetup; safe to delete",
-            "peers": self.holdings,
+            "names": names,
+            "v4": [h[0] for h in values],
+            "v6": [h[1] for h in values],
+            "released": [h[2] for h in values],
         }
         atomic_write(self.path, json.dumps(data, separators=(",", ":")), durable=False)
 

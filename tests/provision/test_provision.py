@@ -184,7 +184,8 @@ def test_index_heals_when_peer_files_arrive_by_merge(acme: Path, state_dir: Path
     (acme / "peers" / ".index.json").write_text("{not json")
     result = service.provision(profile, "c", "dedicated", state=state, now=NOW)
     assert result.peer.address_v4 == "198.18.10.5"
-    (acme / "peers" / ".index.json").write_text('{"version": 2, "peers": {"a": ["x", 1]}}')
+    damaged = '{"version": 3, "names": ["a"], "v4": ["x"], "v6": [null], "released": [null]}'
+    (acme / "peers" / ".index.json").write_text(damaged)
     result = service.provision(profile, "d", "dedicated", state=state, now=NOW)
     assert result.peer.address_v4 == "198.18.10.6"
     # a temp file a killed writer left behind is swept by the next change
