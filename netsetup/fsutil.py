@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from netsetup.errors import InputError
 
 SECRET_FILE_MODE = 0o600
 SECRET_DIR_MODE = 0o700
@@ -58,9 +61,30 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def private_dir(path: Path) -> Path:
+    """A folder for secrets: created 0700 when missing; an existing one must already be private.
+
+    An existing folder is never chmodded behind the user's back (`--out .` must not change the
+    mode of their working directory); a folder others can enter is refused with the fix.
+    """
+    if not path.exists():
+        ensure_dir(path, SECRET_DIR_MODE)
+        return path
+    if not path.is_dir():
+        raise InputError("not a folder", where=str(path))
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise InputError(
+            f"the folder is open to other users (mode {mode:o}) and would hold a secret; "
+            f"use a private folder (chmod 700) or a new path",
+            where=str(path),
+        )
+    return path
+
+
 def write_secret(path: Path, data: str | bytes) -> None:
-    """Write a secret file (0600) inside a 0700 directory."""
-    ensure_dir(path.parent, SECRET_DIR_MODE)
+    """Write a secret file (0600) inside a private (0700) folder."""
+    private_dir(path.parent)
     atomic_write(path, data, mode=SECRET_FILE_MODE)
 
 

@@ -271,6 +271,6 @@ def render(
     if out is None:
         typer.echo(text, nl=False)
         return
-    write_secret(out, text) if out.parent != Path() else write_secret(out.resolve(), text)
+    write_secret(out, text)
     active = sum(1 for p in peers if p.is_active(now))
     typer.echo(f"wrote {out} (0600): {active} active peer(s)")

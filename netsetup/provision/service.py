@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from netsetup.errors import ConflictError, InputError
-from netsetup.fsutil import SECRET_DIR_MODE, ensure_dir, locked, write_secret
+from netsetup.fsutil import ensure_dir, locked, private_dir, write_secret
 from netsetup.keys import (
     SecretKey,
     fingerprint,
@@ -124,7 +124,7 @@ def _out_dir(state: StateDir, profile: Profile, name: str, out: Path | None) -> 
     if out is None:
         state._secret_dir(profile.id, "clients", name)
         return state.client_dir(profile.id, name)
-    return ensure_dir(out, SECRET_DIR_MODE)
+    return private_dir(out)
 
 
 def _write_client(
@@ -162,9 +162,9 @@ def _issue(
 ) -> tuple[Path, list[Path], Path]:
     """Make a preshared key and write the peer's secrets, then its peer file: the commit point.
     A crash before the peer file leaves the previous peer (or none) whole."""
+    target = _out_dir(state, profile, peer.name, out_dir)  # refuses an open folder first
     psk = generate_preshared_key()
     state.save_psk(profile.id, peer.name, peer.public_key, psk)
-    target = _out_dir(state, profile, peer.name, out_dir)
     config, qr_files = _write_client(profile, peer, private, psk, target, qr)
     return config, qr_files, write_peer(profile, peer)
 

@@ -130,3 +130,24 @@ def test_render_redacts_on_stdout_and_writes_0600_file(
     assert written.returncode == 0, written.stderr
     assert "(redacted" not in out.read_text()
     assert oct(out.stat().st_mode & 0o777) == "0o600"
+
+
+def test_secrets_never_go_into_a_folder_others_can_read(
+    acme: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    open_folder = tmp_path / "shared"
+    open_folder.mkdir(mode=0o755)
+    open_folder.chmod(0o755)
+    result = run("provision", str(acme), "maria", "--out", str(open_folder))
+    assert result.returncode == 2
+    assert "open to other users (mode 755)" in result.stderr and str(open_folder) in result.stderr
+    assert list(open_folder.iterdir()) == []
+    assert not (acme / "peers" / "maria.toml").exists()
+    assert oct(open_folder.stat().st_mode & 0o777) == "0o755"  # never chmodded behind our back
+    assert run("provision", str(acme), "maria").returncode == 0
+    result = run("render", str(acme), "--out", str(open_folder / "wg0.conf"))
+    assert result.returncode == 2 and "open to other users" in result.stderr
+    assert list(open_folder.iterdir()) == []
+    new_folder = tmp_path / "new" / "handoff"
+    assert run("render", str(acme), "--out", str(new_folder / "wg0.conf")).returncode == 0
+    assert oct(new_folder.stat().st_mode & 0o777) == "0o700"
