@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 
 KEY_BYTES = 32
@@ -38,6 +37,8 @@ def key_error(text: str) -> str | None:
 
 def fingerprint(public_key: str) -> str:
     """A short, stable, non-secret name for a public key (as shown by `list` and the audit log)."""
+    import hashlib
+
     digest = hashlib.sha256(base64.b64decode(public_key)).hexdigest()
     return f"SHA256:{digest[:16]}"
 
@@ -82,29 +83,21 @@ class KeyPair:
 
 
 def generate_keypair() -> KeyPair:
+    # The *_raw() methods avoid importing cryptography's serialization package (~15 ms).
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
 
     private = X25519PrivateKey.generate()
-    raw_private = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    raw_public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return KeyPair(
-        SecretKey(base64.b64encode(raw_private).decode("ascii")),
-        base64.b64encode(raw_public).decode("ascii"),
+        SecretKey(base64.b64encode(private.private_bytes_raw()).decode("ascii")),
+        base64.b64encode(private.public_key().public_bytes_raw()).decode("ascii"),
     )
 
 
 def public_from_private(private: SecretKey) -> str:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     key = X25519PrivateKey.from_private_bytes(base64.b64decode(private.reveal()))
-    return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    return base64.b64encode(key.public_key().public_bytes_raw()).decode("ascii")
 
 
 def generate_preshared_key() -> SecretKey:

@@ -11,11 +11,9 @@ Layout (everything 0700 / 0600):
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import shutil
-import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,11 +35,16 @@ def current_actor() -> str:
     actor = os.environ.get("NETSETUP_ACTOR")
     if actor:
         return actor
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    # os and pwd, not getpass and socket: those imports cost milliseconds on every provision
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        import pwd
+
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = str(os.getuid())
+    return f"{user}@{os.uname().nodename}"
 
 
 class StateDir:
