@@ -14,6 +14,7 @@ from pathlib import Path
 
 from netsetup.lab import probe
 from netsetup.lab.lab import Lab
+from netsetup.profile.model import Profile
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,18 @@ def tunnel_checks(lab: Lab, host: str = "home") -> list[Check]:
                     sip.error or f"{status} {sip.detail.get('reason', '')}",
                 )
             )
-    for address in lab.plan.office_hosts[:1]:
-        for port in lab.plan.ssh_ports:
-            banner = probe.tcp_banner(ns, str(address), port)
-            text = str(banner.detail.get("banner", ""))
-            checks.append(
-                Check(f"ssh {address}:{port}", text.startswith("SSH-"), banner.error or text)
-            )
+    # SSH where the profile's diagnose targets expect it, else on the first office host
+    ssh_targets = [
+        (str(address), target.port or 22)
+        for target in profile.diagnose.targets
+        if target.kind == "ssh"
+        for address in [_resolve(profile, target.host)]
+        if address is not None
+    ] or [(str(a), port) for a in lab.plan.office_hosts[:1] for port in lab.plan.ssh_ports]
+    for host, port in ssh_targets:
+        banner = probe.tcp_banner(ns, host, port)
+        text = str(banner.detail.get("banner", ""))
+        checks.append(Check(f"ssh {host}:{port}", text.startswith("SSH-"), banner.error or text))
     for service in lab.plan.tcp_services:
         banner = probe.tcp_banner(ns, str(service.host), service.port)
         checks.append(
@@ -86,6 +92,13 @@ def tunnel_checks(lab: Lab, host: str = "home") -> list[Check]:
             )
         )
     return checks
+
+
+def _resolve(profile: Profile, host: object) -> object | None:
+    """An IP address as is, a name through the profile's DNS records (the lab's zone)."""
+    if not isinstance(host, str):
+        return host
+    return next((address for name, address in profile.dns.records if name == host), None)
 
 
 def run_demo(profile: str | Path, echo: Callable[[str], None]) -> DemoResult:
