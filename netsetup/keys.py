@@ -32,6 +32,8 @@ def key_error(text: str) -> str | None:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return "not base64"
+    if len(raw) == KEY_BYTES:
+        return "not canonical base64: its last character before '=' is not what wg writes"
     return f"decodes to {len(raw)} bytes, a WireGuard key is {KEY_BYTES}"
 
 

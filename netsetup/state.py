@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from netsetup.errors import InputError
-from netsetup.fsutil import SECRET_DIR_MODE, append_line, ensure_dir, write_secret
+from netsetup.fsutil import SECRET_DIR_MODE, append_line, ensure_dir, private_dir, write_secret
 from netsetup.keys import SecretKey, fingerprint
 from netsetup.profile.values import format_time
 
@@ -55,10 +55,10 @@ class StateDir:
         return f"StateDir({str(self.root)!r})"
 
     def _secret_dir(self, *parts: str) -> Path:
-        ensure_dir(self.root, SECRET_DIR_MODE)
+        private_dir(self.root)  # created 0700, or an existing one that is already private
         path = self.root.joinpath(*parts)
         for parent in reversed([path, *path.parents]):
-            if parent == self.root or self.root in parent.parents:
+            if self.root in parent.parents:  # our own folders below the root: forced 0700
                 ensure_dir(parent, SECRET_DIR_MODE)
         return path
 
@@ -120,6 +120,6 @@ class StateDir:
 
     def audit(self, action: str, moment: datetime, **fields: Any) -> None:
         """Append one audit line. Callers pass only non-secret fields (names, fingerprints)."""
-        ensure_dir(self.root, SECRET_DIR_MODE)
+        private_dir(self.root)
         record = {"time": format_time(moment), "actor": current_actor(), "action": action, **fields}
         append_line(self.audit_path, json.dumps(record, sort_keys=True, default=str))

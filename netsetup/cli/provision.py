@@ -271,6 +271,9 @@ def render(
     if out is None:
         typer.echo(text, nl=False)
         return
+    from netsetup.provision.service import refuse_inside_profiles
+
+    refuse_inside_profiles(out.parent, loaded)
     write_secret(out, text)
     active = sum(1 for p in peers if p.is_active(now))
     typer.echo(f"wrote {out} (0600): {active} active peer(s)")

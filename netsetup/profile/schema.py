@@ -233,6 +233,14 @@ def parse_profile_data(
     keepalive = r.get(net, p, "keepalive", int, _range(0, 65535, "keepalive"))
     quarantine = r.get(net, p, "quarantine_days", int, _range(0, 3650, "quarantine"))
     client_iface = r.get(net, p, "client_interface", str, v.parse_interface)
+    for key, tunnel, longest in (("tunnel_v4", tunnel_v4, 30), ("tunnel_v6", tunnel_v6, 126)):
+        if tunnel is not None and tunnel.prefixlen > longest:
+            r.issue(
+                (*p, key),
+                BAD_VALUE,
+                f"network.{key} {tunnel} leaves no address for peers beside the gateway "
+                f"(use /{longest} or shorter)",
+            )
     if gateway_v4 is not None and tunnel_v4 is not None and gateway_v4 not in tunnel_v4:
         r.issue(
             (*p, "gateway_v4"), BAD_VALUE, f"network.gateway_v4 {gateway_v4} is not in {tunnel_v4}"

@@ -98,6 +98,8 @@ def _display(path: Path) -> str:
 def resolve_profile_dir(ref: str | Path) -> Path:
     """A profile given as a folder path, or as an id under ./profiles or $NETSETUP_PROFILES."""
     candidate = Path(ref)
+    if candidate.name in ("", ".", ".."):  # `provision .` from inside a profile folder
+        candidate = candidate.resolve()
     if (candidate / PROFILE_FILE).is_file():
         return candidate
     base = Path(os.environ.get("NETSETUP_PROFILES", "profiles"))
@@ -174,7 +176,11 @@ def peer_to_toml(peer: Peer) -> str:
 
 
 def write_peer(profile: Profile, peer: Peer) -> Path:
+    return write_peer_text(profile, peer.name, peer_to_toml(peer))
+
+
+def write_peer_text(profile: Profile, name: str, text: str) -> Path:
     ensure_dir(profile.peers_dir)
-    path = peer_path(profile, peer.name)
-    atomic_write(path, peer_to_toml(peer), mode=0o644)
+    path = peer_path(profile, name)
+    atomic_write(path, text, mode=0o644)
     return path

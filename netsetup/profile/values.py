@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-NAME_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+# A leading '-' would read as an option on every command line that names the peer.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _IFACE = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
 _DURATION = re.compile(r"^(\d{1,5})([hdw])$")
@@ -29,7 +30,9 @@ def check_text(value: str, what: str = "text") -> str:
 
 def parse_name(value: str, what: str = "name") -> str:
     if not NAME_RE.fullmatch(value):
-        raise ValueError(f"{what} {value!r} must be 1-32 characters of a-z, 0-9 and '-'")
+        raise ValueError(
+            f"{what} {value!r} must be 1-32 characters of a-z, 0-9 and '-', not starting with '-'"
+        )
     return value
 
 
@@ -144,6 +147,16 @@ def parse_duration(value: str) -> timedelta:
 def parse_expiry(value: str, now: datetime) -> datetime:
     """`30d` (from now), `2026-12-31` (end of that day, UTC) or an ISO datetime."""
     value = value.strip()
+    try:
+        moment = _expiry_moment(value, now)
+        if moment.astimezone(UTC).year >= 9999:
+            raise OverflowError
+    except OverflowError:
+        raise ValueError(f"expiry {value!r} is too far in the future") from None
+    return moment
+
+
+def _expiry_moment(value: str, now: datetime) -> datetime:
     if _DURATION.fullmatch(value):
         return now + parse_duration(value)
     try:

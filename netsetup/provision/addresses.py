@@ -1,10 +1,11 @@
 """Tunnel address allocation: the lowest free address, in time independent of the inventory.
 
 Which addresses are taken is kept in `peers/.index.json`, a cache derived from the peer files and
-checked against the folder listing on every use: a peer file that arrived another way (a merge, a
-copy) is read and added, a removed one is dropped. Listing a folder of 10,000 names costs a few
-milliseconds; reading 10,000 TOML files would cost seconds. The index is only read and written under
-the profile lock.
+checked against the folder on every use: each entry remembers the stamp (mtime, size, inode) of
+the file it was read from, so a peer file that arrived or changed another way (a merge, a
+checkout, a hand edit) is read again, and a removed one is dropped. Listing and stat-ing a folder
+of 10,000 files costs milliseconds; reading 10,000 TOML files would cost seconds. The index is
+only read and written under the profile lock.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from netsetup.profile.model import Peer, Profile
 from netsetup.profile.store import parse_peer_file
 
 INDEX_FILE = ".index.json"
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 
 
 # What an address-holding peer tells the allocator: its addresses as integers and, for a revoked
@@ -39,30 +40,43 @@ def holding_for(peer: Peer, quarantine: timedelta) -> Holding:
     return (int(peer.address_v4), v6, released)
 
 
-def _read_index(path: Path) -> dict[str, Holding]:
-    """The index as {name: holding}; ValueError when it is from another version or damaged.
+def file_stamp(stat: os.stat_result) -> str:
+    """What changes when a file is rewritten, renamed over or edited in place."""
+    return f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}"
 
-    Parallel arrays of plain numbers parse and check in a few milliseconds for 10,000 peers."""
+
+def _read_index(path: Path) -> dict[str, tuple[Holding, str]]:
+    """The index as {name: (holding, stamp)}; ValueError when of another version or damaged.
+
+    Parallel arrays of plain values parse and check in a few milliseconds for 10,000 peers."""
     raw = json.loads(path.read_bytes())
     if raw.get("version") != INDEX_VERSION:
         raise ValueError("index of another version")
-    names, v4, v6, released = raw["names"], raw["v4"], raw["v6"], raw["released"]
-    if not (len(names) == len(v4) == len(v6) == len(released)):
+    names, v4, v6, released, stamps = (
+        raw["names"],
+        raw["v4"],
+        raw["v6"],
+        raw["released"],
+        raw["stamps"],
+    )
+    if not (len(names) == len(v4) == len(v6) == len(released) == len(stamps)):
         raise ValueError("damaged index")
     if not (
         all(type(n) is str for n in names)
         and all(type(a) is int for a in v4)
         and all(a is None or type(a) is int for a in v6)
         and all(r is None or type(r) in (int, float) for r in released)
+        and all(type(s) is str for s in stamps)
     ):
         raise ValueError("damaged index")
-    return dict(zip(names, zip(v4, v6, released, strict=True), strict=True))
+    holdings = zip(v4, v6, released, strict=True)
+    return dict(zip(names, zip(holdings, stamps, strict=True), strict=True))
 
 
 class AddressIndex:
-    def __init__(self, profile: Profile, holdings: dict[str, Holding]) -> None:
+    def __init__(self, profile: Profile, entries: dict[str, tuple[Holding, str]]) -> None:
         self.profile = profile
-        self.holdings = holdings
+        self.entries = entries
 
     @property
     def path(self) -> Path:
@@ -72,46 +86,58 @@ class AddressIndex:
     def load(cls, profile: Profile) -> AddressIndex:
         """Read the index and bring it in line with the peer files on disk.
 
-        The one listing of the folder also sweeps temp files a killed writer left behind."""
-        holdings: dict[str, Holding] = {}
+        The one pass over the folder also sweeps temp files a killed writer left behind."""
         try:
-            holdings = _read_index(profile.peers_dir / INDEX_FILE)
+            cached = _read_index(profile.peers_dir / INDEX_FILE)
         except (FileNotFoundError, ValueError, TypeError, KeyError, AttributeError):
-            holdings = {}  # missing or damaged: rebuilt from the peer files below
-        listing = os.listdir(profile.peers_dir)
-        for stale in [e for e in listing if e.endswith(".tmp") and e.startswith(".")]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(profile.peers_dir / stale)
-        on_disk = {e[:-5] for e in listing if e.endswith(".toml") and not e.startswith(".")}
-        for gone in holdings.keys() - on_disk:
-            del holdings[gone]
+            cached = {}  # missing or damaged: rebuilt from the peer files below
+        entries: dict[str, tuple[Holding, str]] = {}
+        changed: list[tuple[str, str]] = []
+        with os.scandir(profile.peers_dir) as folder:
+            for item in folder:
+                name = item.name
+                if name.startswith("."):
+                    if name.endswith(".tmp"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(item.path)
+                    continue
+                if not name.endswith(".toml"):
+                    continue
+                stamp = file_stamp(item.stat())
+                known = cached.get(name[:-5])
+                if known is not None and known[1] == stamp:
+                    entries[name[:-5]] = known
+                else:
+                    changed.append((name[:-5], stamp))
         quarantine = timedelta(days=profile.network.quarantine_days)
-        for name in on_disk - holdings.keys():
+        for name, stamp in changed:
             peer, _ = parse_peer_file(profile.peers_dir / f"{name}.toml")
-            if peer is not None:
-                holdings[name] = holding_for(peer, quarantine)
-        return cls(profile, holdings)
+            if peer is not None:  # a broken file holds nothing; `validate` reports it
+                entries[name] = (holding_for(peer, quarantine), stamp)
+        return cls(profile, entries)
 
     def save(self) -> None:
         """Write the index. No fsync: it is a cache that `load` rebuilds from the peer files."""
-        names = list(self.holdings)
-        values = list(self.holdings.values())
+        names = list(self.entries)
+        values = list(self.entries.values())
         data = {
             "version": INDEX_VERSION,
             "note": "cache written by netsetup; safe to delete",
             "names": names,
-            "v4": [h[0] for h in values],
-            "v6": [h[1] for h in values],
-            "released": [h[2] for h in values],
+            "v4": [h[0] for h, _ in values],
+            "v6": [h[1] for h, _ in values],
+            "released": [h[2] for h, _ in values],
+            "stamps": [stamp for _, stamp in values],
         }
         atomic_write(self.path, json.dumps(data, separators=(",", ":")), durable=False)
 
-    def record(self, name: str, holding: Holding) -> None:
-        self.holdings[name] = holding
+    def record(self, name: str, holding: Holding, peer_file: Path) -> None:
+        """Note a peer file just written (its stamp, so the next load trusts it)."""
+        self.entries[name] = (holding, file_stamp(peer_file.stat()))
 
     def taken(self, now: datetime) -> tuple[set[int], set[int]]:
         moment = now.timestamp()
-        held = [h for h in self.holdings.values() if h[2] is None or h[2] > moment]
+        held = [h for h, _ in self.entries.values() if h[2] is None or h[2] > moment]
         return {h[0] for h in held}, {h[1] for h in held if h[1] is not None}
 
 

@@ -8,6 +8,8 @@ A crash before the peer file leaves no peer; one after leaves a whole peer.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,14 @@ from netsetup.keys import (
     key_error,
 )
 from netsetup.profile.model import MODES, Peer, Profile
-from netsetup.profile.store import load_peer, load_peers, peer_path, write_peer
+from netsetup.profile.store import (
+    load_peer,
+    load_peers,
+    peer_path,
+    peer_to_toml,
+    write_peer,
+    write_peer_text,
+)
 from netsetup.profile.values import format_time, parse_expiry, parse_name
 from netsetup.provision.addresses import AddressIndex, allocate_address, holding_for
 from netsetup.provision.client_config import render_client_config
@@ -124,7 +133,38 @@ def _out_dir(state: StateDir, profile: Profile, name: str, out: Path | None) -> 
     if out is None:
         state._secret_dir(profile.id, "clients", name)
         return state.client_dir(profile.id, name)
+    refuse_inside_profiles(out, profile)
     return private_dir(out)
+
+
+def refuse_inside_profiles(path: Path, profile: Profile) -> None:
+    """Secrets never go under profiles/ (it is shared, reviewed and committed)."""
+    target = path.resolve()
+    folder = profile.directory.resolve()
+    roots = [folder]
+    if folder.parent.name == "profiles" or os.environ.get("NETSETUP_PROFILES"):
+        roots.append(folder.parent)
+    for root in roots:
+        if target == root or root in target.parents:
+            raise InputError(
+                "secrets never go under the profiles folder (it is committed and shared); "
+                "choose a folder outside it",
+                where=str(path),
+            )
+
+
+def _check_config_target(config: Path, profile: Profile, name: str) -> None:
+    """Never overwrite another assistant's config (and with it their only private key)."""
+    if not config.exists():
+        return
+    with config.open() as handle:
+        first = handle.readline()
+    if not first.startswith(f"# netsetup: {name} on {profile.id} ("):
+        raise ConflictError(
+            f"{config.name} there belongs to another assistant or was not written by netsetup; "
+            "give each assistant their own --out folder",
+            where=str(config),
+        )
 
 
 def _write_client(
@@ -161,12 +201,27 @@ def _issue(
     qr: bool,
 ) -> tuple[Path, list[Path], Path]:
     """Make a preshared key and write the peer's secrets, then its peer file: the commit point.
-    A crash before the peer file leaves the previous peer (or none) whole."""
-    target = _out_dir(state, profile, peer.name, out_dir)  # refuses an open folder first
+
+    Everything that can be checked is checked before the first secret is written; if a write
+    fails before the commit, the secrets written so far are removed again. A crash (SIGKILL)
+    before the peer file leaves the previous peer (or none) whole on the gateway side.
+    """
+    peer_text = peer_to_toml(peer)
+    target = _out_dir(state, profile, peer.name, out_dir)
+    _check_config_target(target / f"{profile.network.client_interface}.conf", profile, peer.name)
     psk = generate_preshared_key()
-    state.save_psk(profile.id, peer.name, peer.public_key, psk)
-    config, qr_files = _write_client(profile, peer, private, psk, target, qr)
-    return config, qr_files, write_peer(profile, peer)
+    written: list[Path] = []
+    try:
+        written.append(state.psk_path(profile.id, peer.name, peer.public_key))
+        state.save_psk(profile.id, peer.name, peer.public_key, psk)
+        config, qr_files = _write_client(profile, peer, private, psk, target, qr)
+        written.extend([config, *qr_files])
+        return config, qr_files, write_peer_text(profile, peer.name, peer_text)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise
 
 
 def write_qr(text: str, stem: Path) -> list[Path]:
@@ -233,7 +288,7 @@ def provision(
         )
         state.delete_psk(profile.id, name)  # leftovers of a provision that crashed
         config, qr_files, peer_file = _issue(profile, peer, private, state, out_dir, qr)
-        index.record(name, holding_for(peer, timedelta(days=net.quarantine_days)))
+        index.record(name, holding_for(peer, timedelta(days=net.quarantine_days)), peer_file)
         index.save()
     view = PeerView.of(peer, now)
     state.audit(
@@ -262,12 +317,13 @@ def revoke(
             raise ConflictError(
                 f"peer {name!r} is already revoked", where=str(peer_path(profile, name))
             )
+        index = AddressIndex.load(profile)
         peer = replace(peer, status="revoked", revoked=now)
-        write_peer(profile, peer)
+        peer_file = write_peer(profile, peer)
         state.delete_psk(profile.id, name)
         state.delete_client_dir(profile.id, name)
-        index = AddressIndex.load(profile)
-        index.record(name, holding_for(peer, timedelta(days=profile.network.quarantine_days)))
+        quarantine = timedelta(days=profile.network.quarantine_days)
+        index.record(name, holding_for(peer, quarantine), peer_file)
         index.save()
     view = PeerView.of(peer, now)
     state.audit("revoke", now, profile=profile.id, peer=name, fingerprint=view.fingerprint)
@@ -299,6 +355,8 @@ def rotate(
         )
         config, qr_files, peer_file = _issue(profile, peer, private, state, out_dir, qr)
         state.delete_psk(profile.id, name, keep=public)
+        if config.parent != state.client_dir(profile.id, name):
+            state.delete_client_dir(profile.id, name)  # the old config holds a dead private key
     view = PeerView.of(peer, now)
     state.audit(
         "rotate",

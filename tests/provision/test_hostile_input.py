@@ -53,7 +53,7 @@ hostile_text = st.one_of(
     st.ip_addresses(v=4).map(str),
     st.ip_addresses(v=6).map(str),
 )
-valid_name = st.from_regex(r"[a-z0-9-]{1,32}", fullmatch=True)
+valid_name = st.from_regex(r"[a-z0-9][a-z0-9-]{0,31}", fullmatch=True)
 
 
 def mostly(good: st.SearchStrategy[str], share: int) -> st.SearchStrategy[str]:
