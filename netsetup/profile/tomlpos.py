@@ -115,7 +115,8 @@ class _Scanner:
                     start = self.pos()
                     key = self.key()
                     path = (*prefix, *key)
-                    self.out.setdefault(path, start)
+                    for depth in range(len(prefix) + 1, len(path) + 1):  # a.b.c = 1 defines a.b
+                        self.out.setdefault(path[:depth], start)
                     self.skip_ws()
                     if self.peek() == "=":
                         self.advance()

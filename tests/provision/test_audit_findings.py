@@ -149,3 +149,14 @@ def test_a_name_starting_with_a_dash_is_refused(acme: Path, state_dir: Path) -> 
     with pytest.raises(InputError, match="not starting with '-'"):
         service.provision(load_profile(acme), "-x", "dedicated", state=StateDir(), now=NOW)
     assert not (acme / "peers").exists() or not list((acme / "peers").glob("*.toml"))
+
+
+def test_a_dotted_unknown_key_is_reported_on_its_own_line(acme: Path, state_dir: Path) -> None:
+    text = (acme / "profile.toml").read_text()
+    lines = text.splitlines()
+    at = lines.index("mtu = 1380") + 1
+    lines.insert(at, "dummy.x = 1")
+    (acme / "profile.toml").write_text("\n".join(lines) + "\n")
+    result = run("provision", str(acme), "x")
+    assert result.returncode == 2 and "unknown key 'dummy'" in result.stderr
+    assert f"profile.toml:{at + 1})" in result.stderr
