@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from netsetup.cli.app import app, emit_json
+
+
+class Mode(enum.StrEnum):
+    """The access modes (netsetup.profile.model.MODES), as choices Click can list in --help."""
+
+    dedicated = "dedicated"
+    agency = "agency"
+
 
 ProfileArg = Annotated[
     str,
@@ -75,8 +84,9 @@ def provision(
     profile: ProfileArg,
     name: NameArg,
     mode: Annotated[
-        str, typer.Option("--mode", help="dedicated: the company network; agency: the portal only.")
-    ] = "dedicated",
+        Mode,
+        typer.Option("--mode", help="dedicated: the company network; agency: the portal only."),
+    ] = Mode.dedicated,
     expires: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +104,9 @@ def provision(
 
         netsetup provision profiles/acme-dental maria --mode dedicated --qr
 
-        netsetup provision acme-dental temp-week --mode agency --expires 7d --out ./handoff
+        netsetup provision acme-dental temp --mode agency --expires 7d
+
+        netsetup provision acme-dental ines --out ./handoff/ines
     """
     from netsetup.provision.service import provision as do_provision
     from netsetup.state import StateDir
@@ -102,7 +114,7 @@ def provision(
     result = do_provision(
         _load(profile),
         name,
-        mode,
+        mode.value,
         state=StateDir(),
         expires=expires,
         client_pubkey=client_pubkey,
@@ -126,9 +138,10 @@ def revoke(profile: ProfileArg, name: NameArg, json_out: JsonOpt = False) -> Non
     from netsetup.provision.service import revoke as do_revoke
     from netsetup.state import StateDir
 
-    view = do_revoke(_load(profile), name, state=StateDir())
+    loaded = _load(profile)
+    view = do_revoke(loaded, name, state=StateDir())
     if json_out:
-        emit_json("netsetup.revoke/1", {"profile": profile, "peer": view.as_dict()})
+        emit_json("netsetup.revoke/1", {"profile": loaded.id, "peer": view.as_dict()})
     else:
         typer.echo(f"revoked {view.name} ({view.fingerprint}); re-render the gateway to apply")
 
@@ -175,9 +188,10 @@ def renew(
     from netsetup.provision.service import renew as do_renew
     from netsetup.state import StateDir
 
-    view = do_renew(_load(profile), name, expires, state=StateDir())
+    loaded = _load(profile)
+    view = do_renew(loaded, name, expires, state=StateDir())
     if json_out:
-        emit_json("netsetup.renew/1", {"profile": profile, "peer": view.as_dict()})
+        emit_json("netsetup.renew/1", {"profile": loaded.id, "peer": view.as_dict()})
     else:
         typer.echo(f"renewed {view.name}: expires {view.expires}")
 

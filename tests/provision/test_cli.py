@@ -110,7 +110,7 @@ def test_unknown_profile_and_mode(tmp_path: Path, acme: Path, state_dir: Path) -
     result = run("provision", str(tmp_path / "nope"), "maria")
     assert result.returncode == 2 and "error: no profile" in result.stderr
     result = run("provision", str(acme), "maria", "--mode", "boss")
-    assert result.returncode == 2 and "mode 'boss'" in result.stderr
+    assert result.returncode == 2 and "'boss' is not one of 'dedicated', 'agency'" in result.stderr
     result = run("revoke", str(acme), "ghost")
     assert result.returncode == 2 and "no peer 'ghost'" in result.stderr
 
