@@ -11,9 +11,13 @@ echo "== netsetup validate profiles/ (must be clean)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r tests/validate/fixtures/broken "$work/profiles"
-# A secret made now, never stored in the repository: NS201 must find it.
-"$PYTHON" -c 'import base64, os; print("[Interface]\nprivatekey = " + base64.b64encode(os.urandom(32)).decode())' \
-  > "$work/profiles/clinic/peers/alice.conf"
+# Secrets made now, never stored in the repository: NS201 must find them, in a client config and
+# as a bare key file in a hidden folder, and they must never appear in the output.
+secret=$("$PYTHON" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+printf '[Interface]\nprivatekey = %s\n' "$secret" > "$work/profiles/clinic/peers/alice.conf"
+mkdir "$work/profiles/clinic/.handoff"
+"$PYTHON" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' \
+  > "$work/profiles/clinic/.handoff/private.key"
 
 echo "== netsetup validate <broken tree> (must fail with exactly the expected codes)"
 set +e
@@ -22,6 +26,10 @@ rc=$?
 set -e
 if [ "$rc" -ne 1 ]; then
   echo "expected exit 1 from the broken tree, got $rc" >&2
+  exit 1
+fi
+if grep -qF -e "$secret" -e "$(cat "$work/profiles/clinic/.handoff/private.key")" "$work/out.json"; then
+  echo "a secret appears in the output of validate" >&2
   exit 1
 fi
 "$PYTHON" - "$work/out.json" tests/validate/fixtures/broken-codes.txt <<'PY'

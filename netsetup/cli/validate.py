@@ -59,9 +59,9 @@ def validate(
     try:
         threshold = Severity.parse(fail_on)
     except ValueError as exc:
-        fail(f"--fail-on: {exc}")
+        fail(str(exc), "--fail-on")
     if as_json and output_format not in (None, "json"):
-        fail("--json and --format disagree")
+        fail("--json and --format disagree", f"--json, --format {output_format}")
     fmt = choose_format("json" if as_json else output_format, os.environ)
     moment = _parse_now(now) if now else datetime.now(UTC)
     try:
@@ -69,7 +69,16 @@ def validate(
     except NetsetupError:
         raise
     except Exception as exc:  # a bug must not look like "findings" (exit 1): report it as 2
-        fail(f"internal error: {type(exc).__name__}: {exc}", code=ExitCode.USAGE)
+        # Only the exception's type: validate reads files that may hold keys, and the exception's
+        # text could carry what it was reading (as in main()).
+        if os.environ.get("NETSETUP_DEBUG") == "1":
+            raise
+        typer.echo(
+            f"error: internal error ({type(exc).__name__}); rerun with NETSETUP_DEBUG=1 for a "
+            "traceback and report it",
+            err=True,
+        )
+        raise typer.Exit(int(ExitCode.USAGE)) from None
     if fmt == "json":
         emit_json(json_format.SCHEMA, json_format.payload(report))
     else:
@@ -81,7 +90,7 @@ def _parse_now(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        fail(f"--now {text!r} is not an ISO date-time such as 2026-06-01T00:00:00Z")
+        fail("not an ISO date-time such as 2026-06-01T00:00:00Z", f"--now {text!r}")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -107,7 +116,7 @@ def rule(
     if code is not None:
         found = find_rule(code)
         if found is None:
-            fail(f"no rule {code!r}; `netsetup rule` lists them")
+            fail("no such rule; `netsetup rule` lists them", code)
         rules = [found]
     if as_json:
         emit_json(

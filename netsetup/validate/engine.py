@@ -45,7 +45,7 @@ def _run(paths: list[Path], ctx: Context) -> tuple[list[Finding], Tree]:
     tree = load_tree(paths, ctx)
     if not tree.profiles:
         names = ", ".join(display(p) for p in paths)
-        raise NotFoundError(f"no profile found (no profile.toml under {names})")
+        raise NotFoundError("no profile found: no profile.toml anywhere under", where=names)
     for entry in tree.profiles:
         for profile_check in PROFILE_CHECKS:
             profile_check(entry, ctx)

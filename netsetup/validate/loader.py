@@ -1,8 +1,10 @@
 """Find the profiles under the paths given to validate and parse every file once.
 
 Schema problems (NS0xx) come out of parsing; the loader turns them into findings. Everything else
-that is read (notes, client configs left behind, dotfiles in peers/) is kept as text for the secret
-scan, because a private key must not sit anywhere under profiles/.
+that is read (notes, client configs left behind, dotfiles in peers/, hidden folders such as
+`.backup/` or `.handoff/`) is kept as text for the secret scan, because a private key must not sit
+anywhere under profiles/. Only `.git` folders and netsetup's own cache and lock files in peers/
+are left out.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from netsetup.validate.context import Context, OtherFile, PeerEntry, ProfileEntr
 from netsetup.validate.fastpeer import fast_peer
 
 MAX_SCANNED_BYTES = 8 * 1024 * 1024  # larger files are not profiles; skip them in the secret scan
+SKIPPED_DIRS = frozenset((".git",))  # the repository's own database, not its content
+# netsetup's own files in peers/ (the address index cache and the provisioning lock): no secrets
+SKIPPED_PEER_FILES = frozenset((".index.json", ".lock"))
 
 
 def load_tree(paths: list[Path], ctx: Context) -> Tree:
@@ -26,7 +31,7 @@ def load_tree(paths: list[Path], ctx: Context) -> Tree:
     others: list[OtherFile] = []
     for root in paths:
         if not root.exists():
-            raise NotFoundError(f"no such file or directory: {display(root)}")
+            raise NotFoundError("no such file or directory", where=display(root))
         if root.is_file():
             if root.name == PROFILE_FILE:
                 _add_profile(root.parent, seen, profiles, others, ctx)
@@ -35,7 +40,7 @@ def load_tree(paths: list[Path], ctx: Context) -> Tree:
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
             if PROFILE_FILE in filenames:
                 _add_profile(here, seen, profiles, others, ctx)
                 if PEERS_DIR in dirnames:
@@ -84,12 +89,14 @@ def _add_profile(
     if peers_dir.is_dir():
         for dirpath, dirnames, filenames in os.walk(peers_dir):
             here = Path(dirpath)
-            dirnames[:] = sorted(dirnames)
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
             at_top = here == peers_dir
             for name in sorted(filenames):
                 if at_top and name.endswith(".toml") and not name.startswith("."):
                     # peer files are unique once their profile is: no resolve() per peer
                     entry.peers.append(_load_peer(here / name, ctx))
+                elif at_top and name in SKIPPED_PEER_FILES:
+                    continue
                 else:
                     _add_other(here / name, seen, others)
     profiles.append(entry)

@@ -22,7 +22,9 @@ def choose_format(requested: str | None, environ: Mapping[str, str]) -> str:
     if requested is None:
         return "github" if environ.get("GITHUB_ACTIONS") == "true" else "text"
     if requested not in FORMATS:
-        raise InputError(f"unknown format {requested!r}; choose one of {', '.join(FORMATS)}")
+        raise InputError(
+            f"unknown format {requested!r}; choose one of {', '.join(FORMATS)}", where="--format"
+        )
     return requested
 
 

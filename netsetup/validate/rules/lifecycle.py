@@ -10,10 +10,14 @@ from netsetup.validate.registry import define, profile_check
 EXPIRED_ACTIVE = define(
     "NS114",
     "expired-peer-active",
-    Severity.ERROR,
+    Severity.WARNING,
     'A peer file says status = "active" although its expiry date has passed.',
-    "Expiry is how temporary (agency) access ends: a peer left active keeps its access on the "
-    "gateway after the date everyone believes it ended. Revoke it, or renew it on purpose.",
+    "Expiry is how temporary (agency) access ends. `netsetup render` leaves expired peers out "
+    "of the gateway config, but a gateway rendered before the date still lets the peer in. "
+    "Re-render the gateway (`netsetup render PROFILE --out ...`), then revoke the peer "
+    "(`netsetup revoke`) or renew it on purpose (`netsetup renew --expires ...`). A warning, not "
+    "an error: the date passes on its own, and a profiles repository's CI must not turn red on a "
+    "calendar date with no change; use --fail-on warning to make it block.",
     """
     status = "active"
     expires = 2024-01-31T00:00:00Z
@@ -36,5 +40,7 @@ def check_expired(entry: ProfileEntry, ctx: Context) -> None:
                 ("expires",),
                 EXPIRED_ACTIVE.code,
                 f"peer {peer_entry.name!r} expired at {format_time(peer.expires)} but is still "
-                f"active; run `netsetup revoke {entry.id} {peer_entry.name}` or renew it",
+                f"active: re-render the gateway (`netsetup render {entry.id} --out ...` leaves "
+                f"expired peers out), then `netsetup revoke {entry.id} {peer_entry.name}` or "
+                f"`netsetup renew {entry.id} {peer_entry.name} --expires ...`",
             )
