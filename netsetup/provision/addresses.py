@@ -1,11 +1,14 @@
 """Tunnel address allocation: the lowest free address, in time independent of the inventory.
 
-Which addresses are taken is kept in `peers/.index.json`, a cache derived from the peer files and
-checked against the folder on every use: each entry remembers the stamp (mtime, size, inode) of
-the file it was read from, so a peer file that arrived or changed another way (a merge, a
-checkout, a hand edit) is read again, and a removed one is dropped. Listing and stat-ing a folder
-of 10,000 files costs milliseconds; reading 10,000 TOML files would cost seconds. The index is
-only read and written under the profile lock.
+Which addresses are taken is kept in `<profile>/.peers-index.json`, a cache derived from the peer
+files. It records the modification time of the peers/ folder: while that is unchanged (no file
+was added, removed or renamed over since), the index is trusted as it is, one stat for any
+inventory. When it changed (a merge, a checkout, another tool), every entry is checked against
+the stamp (mtime, size, inode) of its file, and only new or changed files are read again; reading
+10,000 TOML files would cost seconds. The index is read and written only under the profile lock.
+
+A peer file edited in place by hand (peer files are netsetup's to write) leaves the folder's
+mtime alone and is seen at the next change of the folder; `validate` reports any clash (NS105).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from netsetup.fsutil import atomic_write
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.store import parse_peer_file
 
-INDEX_FILE = ".index.json"
-INDEX_VERSION = 4
+INDEX_FILE = ".peers-index.json"  # beside profile.toml, outside peers/ (see above)
+INDEX_VERSION = 5
 
 
 # What an address-holding peer tells the allocator: its addresses as integers and, for a revoked
@@ -45,12 +48,13 @@ def file_stamp(stat: os.stat_result) -> str:
     return f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}"
 
 
-def _read_index(path: Path) -> dict[str, tuple[Holding, str]]:
-    """The index as {name: (holding, stamp)}; ValueError when of another version or damaged.
+def _read_index(path: Path) -> tuple[int, dict[str, tuple[Holding, str]]]:
+    """The peers/ folder's mtime when the index was saved, and {name: (holding, stamp)}.
+    ValueError when of another version or damaged.
 
     Parallel arrays of plain values parse and check in a few milliseconds for 10,000 peers."""
     raw = json.loads(path.read_bytes())
-    if raw.get("version") != INDEX_VERSION:
+    if raw.get("version") != INDEX_VERSION or type(raw.get("folder_mtime")) is not int:
         raise ValueError("index of another version")
     names, v4, v6, released, stamps = (
         raw["names"],
@@ -70,7 +74,7 @@ def _read_index(path: Path) -> dict[str, tuple[Holding, str]]:
     ):
         raise ValueError("damaged index")
     holdings = zip(v4, v6, released, strict=True)
-    return dict(zip(names, zip(holdings, stamps, strict=True), strict=True))
+    return raw["folder_mtime"], dict(zip(names, zip(holdings, stamps, strict=True), strict=True))
 
 
 class AddressIndex:
@@ -80,17 +84,20 @@ class AddressIndex:
 
     @property
     def path(self) -> Path:
-        return self.profile.peers_dir / INDEX_FILE
+        return self.profile.directory / INDEX_FILE
 
     @classmethod
     def load(cls, profile: Profile) -> AddressIndex:
         """Read the index and bring it in line with the peer files on disk.
 
-        The one pass over the folder also sweeps temp files a killed writer left behind."""
+        A pass over the folder also sweeps temp files a killed writer left behind (creating
+        them changed the folder's mtime, so they never hide behind the fast path)."""
         try:
-            cached = _read_index(profile.peers_dir / INDEX_FILE)
+            folder_mtime, cached = _read_index(profile.directory / INDEX_FILE)
         except (FileNotFoundError, ValueError, TypeError, KeyError, AttributeError):
-            cached = {}  # missing or damaged: rebuilt from the peer files below
+            folder_mtime, cached = -1, {}  # missing or damaged: rebuilt from the peer files
+        if os.stat(profile.peers_dir).st_mtime_ns == folder_mtime:
+            return cls(profile, cached)
         entries: dict[str, tuple[Holding, str]] = {}
         changed: list[tuple[str, str]] = []
         with os.scandir(profile.peers_dir) as folder:
@@ -123,6 +130,7 @@ class AddressIndex:
         data = {
             "version": INDEX_VERSION,
             "note": "cache written by netsetup; safe to delete",
+            "folder_mtime": os.stat(self.profile.peers_dir).st_mtime_ns,
             "names": names,
             "v4": [h[0] for h, _ in values],
             "v6": [h[1] for h, _ in values],

@@ -23,6 +23,8 @@ MAX_SCANNED_BYTES = 8 * 1024 * 1024  # larger files are not profiles; skip them 
 SKIPPED_DIRS = frozenset((".git",))  # the repository's own database, not its content
 # netsetup's own files in peers/ (the address index cache and the provisioning lock): no secrets
 SKIPPED_PEER_FILES = frozenset((".index.json", ".lock"))
+# netsetup's address index cache beside profile.toml (names and numbers, no secrets)
+SKIPPED_PROFILE_FILES = frozenset((PROFILE_FILE, ".peers-index.json"))
 
 
 def load_tree(paths: list[Path], ctx: Context) -> Tree:
@@ -45,7 +47,7 @@ def load_tree(paths: list[Path], ctx: Context) -> Tree:
                 _add_profile(here, seen, profiles, others, ctx)
                 if PEERS_DIR in dirnames:
                     dirnames.remove(PEERS_DIR)  # read by _add_profile
-                filenames = [f for f in filenames if f != PROFILE_FILE]
+                filenames = [f for f in filenames if f not in SKIPPED_PROFILE_FILES]
             for name in sorted(filenames):
                 _add_other(here / name, seen, others)
     return Tree(profiles, others)

@@ -33,7 +33,10 @@ def test_a_peer_file_changed_by_a_merge_is_read_again(acme: Path, state_dir: Pat
         service.provision(profile, name, "dedicated", state=state, now=NOW)
     carol = acme / "peers" / "carol.toml"
     assert '"198.18.10.3"' in carol.read_text()
-    carol.write_text(carol.read_text().replace('"198.18.10.3"', '"198.18.10.4"'))  # a merge
+    # a merge or checkout replaces the file (git writes a new file, it never edits in place)
+    merged = carol.with_name("carol.merge")
+    merged.write_text(carol.read_text().replace('"198.18.10.3"', '"198.18.10.4"'))
+    merged.replace(carol)
     dave = service.provision(profile, "dave", "dedicated", state=state, now=NOW)
     assert dave.peer.address_v4 == "198.18.10.3"  # not .4, which carol holds now
 

@@ -181,11 +181,16 @@ def test_index_heals_when_peer_files_arrive_by_merge(acme: Path, state_dir: Path
     )
     result = service.provision(profile, "b", "dedicated", state=state, now=NOW)
     assert result.peer.address_v4 == "198.18.10.4"
-    (acme / "peers" / ".index.json").write_text("{not json")
+    index = acme / ".peers-index.json"
+    assert index.is_file() and not (acme / "peers" / ".peers-index.json").exists()
+    index.write_text("{not json")
     result = service.provision(profile, "c", "dedicated", state=state, now=NOW)
     assert result.peer.address_v4 == "198.18.10.5"
-    damaged = '{"version": 3, "names": ["a"], "v4": ["x"], "v6": [null], "released": [null]}'
-    (acme / "peers" / ".index.json").write_text(damaged)
+    damaged = (
+        '{"version": 5, "folder_mtime": 0, "names": ["a"], "v4": ["x"], "v6": [null],'
+        ' "released": [null], "stamps": ["0:0:0"]}'
+    )
+    index.write_text(damaged)
     result = service.provision(profile, "d", "dedicated", state=state, now=NOW)
     assert result.peer.address_v4 == "198.18.10.6"
     # a temp file a killed writer left behind is swept by the next change
