@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +35,9 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644, durable: b
     for caches that can be rebuilt."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    # O_EXCL on a random name is what tempfile.mkstemp does, without importing tempfile/random
+    tmp_name = str(directory / f".{path.name}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
