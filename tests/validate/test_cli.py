@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from netsetup.cli import main
 from netsetup.errors import ExitCode
-from tests.validate.validate_support import BROKEN, materialize, runtime_secret
+from tests.validate.validate_support import BROKEN, materialize, run_cli, runtime_secret
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 NOW = "2026-06-01T00:00:00Z"
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
+run = run_cli
 
 
 @pytest.fixture(autouse=True)

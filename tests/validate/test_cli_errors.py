@@ -10,18 +10,14 @@ import pytest
 import netsetup.validate
 from netsetup.cli import main
 from netsetup.errors import ExitCode
-from tests.validate.validate_support import RULE_FIXTURES, materialize, runtime_secret
+from tests.validate.validate_support import RULE_FIXTURES, materialize, run_cli, runtime_secret
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = "2026-06-01T00:00:00Z"
 ERROR_FORM = re.compile(r"^error: [^\n]+ \(([^()\n]+)\)\n$")
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
+run = run_cli
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from netsetup.validate import Report, validate
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -62,3 +64,13 @@ def run_fixture(source: Path, where: Path) -> tuple[Report, set[Marker]]:
     materialize(source, where / "profiles")
     report = validate([Path("profiles")], now=NOW)
     return report, markers(where / "profiles", "profiles")
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run `netsetup` in-process; return (exit code, stdout, stderr)."""
+    from netsetup.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
