@@ -17,7 +17,7 @@ from netsetup.errors import NotFoundError
 from netsetup.profile.schema import SchemaIssue, parse_peer_data, parse_profile_data
 from netsetup.profile.store import PEERS_DIR, PROFILE_FILE, ParsedFile, parse_peer_file, read_toml
 from netsetup.validate.context import Context, OtherFile, PeerEntry, ProfileEntry, Tree, display
-from netsetup.validate.fastpeer import fast_peer
+from netsetup.validate.fastpeer import canonical_peer_data, fast_peer
 
 MAX_SCANNED_BYTES = 8 * 1024 * 1024  # larger files are not profiles; skip them in the secret scan
 SKIPPED_DIRS = frozenset((".git",))  # the repository's own database, not its content
@@ -109,7 +109,7 @@ def _load_peer(path: Path, ctx: Context) -> PeerEntry:
         raw = handle.read()
     try:
         text = raw.decode("utf-8")
-        data = tomllib.loads(text)
+        data = canonical_peer_data(text) or tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         peer, parsed = parse_peer_file(path)  # the slow path words the syntax error
         _report_schema(parsed, ctx)
