@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,14 @@ def parse_profile_file(profile_dir: Path) -> tuple[Profile | None, ParsedFile]:
 
 
 def parse_peer_file(path: Path) -> tuple[Peer | None, ParsedFile]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        text = None
+    fast = canonical_peer_data(text) if text is not None else None
+    if fast is not None:
+        peer, issues = parse_peer_data(fast, path.stem)
+        return peer, ParsedFile(path, text or "", issues)
     text, data, syntax = read_toml(path)
     if data is None:
         return None, ParsedFile(path, text, [syntax] if syntax else [])
@@ -173,6 +183,57 @@ def peer_to_toml(peer: Peer) -> str:
         if moment is not None:
             lines.append(f"{key} = {format_time(moment)}")
     return "\n".join(lines) + "\n"
+
+
+_DT = r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)"
+# The exact shape peer_to_toml writes. Strings are limited to characters that need no escaping
+# in TOML, comments to printable ASCII, so this text means to tomllib what it means here.
+_CANONICAL = re.compile(
+    r"(?:#[ -~]*\n)*"
+    r'name = "([a-z0-9-]{1,32})"\n'
+    r'mode = "([a-z]{1,16})"\n'
+    r'status = "([a-z]{1,16})"\n'
+    r'public_key = "([A-Za-z0-9+/=]{1,64})"\n'
+    r'key_origin = "([a-z]{1,16})"\n'
+    r'address_v4 = "([0-9.]{1,15})"\n'
+    r'(?:address_v6 = "([0-9a-f:.]{1,45})"\n)?'
+    rf"created = {_DT}\n"
+    rf"(?:expires = {_DT}\n)?"
+    rf"(?:rotated = {_DT}\n)?"
+    rf"(?:revoked = {_DT}\n)?"
+)
+_FIELDS = (
+    "name",
+    "mode",
+    "status",
+    "public_key",
+    "key_origin",
+    "address_v4",
+    "address_v6",
+    "created",
+    "expires",
+    "rotated",
+    "revoked",
+)
+
+
+def canonical_peer_data(text: str) -> dict[str, Any] | None:
+    """The data tomllib would return for `text`, when `text` is a canonical peer file; else None."""
+    match = _CANONICAL.fullmatch(text)
+    if match is None:
+        return None
+    data: dict[str, Any] = {}
+    for field, value in zip(_FIELDS, match.groups(), strict=True):
+        if value is None:
+            continue
+        if field in ("created", "expires", "rotated", "revoked"):
+            try:
+                data[field] = datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+            except ValueError:
+                return None  # e.g. month 13: let tomllib word the error
+        else:
+            data[field] = value
+    return data
 
 
 def write_peer(profile: Profile, peer: Peer) -> Path:

@@ -1,7 +1,8 @@
 """A fast path for the common case: a clean peer file as `netsetup provision` writes it.
 
-Two steps. `canonical_peer_data` reads a file whose text is exactly what `peer_to_toml` writes
-(fixed key order, plain strings, UTC date-times) with one regular expression instead of tomllib,
+Two steps. `canonical_peer_data` (in profile.store, beside the writer) reads a file whose text is
+exactly what `peer_to_toml` writes (fixed key order, plain strings, UTC date-times) with one
+regular expression instead of tomllib,
 which is pure Python and most of the cost of validating 10,000 peers; any other text, however
 valid TOML, returns None and goes through tomllib. Then `fast_peer`:
 
@@ -15,70 +16,21 @@ tests/validate/test_fastpeer.py checks both agree on valid and broken peers.
 from __future__ import annotations
 
 import ipaddress
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from netsetup.keys import is_valid_key
 from netsetup.profile.model import MODES, PEER_STATUSES, Peer
 from netsetup.profile.schema import PEER_KEYS
+from netsetup.profile.store import canonical_peer_data
+
+__all__ = ["canonical_peer_data", "fast_peer"]
 from netsetup.profile.values import NAME_RE
 
 _ALLOWED = frozenset(PEER_KEYS)
 _REQUIRED = frozenset(("name", "mode", "public_key", "address_v4", "created"))
 _ORIGINS = ("generated", "client")
 _TIMES = ("created", "expires", "revoked", "rotated")
-
-
-_DT = r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)"
-# The exact shape peer_to_toml writes. Strings are limited to characters that need no escaping
-# in TOML, comments to printable ASCII, so this text means to tomllib what it means here.
-_CANONICAL = re.compile(
-    r"(?:#[ -~]*\n)*"
-    r'name = "([a-z0-9-]{1,32})"\n'
-    r'mode = "([a-z]{1,16})"\n'
-    r'status = "([a-z]{1,16})"\n'
-    r'public_key = "([A-Za-z0-9+/=]{1,64})"\n'
-    r'key_origin = "([a-z]{1,16})"\n'
-    r'address_v4 = "([0-9.]{1,15})"\n'
-    r'(?:address_v6 = "([0-9a-f:.]{1,45})"\n)?'
-    rf"created = {_DT}\n"
-    rf"(?:expires = {_DT}\n)?"
-    rf"(?:rotated = {_DT}\n)?"
-    rf"(?:revoked = {_DT}\n)?"
-)
-_FIELDS = (
-    "name",
-    "mode",
-    "status",
-    "public_key",
-    "key_origin",
-    "address_v4",
-    "address_v6",
-    "created",
-    "expires",
-    "rotated",
-    "revoked",
-)
-
-
-def canonical_peer_data(text: str) -> dict[str, Any] | None:
-    """The data tomllib would return for `text`, when `text` is a canonical peer file; else None."""
-    match = _CANONICAL.fullmatch(text)
-    if match is None:
-        return None
-    data: dict[str, Any] = {}
-    for field, value in zip(_FIELDS, match.groups(), strict=True):
-        if value is None:
-            continue
-        if field in _TIMES:
-            try:
-                data[field] = datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
-            except ValueError:
-                return None  # e.g. month 13: let tomllib word the error
-        else:
-            data[field] = value
-    return data
 
 
 def fast_peer(data: dict[str, Any], file_stem: str) -> Peer | None:
