@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -186,22 +187,29 @@ def peer_to_toml(peer: Peer) -> str:
 
 
 _DT = r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)"
+
+
 # The exact shape peer_to_toml writes. Strings are limited to characters that need no escaping
 # in TOML, comments to printable ASCII, so this text means to tomllib what it means here.
-_CANONICAL = re.compile(
-    r"(?:#[ -~]*\n)*"
-    r'name = "([a-z0-9-]{1,32})"\n'
-    r'mode = "([a-z]{1,16})"\n'
-    r'status = "([a-z]{1,16})"\n'
-    r'public_key = "([A-Za-z0-9+/=]{1,64})"\n'
-    r'key_origin = "([a-z]{1,16})"\n'
-    r'address_v4 = "([0-9.]{1,15})"\n'
-    r'(?:address_v6 = "([0-9a-f:.]{1,45})"\n)?'
-    rf"created = {_DT}\n"
-    rf"(?:expires = {_DT}\n)?"
-    rf"(?:rotated = {_DT}\n)?"
-    rf"(?:revoked = {_DT}\n)?"
-)
+@functools.cache
+def _canonical() -> re.Pattern[str]:
+    # compiled on first use: `provision` never reads a peer file and should not pay for it
+    return re.compile(
+        r"(?:#[ -~]*\n)*"
+        r'name = "([a-z0-9-]{1,32})"\n'
+        r'mode = "([a-z]{1,16})"\n'
+        r'status = "([a-z]{1,16})"\n'
+        r'public_key = "([A-Za-z0-9+/=]{1,64})"\n'
+        r'key_origin = "([a-z]{1,16})"\n'
+        r'address_v4 = "([0-9.]{1,15})"\n'
+        r'(?:address_v6 = "([0-9a-f:.]{1,45})"\n)?'
+        rf"created = {_DT}\n"
+        rf"(?:expires = {_DT}\n)?"
+        rf"(?:rotated = {_DT}\n)?"
+        rf"(?:revoked = {_DT}\n)?"
+    )
+
+
 _FIELDS = (
     "name",
     "mode",
@@ -219,7 +227,7 @@ _FIELDS = (
 
 def canonical_peer_data(text: str) -> dict[str, Any] | None:
     """The data tomllib would return for `text`, when `text` is a canonical peer file; else None."""
-    match = _CANONICAL.fullmatch(text)
+    match = _canonical().fullmatch(text)
     if match is None:
         return None
     data: dict[str, Any] = {}
