@@ -4,7 +4,8 @@ The client's AllowedIPs only decide what the assistant's machine routes into the
 edit them. This ruleset is the enforcement: everything arriving from the tunnel interface is dropped
 unless it is return traffic of an established flow or goes to a destination the sender's mode
 allows (`profile.access_for(mode)`, plus DNS and the VoIP path). Peers never reach each other.
-Revoked and expired peers have no chain, so their packets fall through to the final drop.
+Revoked and expired peers are not in the address maps, so their packets fall through to the
+final drop.
 
 The output is one `nft -f` file that atomically replaces the `netsetup` table (its name includes
 the interface, so two tunnels on one gateway keep separate tables).
@@ -17,7 +18,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from netsetup.profile.model import AccessRule, Peer, Profile
+from netsetup.profile.model import MODES, AccessRule, Peer, Profile
 from netsetup.profile.values import IPNetwork, format_time
 
 _SAFE_COMMENT = re.compile(r"[^A-Za-z0-9 ._:/@()+,-]")
@@ -30,9 +31,12 @@ def table_name(interface: str) -> str:
 
 
 def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> str:
-    """nftables ruleset for the gateway of `profile`: one chain per active peer.
+    """nftables ruleset for the gateway of `profile`: one chain per access mode, and a map from
+    each active peer's tunnel address to its mode's chain.
 
-    Load it with `nft -f FILE`; loading again replaces the previous version atomically.
+    Rules are written once per mode, not once per peer, so the ruleset grows by one map element
+    per peer and loads in time linear in the inventory. Load it with `nft -f FILE`; loading again
+    replaces the previous version atomically.
     """
     iface = profile.gateway.interface
     table = table_name(iface)
@@ -50,6 +54,25 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
         f"table inet {table}",
         f"delete table inet {table}",
         f"table inet {table} {{",
+    ]
+    for mode in MODES:
+        lines.append(f"\t# what an assistant in {mode} mode may reach")
+        lines.append(f"\tchain {mode_chain(mode)} {{")
+        lines.extend(f"\t\t{rule}" for rule in peer_rules(profile, mode))
+        lines.append("\t}")
+        lines.append("")
+    lines.append("\t# the active peers, by tunnel address")
+    lines.extend(
+        f"\t#   {_comment(p.name)} ({p.mode}): {p.address_v4}"
+        + (f", {p.address_v6}" if p.address_v6 else "")
+        for p in active
+    )
+    v4_map = [(str(p.address_v4), mode_chain(p.mode)) for p in active]
+    v6_map = [(str(p.address_v6), mode_chain(p.mode)) for p in active if p.address_v6]
+    lines.extend(_map("peers_v4", "ipv4_addr", v4_map))
+    lines.extend(_map("peers_v6", "ipv6_addr", v6_map))
+    lines += [
+        "",
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
         f'\t\tiifname "{iface}" jump from_tunnel',
@@ -60,29 +83,35 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
         f'\t\tiifname "{iface}" jump from_tunnel',
         "\t}",
         "",
-        "\t# everything from the tunnel: peers isolated, replies allowed, then per-peer rules",
+        "\t# everything from the tunnel: peers isolated, replies allowed, then the sender's mode",
         "\tchain from_tunnel {",
         f'\t\toifname "{iface}" drop comment "peers never reach each other"',
         "\t\tct state established,related accept",
         "\t\tct state invalid drop",
     ]
     lines.extend(_gateway_ping(gateway_addresses))
-    v4_map = [(str(p.address_v4), _chain(i)) for i, p in enumerate(active)]
-    v6_map = [(str(p.address_v6), _chain(i)) for i, p in enumerate(active) if p.address_v6]
-    if v4_map:
-        lines.append(f"\t\tip saddr vmap {{ {_vmap(v4_map)} }}")
-    if v6_map:
-        lines.append(f"\t\tip6 saddr vmap {{ {_vmap(v6_map)} }}")
-    lines += ['\t\tdrop comment "default: unknown, revoked and expired peers get nothing"', "\t}"]
-
-    for index, peer in enumerate(active):
-        lines.append("")
-        lines.append(f"\t# {_comment(peer.name)} ({peer.mode})")
-        lines.append(f"\tchain {_chain(index)} {{")
-        lines.extend(f"\t\t{rule}" for rule in peer_rules(profile, peer.mode))
-        lines.append("\t}")
-    lines.append("}")
+    lines += [
+        "\t\tip saddr vmap @peers_v4",
+        "\t\tip6 saddr vmap @peers_v6",
+        '\t\tdrop comment "default: unknown, revoked and expired peers get nothing"',
+        "\t}",
+        "}",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def mode_chain(mode: str) -> str:
+    return f"mode_{_SAFE_NAME.sub('_', mode)}"
+
+
+def _map(name: str, kind: str, pairs: list[tuple[str, str]]) -> list[str]:
+    out = [f"\tmap {name} {{", f"\t\ttype {kind} : verdict"]
+    if pairs:
+        out.append("\t\telements = {")
+        out.extend(f"\t\t\t{address} : jump {chain}," for address, chain in pairs)
+        out.append("\t\t}")
+    out.append("\t}")
+    return out
 
 
 def peer_rules(profile: Profile, mode: str) -> list[str]:
@@ -144,14 +173,6 @@ def _set(items: Sequence[object]) -> str:
     if len(items) == 1:
         return str(items[0])
     return "{ " + ", ".join(str(i) for i in items) + " }"
-
-
-def _vmap(pairs: list[tuple[str, str]]) -> str:
-    return ", ".join(f"{address} : jump {chain}" for address, chain in pairs)
-
-
-def _chain(index: int) -> str:
-    return f"peer_{index}"
 
 
 def _comment(text: str) -> str:
