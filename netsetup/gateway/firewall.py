@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from netsetup.profile.model import MODES, AccessRule, Peer, Profile
 from netsetup.profile.values import IPNetwork, format_time
@@ -67,8 +67,10 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
         + (f", {p.address_v6}" if p.address_v6 else "")
         for p in active
     )
-    v4_map = [(str(p.address_v4), mode_chain(p.mode)) for p in active]
-    v6_map = [(str(p.address_v6), mode_chain(p.mode)) for p in active if p.address_v6]
+    v4_map = [(str(p.address_v4), mode_chain(p.mode), _timeout(p, now)) for p in active]
+    v6_map = [
+        (str(p.address_v6), mode_chain(p.mode), _timeout(p, now)) for p in active if p.address_v6
+    ]
     lines.extend(_map("peers_v4", "ipv4_addr", v4_map))
     lines.extend(_map("peers_v6", "ipv6_addr", v6_map))
     lines += [
@@ -104,11 +106,26 @@ def mode_chain(mode: str) -> str:
     return f"mode_{_SAFE_NAME.sub('_', mode)}"
 
 
-def _map(name: str, kind: str, pairs: list[tuple[str, str]]) -> list[str]:
-    out = [f"\tmap {name} {{", f"\t\ttype {kind} : verdict"]
-    if pairs:
+# Expiry is enforced by the kernel too: a peer's map elements carry a timeout that ends at its
+# expiry, so its traffic stops then even if nobody re-renders the gateway (its WireGuard peer
+# stays until the next render, but reaches nothing). nft refuses timeouts beyond a few years;
+# expiries further out than a year get none and rely on the next render.
+MAX_TIMEOUT = timedelta(days=365)
+
+
+def _timeout(peer: Peer, now: datetime) -> int | None:
+    if peer.expires is None or peer.expires - now > MAX_TIMEOUT:
+        return None
+    return max(1, int((peer.expires - now).total_seconds()))
+
+
+def _map(name: str, kind: str, entries: list[tuple[str, str, int | None]]) -> list[str]:
+    out = [f"\tmap {name} {{", f"\t\ttype {kind} : verdict", "\t\tflags timeout"]
+    if entries:
         out.append("\t\telements = {")
-        out.extend(f"\t\t\t{address} : jump {chain}," for address, chain in pairs)
+        for address, chain, timeout in entries:
+            expiry = f" timeout {timeout}s" if timeout is not None else ""
+            out.append(f"\t\t\t{address}{expiry} : jump {chain},")
         out.append("\t\t}")
     out.append("\t}")
     return out

@@ -59,8 +59,8 @@ def test_default_drop_isolation_and_established() -> None:
 def test_only_active_peers_are_in_the_maps() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
     assert "198.18.10.2 : jump mode_dedicated," in text
-    assert "198.18.10.3 : jump mode_agency," in text
-    assert "2001:db8:10::3 : jump mode_agency," in text
+    assert "198.18.10.3 timeout 259200s : jump mode_agency," in text
+    assert "2001:db8:10::3 timeout 259200s : jump mode_agency," in text
     assert "198.18.10.4" not in text and "198.18.10.5" not in text
     assert "#   maria (dedicated): 198.18.10.2" in text and "#   temp (agency)" in text
     assert "gone" not in text.split("table inet", 1)[1]
@@ -175,3 +175,30 @@ def test_the_ruleset_grows_by_one_map_element_per_peer() -> None:
     assert len(rules) == len(few_rules)
     assert text.count(": jump mode_") == 10_000
     _nft_check(text)
+
+
+def test_expiring_peers_carry_a_timeout_in_the_map() -> None:
+    text = render_firewall(load_profile(ACME), PEERS, NOW)
+    assert "198.18.10.3 timeout 259200s : jump mode_agency," in text  # expires in 3 days
+    assert "198.18.10.2 : jump mode_dedicated," in text  # no expiry: no timeout
+    far = _peer("far", "agency", 6, expires=NOW + timedelta(days=3000))
+    assert "198.18.10.6 : jump mode_agency," in render_firewall(load_profile(ACME), [far], NOW)
+
+
+def test_the_kernel_drops_an_expired_peer_without_a_re_render() -> None:
+    """Loaded for real (in a private network namespace): the element of a peer that expires in
+    one second is gone from the map two seconds later, so its traffic meets the final drop."""
+    require_lab()
+    soon = _peer("soon", "agency", 7, expires=NOW + timedelta(seconds=1))
+    text = render_firewall(load_profile(ACME), [PEERS[0], soon], NOW)
+    script = (
+        "nft -f - && nft list map inet netsetup_wg0 peers_v4 && sleep 2.5 && "
+        "echo AFTER && nft list map inet netsetup_wg0 peers_v4"
+    )
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", script], input=text, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.split("AFTER")
+    assert "198.18.10.7" in before and "198.18.10.2" in before
+    assert "198.18.10.7" not in after and "198.18.10.2" in after
