@@ -35,6 +35,16 @@ ProfileOpt = Annotated[
 DEFAULT_PROFILE = Path("profiles/acme-dental")
 
 
+def _start() -> None:
+    """First thing in every lab command: root or a clear error (before anything is printed or
+    built), and SIGTERM unwinds like Ctrl-C for the whole command, so a lab the command builds
+    (demo) is removed and a change it makes (connect, fault) is recorded consistently."""
+    from netsetup.lab.proc import install_sigterm_interrupt, require_root
+
+    require_root()
+    install_sigterm_interrupt()
+
+
 def _load(prefix: str | None) -> Any:
     from netsetup.lab import Lab
 
@@ -49,6 +59,7 @@ def up(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> None
 
         sudo netsetup lab up --profile profiles/acme-dental
     """
+    _start()
     from netsetup.lab import Lab
 
     lab = Lab.create(profile).up()
@@ -81,17 +92,18 @@ def down(
 
         sudo netsetup lab down --all
     """
+    _start()
     from netsetup.lab import cleanup
     from netsetup.lab.lab import Lab, run_base
-    from netsetup.lab.proc import require_root
+    from netsetup.lab.proc import signals_deferred
 
-    require_root()
     if all_labs:
         prefixes = cleanup.all_prefixes(run_base())
         problems: list[str] = []
-        for prefix in prefixes:
-            problems += cleanup.teardown(prefix, run_base() / f"netsetup-lab-{prefix}")
-        cleanup.remove_created_dirs(run_base())
+        with signals_deferred():
+            for prefix in prefixes:
+                problems += cleanup.teardown(prefix, run_base() / f"netsetup-lab-{prefix}")
+            cleanup.remove_created_dirs(run_base())
     else:
         target = Lab.load(lab)
         prefixes = [target.prefix]
@@ -109,6 +121,7 @@ def status(lab: LabOpt = None, json_out: JsonOpt = False) -> None:
 
         sudo netsetup lab status --json
     """
+    _start()
     data = _load(lab).status()
     if json_out:
         emit_json("netsetup.lab.status/1", data)
@@ -145,6 +158,7 @@ def exec_command(
 
         sudo netsetup lab exec home -- wg show
     """
+    _start()
     result = _load(lab).exec(host, command, capture=False)
     raise typer.Exit(result.returncode)
 
@@ -162,6 +176,7 @@ def connect(
 
         sudo netsetup lab connect maria --mode agency
     """
+    _start()
     target = _load(lab)
     if host not in target.record.clients:
         target.add_client_host(host)
@@ -183,6 +198,7 @@ def demo(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> No
 
         sudo netsetup lab demo
     """
+    _start()
     from netsetup.lab.demo import run_demo
 
     result = run_demo(profile, (lambda _: None) if json_out else typer.echo)
@@ -217,6 +233,7 @@ def fault_add(
 
         sudo netsetup lab fault add drop --proto udp --port 5060
     """
+    _start()
     params: dict[str, Any] = {}
     if kind == "drop":
         if port is None:
@@ -254,5 +271,6 @@ def fault_clear(
 
         sudo netsetup lab fault clear
     """
+    _start()
     cleared = _load(lab).clear(fault)
     typer.echo("cleared " + (", ".join(f.id for f in cleared) or "nothing"))

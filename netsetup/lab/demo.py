@@ -14,6 +14,7 @@ from pathlib import Path
 
 from netsetup.lab import probe
 from netsetup.lab.lab import Lab
+from netsetup.lab.proc import require_root
 from netsetup.profile.model import Profile
 
 
@@ -102,6 +103,9 @@ def _resolve(profile: Profile, host: object) -> object | None:
 
 
 def run_demo(profile: str | Path, echo: Callable[[str], None]) -> DemoResult:
+    """Up, connect, check, down. The caller keeps SIGTERM turned into an interrupt (the CLI does)
+    so the `finally` below also runs on SIGTERM; `down` itself defers signals until it is done."""
+    require_root()
     started = time.monotonic()
     lab = Lab.create(profile)
     echo(f"lab {lab.prefix}: building namespaces, WireGuard gateway, SIP, SSH, DNS ...")

@@ -11,27 +11,33 @@ work from another process; teardown also works from the unique prefix alone.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from netsetup.errors import InputError, NotFoundError
 from netsetup.lab import cleanup, faults, services, topology, wireguard
 from netsetup.lab.faults import Fault
 from netsetup.lab.plan import LabPlan, plan_lab
-from netsetup.lab.proc import LabError, Result, ns_run, require_programs, require_root, run
+from netsetup.lab.proc import (
+    LabError,
+    Result,
+    ns_run,
+    require_programs,
+    require_root,
+    run,
+    signals_deferred,
+    sigterm_interrupts,
+)
 from netsetup.lab.services import Service
 from netsetup.profile.model import Profile
 
@@ -272,7 +278,7 @@ class Lab:
         """Build everything. On any failure, Ctrl-C or SIGTERM, what was built is removed."""
         require_root()
         require_programs()
-        with _interrupt_on_sigterm():
+        with sigterm_interrupts():
             try:
                 self._up()
             except BaseException:
@@ -382,10 +388,12 @@ class Lab:
             self.save()
 
     def down(self) -> list[str]:
-        """Remove every namespace, process, socket and file of this lab."""
-        pids = [s.pid for s in self.record.services.values() if s.pid]
-        problems = cleanup.teardown(self.prefix, self.run_dir, pids)
-        cleanup.remove_created_dirs(run_base())
+        """Remove every namespace, process, socket and file of this lab. Ctrl-C and SIGTERM
+        wait until it is done (they are delivered afterwards)."""
+        with signals_deferred():
+            pids = [s.pid for s in self.record.services.values() if s.pid]
+            problems = cleanup.teardown(self.prefix, self.run_dir, pids)
+            cleanup.remove_created_dirs(run_base())
         for service in self.record.services.values():
             service.pid = 0
         self.record.ready = False
@@ -623,20 +631,3 @@ def _wg_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"})
     return env
-
-
-@contextlib.contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM during `up` unwinds like Ctrl-C, so the half-built lab is removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

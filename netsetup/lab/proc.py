@@ -11,10 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from netsetup.errors import NetsetupError, PermissionNeeded
 
@@ -191,3 +194,61 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C: whatever the SIGINT handler raises (the CLI's `Interrupted`,
+    else KeyboardInterrupt), so every `finally` that removes a lab runs."""
+    on_sigint = signal.getsignal(signal.SIGINT)
+    if callable(on_sigint) and on_sigint is not _interrupt:
+        on_sigint(signal.SIGINT, frame)
+    raise KeyboardInterrupt
+
+
+def install_sigterm_interrupt() -> None:
+    """From now on, SIGTERM in this process unwinds like Ctrl-C (for a whole command body or a
+    test session). Only the main thread can install signal handlers; elsewhere this does nothing."""
+    if _on_main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """`install_sigterm_interrupt` for the body of a `with`, restoring the previous handler."""
+    if not _on_main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the body (a teardown) is done: a second Ctrl-C or a SIGTERM
+    can't leave a lab half removed. The handlers are restored afterwards, and a signal that came in
+    meanwhile is delivered then."""
+    if not _on_main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous: dict[int, Any] = {}
+    for deferred in (signal.SIGINT, signal.SIGTERM):
+        previous[deferred] = signal.signal(deferred, remember)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])

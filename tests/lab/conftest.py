@@ -13,12 +13,18 @@ from pathlib import Path
 import pytest
 
 from netsetup.lab import Lab
-from netsetup.lab.proc import missing_programs
+from netsetup.lab.proc import install_sigterm_interrupt, missing_programs
 
 REPO = Path(__file__).resolve().parents[2]
 ACME = REPO / "profiles" / "acme-dental"
 BRIGHTDESK = REPO / "profiles" / "brightdesk-agency"
 RESOLV_CONF = Path("/etc/resolv.conf")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM to the test session unwinds like Ctrl-C, so every lab fixture's teardown runs
+    (pytest finalizes fixtures on KeyboardInterrupt; the default SIGTERM action would not)."""
+    install_sigterm_interrupt()
 
 
 def lab_required() -> bool:

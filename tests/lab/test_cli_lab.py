@@ -3,13 +3,19 @@ demo."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from netsetup.cli import main
+from netsetup.lab import topology
+from netsetup.lab.lab import run_base
 
 from .conftest import ACME, REPO, lab_leftovers, require_lab
 
@@ -85,6 +91,42 @@ def test_demo(host_resolv_conf: bytes) -> None:
     names = [c["name"] for c in document["checks"]]
     assert "sip OPTIONS udp" in names and "sip OPTIONS tcp" in names
     assert not [x for x in lab_leftovers() if document["prefix"] in x]
+
+
+@pytest.mark.lab
+def test_sigterm_during_demo_removes_the_lab(host_resolv_conf: bytes) -> None:
+    """`kill` (SIGTERM) of a running demo, after its lab is up, still removes the whole lab."""
+    require_lab()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netsetup", "lab", "demo", "--profile", str(ACME)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # "lab nlxxxxxx: building ..."
+        prefix = first.split()[1].rstrip(":")
+        record = run_base() / f"netsetup-lab-{prefix}" / "lab.json"
+        deadline = time.monotonic() + 60
+        ready = False
+        while not ready and time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                ready = json.loads(record.read_text()).get("ready", False)
+            time.sleep(0.02)
+        assert ready, f"the demo's lab never came up: {first}"
+        os.kill(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, out + err  # ExitCode.INTERRUPTED
+    assert f"tearing down lab {prefix}" in out
+    assert not [ns for ns in topology.existing_namespaces() if ns.startswith(prefix)]
+    assert not (run_base() / f"netsetup-lab-{prefix}").exists()
+    assert not [x for x in lab_leftovers() if prefix in x]
 
 
 def test_lab_tests_skip_without_root_unless_required(monkeypatch: pytest.MonkeyPatch) -> None:
