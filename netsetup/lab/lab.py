@@ -61,10 +61,12 @@ class ClientHost:
     interface: str
     peer: str | None = None
     config: str | None = None
+    index: int = 0  # names its interfaces (`<prefix>c<index>`, `lan-c<index>`), home is 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "role": self.role,
+            "index": self.index,
             "interface": self.interface,
             "peer": self.peer,
             "config": self.config,
@@ -297,7 +299,8 @@ class Lab:
         self._prepare_profile()
         self._start_gateway()
         self._start_services()
-        self.record.clients["home"] = ClientHost("home", self.names.wg("home"))
+        self.record.clients["home"] = ClientHost("home", self.names.client_wg(0), index=0)
+        self.check_interface_names()
         self.record.ready = True
         self.save()
 
@@ -471,18 +474,47 @@ class Lab:
     # -- the assistants' tunnels --------------------------------------------------------------
 
     def add_client_host(self, role: str) -> ClientHost:
-        """Another assistant's machine behind the home router (its own LAN)."""
+        """Another assistant's machine behind the home router (its own LAN). Its interfaces are
+        named by its index, not its (arbitrarily long) name."""
         if role in self.record.clients:
             return self.record.clients[role]
+        topology.check_client_role(role)
         if self.record.spare_used >= len(self.plan.spare_v4):
             raise LabError("no spare LAN left for another client host")
+        index = 1 + max((c.index for c in self.record.clients.values()), default=0)
+        client = ClientHost(role, self.names.client_wg(index), index=index)
+        self.check_interface_names(client)
         lan = self.plan.spare_v4[self.record.spare_used]
         self.record.spare_used += 1
-        topology.add_client_host(self.names, self.plan, role, lan, self.run_dir)
-        client = ClientHost(role, self.names.wg(role))
+        self.save()
+        # a half-built host is not recorded; `down` still removes its namespace by prefix
+        topology.add_client_host(self.names, self.plan, role, index, lan, self.run_dir)
         self.record.clients[role] = client
         self.save()
         return client
+
+    def interface_names(self, extra: ClientHost | None = None) -> list[tuple[str, str]]:
+        """(namespace role, interface) for every interface the lab names; WireGuard ones under
+        the role "wireguard" (their control sockets share one host-wide directory)."""
+        clients = [*self.record.clients.values(), *([extra] if extra else [])]
+        names = [(end.role, end.ifname) for link in self.plan.links for end in (link.a, link.b)]
+        names += [("router", self.names.client_lan(c.index)) for c in clients if c.index > 0]
+        names += [(c.role, "eth0") for c in clients if c.index > 0]
+        names += [("wireguard", self.gateway_interface)]
+        names += [("wireguard", c.interface) for c in clients]
+        return names
+
+    def check_interface_names(self, extra: ClientHost | None = None) -> None:
+        """Two interfaces of the same name would silently share one (a WireGuard control socket,
+        a veth end): refuse instead."""
+        names = self.interface_names(extra)
+        seen: set[tuple[str, str]] = set()
+        for entry in names:
+            if entry in seen:
+                raise LabError(f"lab {self.prefix}: interface name {entry[1]!r} used twice")
+            if len(entry[1]) > topology.IFNAME_MAX:
+                raise LabError(f"lab {self.prefix}: interface name {entry[1]!r} is too long")
+            seen.add(entry)
 
     def tunnel_up(self, config: Path, host: str = "home", allowed_ips: str | None = None) -> str:
         """`wg-quick up` the config netsetup wrote, on `host`. Returns the interface name."""

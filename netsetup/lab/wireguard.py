@@ -2,7 +2,8 @@
 
 wg-quick names the interface after the config file, and every interface's control socket lives in
 the host-wide /var/run/wireguard, so each lab host gets a config file named after its own unique
-interface (`<prefix>gw`, `<prefix>home`); the content is exactly what `netsetup` wrote.
+interface (`<prefix>gw`; `<prefix>c0` for home, `<prefix>c<n>` for further client hosts); the
+content is exactly what `netsetup` wrote.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from netsetup.errors import InputError
 from netsetup.lab import Lab, probe
 from netsetup.lab.topology import NETNS_ETC
 
@@ -90,3 +91,28 @@ def _peers(lab: Lab) -> list:  # type: ignore[type-arg]
     from netsetup.profile.store import load_peers
 
     return load_peers(lab.profile())
+
+
+def test_long_client_host_names_get_their_own_interfaces(
+    lab: Lab, connect: Callable[..., str]
+) -> None:
+    """Two laptops whose names share their first characters: each gets its own tunnel."""
+    first = connect("laptop-user-a", "dedicated", host="laptop-a")
+    second = connect("laptop-user-b", "dedicated", host="laptop-b")
+    assert first != second
+    gateway = str(lab.profile().network.gateway_address_v4)
+    for host, iface in (("laptop-a", first), ("laptop-b", second)):
+        assert lab.latest_handshake(host) > 0
+        assert iface in lab.exec(host, ["wg", "show", "interfaces"]).stdout
+        assert probe.ping(lab.ns(host), gateway, count=2).received == 2
+    names = lab.interface_names()
+    assert len(names) == len(set(names)), names
+    router_ends = lab.exec("router", ["ip", "-o", "link", "show"]).stdout
+    assert router_ends.count("lan-c") >= 2, router_ends
+
+
+def test_bad_client_host_names_are_refused(lab: Lab) -> None:
+    for bad in ("Laptop A", "x" * 40, "gateway", "../etc"):
+        with pytest.raises(InputError, match="host"):
+            lab.add_client_host(bad)
+        assert bad not in lab.record.clients
