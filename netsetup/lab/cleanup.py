@@ -69,7 +69,10 @@ def all_prefixes(run_base: Path) -> list[str]:
 
 
 def teardown(prefix: str, run_dir: Path | None, pids: list[int] | None = None) -> list[str]:
-    """Remove everything of lab `prefix`. Returns what was left behind (empty when clean)."""
+    """Remove everything of lab `prefix`. Returns what was left behind (empty when clean).
+
+    `pids` must be processes the caller checked are still the lab's (`proc.pid_belongs`); the
+    processes inside the lab's namespaces are found here and are the lab's by definition."""
     problems: list[str] = []
     namespaces = lab_namespaces(prefix)
     # processes first: a namespace lives on while a process is inside it

@@ -394,11 +394,12 @@ class Lab:
         """Remove every namespace, process, socket and file of this lab. Ctrl-C and SIGTERM
         wait until it is done (they are delivered afterwards)."""
         with signals_deferred():
-            pids = [s.pid for s in self.record.services.values() if s.pid]
+            # only pids that are still the lab's: a recorded pid may belong to someone else now
+            pids = [s.pid for s in self.record.services.values() if s.running]
             problems = cleanup.teardown(self.prefix, self.run_dir, pids)
             cleanup.remove_created_dirs(run_base())
         for service in self.record.services.values():
-            service.pid = 0
+            service.pid = service.started = 0
         self.record.ready = False
         return problems
 

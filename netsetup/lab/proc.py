@@ -164,6 +164,38 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def process_start_time(pid: int) -> int:
+    """When `pid` started (clock ticks since boot, /proc/PID/stat field 22); 0 if it is gone.
+    With the pid it identifies one process: a reused pid has a later start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(stat.rsplit(")", 1)[-1].split()[19])
+
+
+def pid_in_namespace(pid: int, namespace: str) -> bool:
+    """True when `pid` runs in the named network namespace (/run/netns/NAME, as `ip netns` keeps
+    it): same nsfs inode."""
+    try:
+        mine = os.stat(f"/proc/{pid}/ns/net")
+        named = os.stat(f"/run/netns/{namespace}")
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino)
+
+
+def pid_belongs(pid: int, namespace: str, started: int = 0) -> bool:
+    """True only for the process the lab started: alive, and either the start time recorded
+    when it was spawned matches, or it runs inside the lab's namespace. A pid from a record may
+    have been reused by an unrelated process, which must never be signalled."""
+    if pid <= 1 or not pid_alive(pid):
+        return False
+    if started and process_start_time(pid) == started:
+        return True
+    return pid_in_namespace(pid, namespace)
+
+
 def stop_pids(pids: Sequence[int], grace: float = 3.0) -> None:
     """SIGTERM, wait up to `grace` seconds, then SIGKILL whatever is left."""
     pending = [p for p in pids if p > 1 and pid_alive(p)]

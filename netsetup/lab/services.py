@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netsetup.lab.plan import LabPlan
-from netsetup.lab.proc import LabError, pid_alive, run, spawn, stop_pids
+from netsetup.lab.proc import LabError, pid_belongs, process_start_time, run, spawn, stop_pids
 
 SSHD = "/usr/sbin/sshd"  # sshd re-executes itself and insists on an absolute path
 PRIVSEP_DIR = Path("/run/sshd")
@@ -29,6 +29,7 @@ class Service:
     log: str
     pid: int = 0
     listens: list[str] = field(default_factory=list)  # "proto:address:port", for readiness
+    started: int = 0  # the pid's start time (clock ticks since boot): whose pid it still is
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -38,6 +39,7 @@ class Service:
             "log": self.log,
             "pid": self.pid,
             "listens": self.listens,
+            "started": self.started,
         }
 
     @classmethod
@@ -49,17 +51,20 @@ class Service:
             log=str(data["log"]),
             pid=int(data["pid"]),  # type: ignore[call-overload]
             listens=[str(a) for a in data["listens"]],  # type: ignore[attr-defined]
+            started=int(data.get("started", 0)),  # type: ignore[call-overload]
         )
 
     @property
     def running(self) -> bool:
-        return self.pid > 0 and pid_alive(self.pid)
+        """The recorded pid is alive and still the lab's own process (not a reused pid)."""
+        return self.pid > 0 and pid_belongs(self.pid, self.namespace, self.started)
 
 
 def start(service: Service, timeout: float = 10.0) -> None:
     """Start `service` and wait until every socket it should open is listening."""
     process = spawn(service.namespace, service.argv, Path(service.log))
     service.pid = process.pid
+    service.started = process_start_time(process.pid)
     import time
 
     deadline = time.monotonic() + timeout
@@ -80,9 +85,9 @@ def start(service: Service, timeout: float = 10.0) -> None:
 
 
 def stop(service: Service) -> None:
-    if service.pid:
+    if service.running:  # never signal a pid that is no longer the service's
         stop_pids([service.pid])
-    service.pid = 0
+    service.pid = service.started = 0
 
 
 def _log_tail(path: Path) -> str:

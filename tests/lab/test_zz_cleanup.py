@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,33 @@ def test_ctrl_c_during_up_removes_what_it_built() -> None:
     assert interrupted, "lab up finished before it could be interrupted"
     assert process.returncode == 130, err  # ExitCode.INTERRUPTED
     assert lab_leftovers() == []
+
+
+def test_a_recorded_pid_reused_by_another_process_is_left_alone() -> None:
+    """lab.json names a pid that now belongs to an unrelated process in the host namespace:
+    `status` does not call it running and `down` does not signal it (it still removes the lab)."""
+    require_lab()
+    lab = Lab.create(ACME).up()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        real = lab.record.services["files"].pid
+        lab.record.services["files"].pid = bystander.pid
+        lab.save()
+        loaded = Lab.load(lab.prefix)
+        assert loaded.status()["services"]["files"]["running"] is False
+        assert loaded.status()["services"]["sshd"]["running"] is True
+        problems = loaded.down()
+        assert problems == []
+        time.sleep(0.2)
+        assert bystander.poll() is None, "down killed a process that is not the lab's"
+        assert not [x for x in lab_leftovers() if lab.prefix in x]
+        assert not Path(f"/proc/{real}").exists() or f"netsetup-lab-{lab.prefix}" not in (
+            Path(f"/proc/{real}/cmdline").read_text(errors="replace")
+        )
+    finally:
+        bystander.kill()
+        bystander.wait()
+        lab.down()
 
 
 def test_down_of_a_lab_whose_record_is_gone() -> None:
