@@ -16,6 +16,7 @@ and clear independently.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,16 +78,51 @@ def _filter_table(table: str, rules: list[str], hooks: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _target(kind: str, params: dict[str, Any]) -> tuple[object, ...] | None:
+    """What a fault acts on. Two faults of one kind on one target would undo each other (the
+    first one cleared restores the service, the MTU, the key ...), so a second is refused.
+    Random loss stacks (each lives in its own table and is removed alone): no target."""
+    if kind == "drop":
+        return (kind, params.get("host", "gateway"), params.get("proto", "udp"), params.get("port"))
+    if kind == "stop":
+        return (kind, params.get("service"))
+    if kind == "loss":
+        return None
+    return (kind,)  # mtu, wrong-key, home-subnet: one home link, one gateway key, one home LAN
+
+
 def inject(lab: Lab, kind: str, **params: Any) -> Fault:
-    """Inject one fault into a running lab; returns the record that `clear` needs."""
+    """Inject one fault into a running lab; returns the record that `clear` needs.
+
+    The fault is recorded before it is applied, so a crash half-way leaves something
+    `fault clear` can undo; when applying fails, what was done is undone and the record dropped
+    (it stays, for `fault clear`, only if that undo fails too)."""
     if kind not in KINDS:
         raise InputError(f"unknown fault {kind!r}; one of: {', '.join(KINDS)}")
+    target = _target(kind, params)
+    if target is not None:
+        for other in lab.record.faults:
+            if other.kind == kind and _target(other.kind, other.params) == target:
+                raise InputError(
+                    f"fault {other.id} already does this ({other.describe()}): "
+                    f"clear it first (netsetup lab fault clear {other.id})"
+                )
     fault_id = f"{kind}-{len(lab.record.faults) + 1}-{lab.record.fault_serial}"
     lab.record.fault_serial += 1
     fault = Fault(fault_id, kind, dict(params))
-    handler = _INJECT[kind]
-    handler(lab, fault)
     lab.record.faults.append(fault)
+    lab.save()
+    try:
+        _INJECT[kind](lab, fault)
+    except BaseException:
+        try:
+            _CLEAR[kind](lab, fault)
+        except Exception:
+            fault.params["state"] = "partly applied: undo failed, run `fault clear`"
+        else:
+            lab.record.faults.remove(fault)
+        lab.save()
+        raise
     lab.save()
     return fault
 
@@ -117,10 +153,11 @@ def _drop(lab: Lab, fault: Fault) -> None:
 
 
 def _drop_table(lab: Lab, fault: Fault, host: str) -> None:
-    run(
-        ["ip", "netns", "exec", lab.ns(host), "nft", "delete", "table", "inet", _table(fault.id)],
-        check=False,
-    )
+    """Delete the fault's table in `host` if it is there (also after a half-done injection)."""
+    namespace = lab.ns(host)
+    listed = ns_run(namespace, ["nft", "list", "tables", "inet"], check=False).stdout.split()
+    if _table(fault.id) in listed:
+        ns_run(namespace, ["nft", "delete", "table", "inet", _table(fault.id)])
 
 
 # -- random loss ---------------------------------------------------------------------------
@@ -150,31 +187,31 @@ def _mtu(lab: Lab, fault: Fault) -> None:
         "icmp type destination-unreachable icmp code frag-needed drop",
         "icmpv6 type packet-too-big drop",
     ]
+    ends = _mtu_ends(lab)
+    # what the links had before, so clearing restores exactly that (not an assumed 1500)
+    fault.undo = {"mtu": {host: _link_mtu(lab.ns(host), ifname) for host, ifname in ends}}
     table = _filter_table(_table(fault.id), rules, ("forward", "output"))
     for host in ("internet", "router"):
         nft_load(lab.ns(host), table)
-    ends = [("internet", lab.plan.internet_router.ifname), ("router", lab.plan.router_wan.ifname)]
     for host, ifname in ends:
         run(["ip", "-n", lab.ns(host), "link", "set", ifname, "mtu", str(mtu)])
-    fault.undo = {"mtu": 1500}
+
+
+def _mtu_ends(lab: Lab) -> list[tuple[str, str]]:
+    return [("internet", lab.plan.internet_router.ifname), ("router", lab.plan.router_wan.ifname)]
+
+
+def _link_mtu(namespace: str, ifname: str) -> int:
+    shown = run(["ip", "-n", namespace, "-j", "link", "show", "dev", ifname]).stdout
+    return int(json.loads(shown)[0]["mtu"])
 
 
 def _clear_mtu(lab: Lab, fault: Fault) -> None:
-    ends = [("internet", lab.plan.internet_router.ifname), ("router", lab.plan.router_wan.ifname)]
-    for host, ifname in ends:
-        run(
-            [
-                "ip",
-                "-n",
-                lab.ns(host),
-                "link",
-                "set",
-                ifname,
-                "mtu",
-                str(fault.undo.get("mtu", 1500)),
-            ],
-            check=False,
-        )
+    recorded = fault.undo.get("mtu", {})
+    for host, ifname in _mtu_ends(lab):
+        previous = recorded.get(host) if isinstance(recorded, dict) else recorded
+        if previous:
+            run(["ip", "-n", lab.ns(host), "link", "set", ifname, "mtu", str(previous)])
         _drop_table(lab, fault, host)
 
 
@@ -190,7 +227,8 @@ def _stop(lab: Lab, fault: Fault) -> None:
 
 
 def _clear_stop(lab: Lab, fault: Fault) -> None:
-    lab.start_service(fault.params["service"])
+    if fault.params["service"] in lab.record.services:
+        lab.start_service(fault.params["service"])
 
 
 # -- a wrong gateway key -------------------------------------------------------------------
@@ -245,6 +283,8 @@ def _home_subnet(lab: Lab, fault: Fault) -> None:
 
 
 def _clear_home_subnet(lab: Lab, fault: Fault) -> None:
+    if "router" not in fault.undo:
+        return  # refused before anything was changed
     config = fault.undo.get("config")
     if config:
         wireguard.down(lab.ns("home"), Path(config))

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netsetup.errors import InputError
-from netsetup.lab import Lab, probe
+from netsetup.lab import Lab, LabError, probe
+from netsetup.lab.topology import nft_load
 
 pytestmark = pytest.mark.lab
 
@@ -145,3 +146,73 @@ def test_home_lan_uses_the_company_subnet(lab: Lab, tunnel: str) -> None:
 def test_unknown_fault_is_a_clear_error(lab: Lab) -> None:
     with pytest.raises(InputError, match="unknown fault"):
         lab.inject("meteor")
+
+
+def _home_link_mtus(lab: Lab) -> set[int]:
+    import json
+
+    mtus = set()
+    for host, ifname in (
+        ("internet", lab.plan.internet_router.ifname),
+        ("router", lab.plan.router_wan.ifname),
+    ):
+        shown = lab.exec(host, ["ip", "-j", "link", "show", "dev", ifname]).stdout
+        mtus.add(json.loads(shown)[0]["mtu"])
+    return mtus
+
+
+def _set_home_link_mtu(lab: Lab, mtu: int) -> None:
+    lab.exec("internet", ["ip", "link", "set", lab.plan.internet_router.ifname, "mtu", str(mtu)])
+    lab.exec("router", ["ip", "link", "set", lab.plan.router_wan.ifname, "mtu", str(mtu)])
+
+
+def test_clearing_mtu_restores_the_links_previous_mtu(lab: Lab) -> None:
+    _set_home_link_mtu(lab, 1400)  # e.g. a PPPoE-ish home line before the fault
+    try:
+        fault = lab.inject("mtu", mtu=1200)
+        assert _home_link_mtus(lab) == {1200}
+        lab.clear(fault.id)
+        assert _home_link_mtus(lab) == {1400}
+    finally:
+        lab.clear()
+        _set_home_link_mtu(lab, 1500)
+
+
+def test_a_second_fault_on_the_same_target_is_refused(lab: Lab) -> None:
+    try:
+        first = lab.inject("stop", service="files")
+        with pytest.raises(InputError, match=f"{first.id} already"):
+            lab.inject("stop", service="files")
+        lab.inject("stop", service="dnsmasq")  # another service is another target
+        lab.inject("mtu", mtu=1300)
+        with pytest.raises(InputError, match="already"):
+            lab.inject("mtu", mtu=1200)
+        assert [f.kind for f in lab.record.faults] == ["stop", "stop", "mtu"]
+        lab.clear(first.id)
+        assert lab.record.services["files"].running
+        assert not lab.record.services["dnsmasq"].running
+    finally:
+        lab.clear()
+    assert lab.record.services["dnsmasq"].running and _home_link_mtus(lab) == {1500}
+
+
+def _fault_tables(lab: Lab, host: str) -> list[str]:
+    listed = lab.exec(host, ["nft", "list", "tables", "inet"]).stdout.split()
+    return [t for t in listed if t.startswith("netsetup_fault_")]
+
+
+def test_a_half_applied_fault_is_undone(lab: Lab) -> None:
+    """The MTU fault loads its table in the internet, then fails in the router (a table of the
+    same name whose chain hooks elsewhere is in the way): the internet's table goes again."""
+    upcoming = f"netsetup_fault_mtu_{len(lab.record.faults) + 1}_{lab.record.fault_serial}"
+    in_the_way = f"table inet {upcoming} {{\n\tchain forward {{\n\t}}\n}}\n"  # a plain chain
+    nft_load(lab.ns("router"), in_the_way)
+    try:
+        with pytest.raises(LabError):
+            lab.inject("mtu", mtu=1200)
+        assert _fault_tables(lab, "internet") == []
+        assert lab.record.faults == []
+        assert _home_link_mtus(lab) == {1500}
+    finally:
+        lab.exec("router", ["nft", "delete", "table", "inet", upcoming])
+        lab.clear()
