@@ -172,7 +172,9 @@ def _loss(lab: Lab, fault: Fault) -> None:
     match = {"both": "", "up": f'iifname "{toward_home}" ', "down": f'oifname "{toward_home}" '}
     if direction not in match:
         raise InputError("loss: direction must be both, up or down")
-    rule = f"{match[direction]}numgen random mod 100 < {percent} drop"
+    # `numgen random mod 100` gives 0-99, and nft refuses `< 100` as out of range: all is a drop
+    chance = "" if percent == 100 else f"numgen random mod 100 < {percent} "
+    rule = f"{match[direction]}{chance}drop"
     nft_load(lab.ns("internet"), _filter_table(_table(fault.id), [rule], ("forward",)))
 
 

@@ -216,3 +216,14 @@ def test_a_half_applied_fault_is_undone(lab: Lab) -> None:
     finally:
         lab.exec("router", ["nft", "delete", "table", "inet", upcoming])
         lab.clear()
+
+
+def test_total_loss(lab: Lab) -> None:
+    home, target = lab.ns("home"), str(lab.plan.endpoint_address)
+    assert probe.ping(home, target, count=2, interval=0.05).received == 2
+    fault = lab.inject("loss", percent=100, direction="up")
+    try:
+        assert probe.ping(home, target, count=20, interval=0.005, wait=1).received == 0
+    finally:
+        lab.clear(fault.id)
+    assert probe.ping(home, target, count=2, interval=0.05).received == 2
