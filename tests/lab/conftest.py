@@ -7,13 +7,14 @@ NETSETUP_REQUIRE_LAB=1 is set: then a missing prerequisite fails the test instea
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from netsetup.lab import Lab
-from netsetup.lab.proc import install_sigterm_interrupt, missing_programs
+from netsetup.lab.proc import missing_programs
 
 REPO = Path(__file__).resolve().parents[2]
 ACME = REPO / "profiles" / "acme-dental"
@@ -21,10 +22,24 @@ BRIGHTDESK = REPO / "profiles" / "brightdesk-agency"
 RESOLV_CONF = Path("/etc/resolv.conf")
 
 
+def _sigterm_is_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """SIGTERM to the test session unwinds like Ctrl-C, so every lab fixture's teardown runs
     (pytest finalizes fixtures on KeyboardInterrupt; the default SIGTERM action would not)."""
-    install_sigterm_interrupt()
+    signal.signal(signal.SIGTERM, _sigterm_is_ctrl_c)
+
+
+@pytest.fixture(autouse=True)
+def _keep_session_signal_handlers() -> Iterator[None]:
+    """Tests that run the CLI in-process get its handlers (SIGINT -> `Interrupted`, an ordinary
+    exception pytest would not stop for): put the session's back after each test."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def lab_required() -> bool:

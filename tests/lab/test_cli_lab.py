@@ -41,6 +41,36 @@ def test_lab_needs_root(
     assert "the lab needs root" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lab", "demo", "--profile", str(ACME)],
+        ["lab", "status"],
+        ["lab", "status", "--lab", "nl000000", "--json"],
+        ["lab", "exec", "home", "--", "true"],
+        ["lab", "connect", "maria"],
+        ["lab", "fault", "add", "loss", "--percent", "10"],
+        ["lab", "fault", "clear"],
+        ["lab", "down", "--all"],
+    ],
+)
+def test_every_lab_command_checks_root_first(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The root check comes before anything is printed, planned or looked up. (os.geteuid is
+    patched in-process: the interpreter lives under /root, which an unprivileged user can't
+    read, so the CLI can't be run as a real one here.)"""
+    before = sorted(run_base().glob("netsetup-lab-*"))
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2, (out, err)
+    assert err.startswith("error: the lab needs root"), err
+    assert out == ""
+    assert sorted(run_base().glob("netsetup-lab-*")) == before
+
+
 def test_every_lab_command_is_documented() -> None:
     for command in ("up", "down", "status", "exec", "connect", "demo", "fault"):
         result = _netsetup("lab", command, "--help")
