@@ -28,8 +28,12 @@ for unit in kamailio; do
   fi
 done
 
-for tool in ip nft wg wg-quick wireguard-go kamailio sshd ssh-keygen dnsmasq resolvconf ping ss unshare; do
+for tool in ip nft wg wg-quick wireguard-go kamailio sshd ssh-keygen dnsmasq resolvconf ping ss sysctl unshare; do
   command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null \
     || { echo "lab-setup: $tool is missing" >&2; exit 1; }
 done
+# SIP over TLS needs Kamailio's tls.so (kamailio-tls-modules), which `kamailio` alone lacks
+ls /usr/lib/*/kamailio/modules/tls.so /usr/lib/kamailio/modules/tls.so >/dev/null 2>&1 \
+  || compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null \
+  || { echo "lab-setup: Kamailio's tls.so is missing (kamailio-tls-modules)" >&2; exit 1; }
 echo "lab-setup: ok"

@@ -32,6 +32,7 @@ from netsetup.lab.proc import (
     LabError,
     Result,
     ns_run,
+    require_kamailio_tls,
     require_programs,
     require_root,
     run,
@@ -279,7 +280,7 @@ class Lab:
     def up(self) -> Lab:
         """Build everything. On any failure, Ctrl-C or SIGTERM, what was built is removed."""
         require_root()
-        require_programs()
+        self.check_prerequisites()
         with sigterm_interrupts():
             try:
                 self._up()
@@ -287,6 +288,16 @@ class Lab:
                 self.down()
                 raise
         return self
+
+    def check_prerequisites(self) -> None:
+        """Every program and module this lab will use is installed, or one error naming the
+        missing Debian packages, before anything is built."""
+        from netsetup.profile.store import load_profile
+
+        require_programs()
+        voip = load_profile(self.record.source_profile).voip
+        if voip is not None and "tls" in voip.transports:
+            require_kamailio_tls()
 
     def _up(self) -> None:
         self.run_dir.mkdir(parents=True, mode=0o700)

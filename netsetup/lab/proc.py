@@ -36,7 +36,20 @@ REQUIRED_PROGRAMS = {
     "dnsmasq": "dnsmasq-base",
     "resolvconf": "openresolv",
     "ping": "iputils-ping",
+    "ss": "iproute2",  # readiness of every service
+    "sysctl": "procps",  # forwarding in the namespaces
 }
+
+# Kamailio's TLS transport is a module in its own Debian package
+KAMAILIO_TLS_MODULE = "tls.so"
+KAMAILIO_TLS_PACKAGE = "kamailio-tls-modules"
+KAMAILIO_MODULE_GLOBS = (
+    "/usr/lib/*/kamailio/modules",
+    "/usr/lib/kamailio/modules",
+    "/usr/lib64/kamailio/modules",
+    "/usr/local/lib/kamailio/modules",
+    "/usr/local/lib64/kamailio/modules",
+)
 
 
 class LabError(NetsetupError):
@@ -62,9 +75,12 @@ def require_root() -> None:
         )
 
 
-def missing_programs() -> list[str]:
-    """`program (package)` for every required program that is not installed."""
-    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+def missing_programs(path: str | None = None) -> list[str]:
+    """`program (package)` for every required program that is not installed (searched in `path`,
+    default: $PATH and the usual system directories)."""
+    search = (
+        path if path is not None else os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+    )
     return [
         f"{program} ({package})"
         for program, package in REQUIRED_PROGRAMS.items()
@@ -72,11 +88,30 @@ def missing_programs() -> list[str]:
     ]
 
 
-def require_programs() -> None:
-    missing = missing_programs()
+def require_programs(path: str | None = None) -> None:
+    missing = missing_programs(path)
     if missing:
         raise LabError(
             "the lab needs these programs: " + ", ".join(missing) + " (see .ci/lab-setup.sh)"
+        )
+
+
+def kamailio_module_dirs() -> list[Path]:
+    import glob
+
+    return [Path(d) for pattern in KAMAILIO_MODULE_GLOBS for d in sorted(glob.glob(pattern))]
+
+
+def require_kamailio_tls(module_dirs: Sequence[Path] | None = None) -> None:
+    """Kamailio can serve SIP over TLS: its tls.so is in one of `module_dirs` (default: where
+    Debian and source builds put Kamailio's modules)."""
+    directories = list(kamailio_module_dirs() if module_dirs is None else module_dirs)
+    if not any((d / KAMAILIO_TLS_MODULE).is_file() for d in directories):
+        where = ", ".join(str(d) for d in directories) or "no Kamailio module directory found"
+        raise LabError(
+            f"the profile offers SIP over TLS and the lab needs Kamailio's TLS module "
+            f"{KAMAILIO_TLS_MODULE}: install the Debian package {KAMAILIO_TLS_PACKAGE} "
+            f"(looked in {where})"
         )
 
 

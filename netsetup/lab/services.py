@@ -68,20 +68,23 @@ def start(service: Service, timeout: float = 10.0) -> None:
     import time
 
     deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise LabError(
-                f"{service.name} exited at start (status {process.returncode}): "
-                + _log_tail(Path(service.log))
-            )
-        if _listening(service):
-            return
-        if time.monotonic() > deadline:
-            stop_pids([process.pid])
-            raise LabError(
-                f"{service.name} did not open its ports: " + _log_tail(Path(service.log))
-            )
-        time.sleep(0.05)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise LabError(
+                    f"{service.name} exited at start (status {process.returncode}): "
+                    + _log_tail(Path(service.log))
+                )
+            if _listening(service):
+                return
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"{service.name} did not open its ports: " + _log_tail(Path(service.log))
+                )
+            time.sleep(0.05)
+    except BaseException:
+        stop_pids([process.pid])
+        raise
 
 
 def stop(service: Service) -> None:
@@ -102,6 +105,13 @@ def _listening(service: Service) -> bool:
     if not service.listens:
         return True
     result = run(["ip", "netns", "exec", service.namespace, "ss", "-Hlntu"], check=False)
+    if not result.ok:
+        # not the service's fault: say what failed instead of waiting and blaming the service
+        detail = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
+        raise LabError(
+            f"could not list the listening sockets in {service.namespace} with `ss` "
+            f"(package iproute2): {detail}"
+        )
     table = result.stdout
     sockets = set()
     for line in table.splitlines():
