@@ -33,7 +33,7 @@ for tool in ip nft wg wg-quick wireguard-go kamailio sshd ssh-keygen dnsmasq res
     || { echo "lab-setup: $tool is missing" >&2; exit 1; }
 done
 # SIP over TLS needs Kamailio's tls.so (kamailio-tls-modules), which `kamailio` alone lacks
-ls /usr/lib/*/kamailio/modules/tls.so /usr/lib/kamailio/modules/tls.so >/dev/null 2>&1 \
-  || compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null \
+compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null \
+  || [ -f /usr/lib/kamailio/modules/tls.so ] \
   || { echo "lab-setup: Kamailio's tls.so is missing (kamailio-tls-modules)" >&2; exit 1; }
 echo "lab-setup: ok"
