@@ -6,7 +6,9 @@ NETSETUP_REQUIRE_LAB=1 is set: then a missing prerequisite fails the test instea
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,6 +116,22 @@ def connect(lab: Lab) -> Iterator[Callable[..., str]]:
     yield _connect
     for host in used:
         lab.tunnel_down(host)
+
+
+@contextlib.contextmanager
+def gateway_firewall_removed(lab: Lab) -> Iterator[None]:
+    """The gateway without the firewall netsetup rendered for it (every table that ruleset
+    defines, whatever it names them), loaded again afterwards: the control that shows the
+    firewall, not something else, is what blocks a packet."""
+    ruleset = (lab.run_dir / "gateway" / "firewall.nft").read_text()
+    tables = sorted(set(re.findall(r"(?m)^table\s+(\w+)\s+(\S+)\s*\{", ruleset)))
+    assert tables, "the rendered firewall defines no table"
+    for family, name in tables:
+        assert lab.exec("gateway", ["nft", "delete", "table", family, name]).ok
+    try:
+        yield
+    finally:
+        lab.load_firewall()
 
 
 LAB_PROGRAMS = ("wireguard-go", "kamailio", "sshd", "dnsmasq")

@@ -10,8 +10,11 @@ import pytest
 
 from netsetup.lab import Lab, probe
 
+from .conftest import gateway_firewall_removed
+
 pytestmark = pytest.mark.lab
 
+OFFICE_V6 = "2001:db8:20::1"  # the office's SSH host over IPv6: not for agency assistants
 FORBIDDEN_TCP = [("192.0.2.30", 445), ("192.0.2.31", 22), ("192.0.2.20", 22), ("192.0.2.25", 22)]
 
 
@@ -49,12 +52,17 @@ def test_agency_with_allowedips_everything_still_reaches_nothing_else(
     assert config is not None and "AllowedIPs = 0.0.0.0/0, ::/0" in Path(config).read_text()
     route = lab.exec("home", ["ip", "route", "get", "192.0.2.30"]).stdout
     assert iface in route, route  # the client does send it into the tunnel
+    route6 = lab.exec("home", ["ip", "-6", "route", "get", OFFICE_V6]).stdout
+    assert iface in route6, route6  # IPv6 goes into the tunnel too
     _allowed_work(lab)
     _forbidden_fail(lab)
-    # control: the same connection works once the gateway's firewall is removed
-    lab.exec("gateway", ["nft", "delete", "table", "inet", f"netsetup_{lab.gateway_interface}"])
-    try:
-        assert probe.tcp_banner(lab.ns("home"), "192.0.2.30", 445).ok
-    finally:
-        lab.load_firewall()
+    home = lab.ns("home")
+    assert not probe.tcp_banner(home, OFFICE_V6, 22, timeout=1.5).ok
+    # control: the same connections work once the gateway's firewall is removed, over IPv4 and
+    # IPv6, so it is the gateway that stops them for both families
+    with gateway_firewall_removed(lab):
+        assert probe.tcp_banner(home, "192.0.2.30", 445).ok
+        v6 = probe.tcp_banner(home, OFFICE_V6, 22)
+        assert str(v6.detail.get("banner", "")).startswith("SSH-"), v6.detail
     _forbidden_fail(lab)
+    assert not probe.tcp_banner(home, OFFICE_V6, 22, timeout=1.5).ok

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from netsetup.lab import Lab, probe
+from netsetup.lab import Lab, probe, services
+
+from .conftest import gateway_firewall_removed
 
 pytestmark = pytest.mark.lab
 
@@ -24,9 +26,20 @@ def test_agency_assistant_of_a_service_firm(brightdesk_lab: Lab) -> None:
     assert probe.sip_options(home, "198.51.100.40", "tls", 5061).detail.get("status") == 200
     answer = probe.dns_lookup(home, "198.51.100.53", "docs.brightdesk.example")
     assert answer.detail.get("answers") == ["198.51.100.20"]
-    # the profile offers no SIP over TCP: Kamailio doesn't listen there and the firewall is shut
-    assert not probe.sip_options(home, "198.51.100.40", "tcp", timeout=1).ok
     assert not probe.tcp_banner(home, "198.51.100.53", 22, timeout=1).ok
+    # the profile offers no SIP over TCP. Kamailio doesn't listen there, so to show that the
+    # gateway's firewall shuts it, something must: a TCP listener on the SIP server's 5060
+    stand_in = services.tcp_service(
+        lab.ns("office"), [("198.51.100.40", 5060)], lab.run_dir / "services" / "sip-tcp"
+    )
+    services.start(stand_in)
+    try:
+        assert not probe.tcp_banner(home, "198.51.100.40", 5060, timeout=1).ok
+        with gateway_firewall_removed(lab):  # control: it is the firewall that stops it
+            assert probe.tcp_banner(home, "198.51.100.40", 5060).ok
+        assert not probe.tcp_banner(home, "198.51.100.40", 5060, timeout=1).ok
+    finally:
+        services.stop(stand_in)
     lab.tunnel_down()
 
 

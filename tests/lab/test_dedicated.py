@@ -11,6 +11,8 @@ from netsetup.errors import InputError
 from netsetup.lab import Lab, probe
 from netsetup.lab.topology import NETNS_ETC
 
+from .conftest import gateway_firewall_removed
+
 pytestmark = pytest.mark.lab
 
 
@@ -79,11 +81,8 @@ def test_dedicated_peer_cannot_reach_another_peer(lab: Lab, connect: Callable[..
     assert lab.record.clients["home"].interface in route  # it did go into the tunnel
     # control: without the gateway's firewall the same packet gets through, so the firewall is
     # what isolates the peers
-    lab.exec("gateway", ["nft", "delete", "table", "inet", f"netsetup_{lab.gateway_interface}"])
-    try:
+    with gateway_firewall_removed(lab):
         assert probe.ping(home, str(peers["other"].address_v4), count=3, wait=1).ok
-    finally:
-        lab.load_firewall()
     assert probe.ping(home, str(peers["other"].address_v4), count=2, wait=1).received == 0
 
 
