@@ -234,22 +234,21 @@ def pid_belongs(pid: int, namespace: str, started: int = 0) -> bool:
 def stop_pids(pids: Sequence[int], grace: float = 3.0) -> None:
     """SIGTERM, wait up to `grace` seconds, then SIGKILL whatever is left."""
     pending = [p for p in pids if p > 1 and pid_alive(p)]
-    for pid in pending:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pending = _signal_and_wait(pending, sig, grace)
+
+
+def _signal_and_wait(pids: list[int], sig: signal.Signals, grace: float) -> list[int]:
+    """Send `sig` to each pid; return those still alive after up to `grace` seconds."""
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
     deadline = time.monotonic() + grace
-    while pending and time.monotonic() < deadline:
-        pending = [p for p in pending if pid_alive(p)]
-        if pending:
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if pid_alive(p)]
+        if pids:
             time.sleep(0.05)
-    for pid in pending:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while pending and time.monotonic() < deadline:
-        pending = [p for p in pending if pid_alive(p)]
-        if pending:
-            time.sleep(0.05)
+    return pids
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
