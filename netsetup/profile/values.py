@@ -29,11 +29,39 @@ def check_text(value: str, what: str = "text") -> str:
 
 
 def parse_name(value: str, what: str = "name") -> str:
-    if not NAME_RE.fullmatch(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} must be 1-32 characters of a-z, 0-9 and '-', not starting with '-'"
         )
     return value
+
+
+class PeerName(str):
+    """A peer name that has been checked: 1-32 of a-z, 0-9 and '-', not starting with '-'.
+
+    The only way to make one is through this constructor, which validates, so a value of this
+    type can go into a path (`peers/<name>.toml`, the state folder) without further checks.
+    Service functions and `StateDir` path builders take `PeerName`, and mypy finds any caller
+    that passes a plain `str`.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: str, what: str = "peer name") -> PeerName:
+        if isinstance(value, PeerName):
+            return value
+        return super().__new__(cls, parse_name(value, what))
+
+
+class ProfileId(str):
+    """A profile id (its folder's name) that has been checked like a peer name."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str, what: str = "profile id") -> ProfileId:
+        if isinstance(value, ProfileId):
+            return value
+        return super().__new__(cls, parse_name(value, what))
 
 
 def parse_hostname(value: str) -> str:
