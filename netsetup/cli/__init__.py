@@ -19,13 +19,14 @@ COMMAND_MODULES = {
     "revoke": "provision",
     "rotate": "provision",
     "renew": "provision",
-    "list": "provision",
+    "list": "inventory",
+    "show": "inventory",
     "render": "provision",
     "validate": "validate",
     "rule": "validate",
     "lab": "lab",
 }
-ALL_MODULES = ("provision", "validate", "lab")
+ALL_MODULES = ("provision", "inventory", "validate", "lab")
 
 
 def _register(argv: list[str] | None = None) -> None:

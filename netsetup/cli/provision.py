@@ -1,4 +1,5 @@
-"""`provision`, `revoke`, `rotate`, `renew`, `list` and `render`: the IT admin's commands."""
+"""`provision`, `revoke`, `rotate`, `renew` and `render`: the IT admin's commands (`list` and
+`show` live in cli/inventory.py)."""
 
 from __future__ import annotations
 
@@ -194,35 +195,6 @@ def renew(
         emit_json("netsetup.renew/1", {"profile": loaded.id, "peer": view.as_dict()})
     else:
         typer.echo(f"renewed {view.name}: expires {view.expires}")
-
-
-@app.command("list")
-def list_command(profile: ProfileArg, json_out: JsonOpt = False) -> None:
-    """List a profile's peers: name, mode, addresses, created, expiry and key fingerprint.
-
-    Example:
-
-        netsetup list acme-dental --json
-    """
-    from netsetup.provision.service import list_peers
-
-    loaded = _load(profile)
-    views = list_peers(loaded)
-    if json_out:
-        emit_json("netsetup.list/1", {"profile": loaded.id, "peers": [v.as_dict() for v in views]})
-        return
-    if not views:
-        typer.echo(f"{loaded.id}: no peers yet (netsetup provision {loaded.id} NAME)")
-        return
-    rows = [("NAME", "MODE", "STATE", "ADDRESSES", "CREATED", "EXPIRES", "KEY")]
-    for v in views:
-        addresses = ",".join(a for a in (v.address_v4, v.address_v6) if a)
-        rows.append(
-            (v.name, v.mode, v.state, addresses, v.created, v.expires or "never", v.fingerprint)
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 @app.command()
