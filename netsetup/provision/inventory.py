@@ -250,6 +250,7 @@ def take_inventory(
         )
     summaries.sort(key=lambda s: s.id)
     listed.sort(key=lambda p: (p.profile, p.peer.name))
+    problems.sort(key=lambda p: (p.path, p.line or 0))
     return Inventory(now, summaries, listed, problems, peer_filter, several)
 
 
