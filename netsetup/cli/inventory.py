@@ -82,11 +82,11 @@ def list_command(
     combine: each one given must match.
 
     Exit status: 0 when everything could be read (also when no peer matches); 2 on a usage
-    error, a profile that does not exist, or a file that could not be read. Inside a folder of
-    profiles a broken profile.toml or peer file does not hide the others: they are all listed,
-    each unreadable file is named on stderr as `error: <what> (<file>:<line>)` (and under
-    "errors" in --json), and the exit status is 2 so that a script notices the list is not
-    complete. `netsetup validate FOLDER` shows every problem of those files.
+    error, a profile that does not exist, or a file that could not be read. A broken peer file,
+    or inside a folder of profiles a broken profile.toml, does not hide the rest: everything
+    readable is listed, each unreadable file is named on stderr as `error: <what>
+    (<file>:<line>)` (and under "errors" in --json), and the exit status is 2 so that a script
+    notices the list is not complete. `netsetup validate FOLDER` shows all their problems.
 
     Example:
 

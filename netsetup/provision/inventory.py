@@ -42,6 +42,10 @@ PEER_STATES = ("active", "expired", "revoked")
 # A key line in a wg-quick config; wg-quick reads key names case-insensitively, so does this.
 _SECRET_LINE = re.compile(r"^(\s*)(privatekey|presharedkey)(\s*=\s*)(.*)$", re.IGNORECASE)
 _PRIVATE_LINE = re.compile(r"^\s*privatekey\s*=\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
+_PUBLIC_LINE = re.compile(r"^\s*publickey\s*=", re.IGNORECASE)
+# Anything shaped like a WireGuard key (base64 of 32 bytes) outside a PublicKey line: a key pasted
+# into a comment or a PostUp line by hand must not reach the screen either.
+_KEY_TOKEN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 
 # -- filters ---------------------------------------------------------------------------------------
@@ -378,13 +382,16 @@ class ClientConfig:
 
 
 def redact_config(text: str) -> str:
-    """The config with every PrivateKey and PresharedKey value replaced by a pointer to the file."""
+    """The config with every PrivateKey and PresharedKey value, and anything else shaped like a
+    key outside a PublicKey line, replaced by `(redacted...)`."""
     lines = []
     for line in text.splitlines():
         match = _SECRET_LINE.match(line)
         if match:
             indent, key, equals, _value = match.groups()
             line = f"{indent}{key}{equals}(redacted: see the file)"
+        elif not _PUBLIC_LINE.match(line):
+            line = _KEY_TOKEN.sub("(redacted)", line)
         lines.append(line)
     return "\n".join(lines) + "\n"
 

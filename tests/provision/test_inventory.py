@@ -21,7 +21,7 @@ import pytest
 import netsetup.cli.inventory as cli_inventory
 from netsetup.clock import FixedClock
 from netsetup.errors import ConflictError, ExitCode, InputError, NotFoundError, ProfileError
-from netsetup.keys import generate_keypair
+from netsetup.keys import generate_keypair, generate_preshared_key
 from netsetup.profile.model import MODES, Peer
 from netsetup.profile.store import load_profile
 from netsetup.profile.values import PeerName
@@ -247,12 +247,18 @@ def test_stored_config_is_redacted_and_checked(tree: Tree, clock: FixedClock) ->
     assert other not in str(raised.value)
 
 
-def test_redaction_ignores_case_and_spacing() -> None:
+def test_redaction_ignores_case_and_spacing_and_catches_pasted_keys() -> None:
     key = generate_keypair().private.reveal()
-    text = f"[Interface]\n  privatekey={key}\nPRESHAREDKEY   =   {key}\nPublicKey = abc\n"
+    psk = generate_preshared_key().reveal()
+    public = generate_keypair().public
+    text = (
+        f"# old one: PrivateKey = {key}\n[Interface]\n  privatekey={key}\n"
+        f"PRESHAREDKEY   =   {psk}\nPostUp = echo {psk}>/tmp/k\nPublicKey = {public}\n"
+    )
     redacted = redact_config(text)
-    assert key not in redacted
-    assert "  privatekey=(redacted" in redacted and "PublicKey = abc" in redacted
+    assert key not in redacted and psk not in redacted
+    assert "  privatekey=(redacted" in redacted and f"PublicKey = {public}\n" in redacted
+    assert "PostUp = echo (redacted)>/tmp/k" in redacted
 
 
 @pytest.mark.parametrize(
@@ -372,6 +378,10 @@ def test_list_one_profile_keeps_its_shape(tree: Tree, cli: Run, profiles_dir: Pa
     assert document["profile"] == "acme-dental"
     assert [p["name"] for p in document["peers"]] == ["gone", "maria", "old", "temp"]
     assert document["errors"] == []
+    code, out, err = cli("list", str(tree.bright))  # a broken peer file hides only itself
+    assert code == ExitCode.USAGE
+    assert [line.split()[0] for line in out.splitlines()[1:-1]] == ["ana", "kim", "zoe"]
+    assert err == f"error: TOML syntax error: Invalid value ({tree.broken_peer.as_posix()}:3)\n"
     empty = profiles_dir / "empty-co"
     shutil.copytree(profiles_dir / "acme-dental", empty, ignore=shutil.ignore_patterns("peers"))
     code, out, _ = cli("list", str(empty))
@@ -469,6 +479,7 @@ def test_show_config_redacts_and_says_how_to_send(tree: Tree, cli: Run, tmp_path
         (["acme", "ghost"], "no peer 'ghost'"),
         (["acme", "../maria"], "error: peer name '../maria' must be"),
         (["acme", "Maria", "--config"], "error: peer name 'Maria' must be"),
+        (["acme", "a\x1b[2Jb"], "error: peer name 'a\\x1b[2Jb' must be"),
         (["acme", "maria", "--qr", "--json"], "cannot go into JSON"),
     ],
 )
