@@ -226,9 +226,10 @@ def show(
     loaded = load_profile(profile)
     state_dir = StateDir()
     details = peer_details(loaded, peer, state_dir, _now())
+    # A missing or revoked config is said first: its advice holds wherever stdout goes.
+    client = stored_client_config(loaded, details, state_dir, peer) if config or qr else None
     if qr and not _stdout_is_terminal():
         _refuse_qr_into_pipe(details)
-    client = stored_client_config(loaded, details, state_dir, peer) if config or qr else None
     qr_text = client.text_for_qr(loaded.id, peer) if qr and client else None
     if json_out:
         document = details.as_dict()
@@ -265,7 +266,7 @@ def _render_details(d: PeerDetails) -> None:
     v = d.peer
     rows = [
         ("mode", v.mode),
-        ("state", v.state),
+        ("state", _state_text(d)),
         ("addresses", ", ".join(a for a in (v.address_v4, v.address_v6) if a)),
         ("created", v.created),
         ("expires", v.expires or "never"),
@@ -283,6 +284,12 @@ def _render_details(d: PeerDetails) -> None:
     typer.echo(f"{v.name} on {d.profile} ({d.company})")
     for label, value in rows:
         typer.echo(f"  {label:<16} {value}")
+
+
+def _state_text(d: PeerDetails) -> str:
+    if d.peer.state == "expired":
+        return f"expired (`netsetup renew {d.profile} {d.peer.name} --expires 30d` brings it back)"
+    return d.peer.state
 
 
 def _origin_text(origin: str) -> str:

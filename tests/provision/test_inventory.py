@@ -450,6 +450,8 @@ def test_show_a_peer(tree: Tree, cli: Run) -> None:
     ):
         assert expected in out, expected
     assert "PrivateKey" not in out
+    code, out, _ = cli("show", str(tree.acme), "old")
+    assert code == 0 and "  state            expired (`netsetup renew acme-dental old" in out
     code, out, _ = cli("show", str(tree.acme), "gone", "--json")
     document = json.loads(out)
     assert document["schema"] == "netsetup.show/1"
@@ -502,6 +504,8 @@ def test_show_qr_only_on_a_terminal(
     assert "drawn only on a terminal" in err and f"send {png} or " in err
     code, _, err = cli("show", str(tree.bright), "ana", "--qr")
     assert code == ExitCode.USAGE and "rotate brightdesk-agency ana --qr" in err
+    code, _, err = cli("show", str(tree.acme), "gone", "--qr")  # not "rotate": it is revoked
+    assert code == ExitCode.USAGE and "revoked" in err and "rotate" not in err
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     code, out, err = cli("show", str(tree.acme), "maria", "--qr")
