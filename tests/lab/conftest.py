@@ -103,19 +103,15 @@ def connect(lab: Lab) -> Iterator[Callable[..., str]]:
     def _connect(
         name: str, mode: str = "dedicated", host: str = "home", allowed_ips: str | None = None
     ) -> str:
-        if host not in lab.record.clients:
-            lab.add_client_host(host)
-        existing = lab.run_dir / "clients" / name
-        configs = sorted(existing.glob("*.conf")) if existing.is_dir() else []
-        config = configs[0] if configs else lab.provision(name, mode)
-        iface = lab.tunnel_up(config, host, allowed_ips=allowed_ips)
         used.append(host)
-        assert lab.wait_handshake(host, timeout=15) is not None, f"no handshake for {name}"
-        return iface
+        result = lab.connect(name, mode, host, allowed_ips=allowed_ips)
+        assert result.ok, f"no handshake for {name}"
+        return result.interface
 
     yield _connect
     for host in used:
-        lab.tunnel_down(host)
+        if host in lab.record.clients:  # a host that could not be made has no tunnel
+            lab.tunnel_down(host)
 
 
 @contextlib.contextmanager
