@@ -5,13 +5,16 @@ from __future__ import annotations
 import enum
 import inspect
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from netsetup.cli.app import app, emit_json, fail
 from netsetup.errors import ExitCode
 from netsetup.lab.faults import KINDS, FaultKind
+
+if TYPE_CHECKING:
+    from netsetup.lab.lab import Lab
 
 lab_app = typer.Typer(
     help=(
@@ -48,8 +51,8 @@ def _start() -> None:
     install_sigterm_interrupt()
 
 
-def _load(prefix: str | None) -> Any:
-    from netsetup.lab import Lab
+def _load(prefix: str | None) -> Lab:
+    from netsetup.lab.lab import Lab
 
     return Lab.load(prefix)
 
@@ -159,6 +162,7 @@ def connect(
     mode: Annotated[str, typer.Option("--mode", help="dedicated or agency.")] = "dedicated",
     host: Annotated[str, typer.Option("--host", help="The client host.")] = "home",
     lab: LabOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Provision an assistant in the lab's profile copy and bring their tunnel up.
 
@@ -168,12 +172,15 @@ def connect(
     """
     _start()
     result = _load(lab).connect(name, mode, host)
+    if json_out:
+        emit_json("netsetup.lab.connect/1", result.to_dict())
     if not result.ok:
         fail(
             f"no handshake for {name} on {host} within {result.timeout:.0f} s",
             code=ExitCode.FINDINGS,
         )
-    typer.echo(f"{name} connected from {host}: handshake after {result.handshake_s:.2f}s")
+    if not json_out:
+        typer.echo(f"{name} connected from {host}: handshake after {result.handshake_s:.2f}s")
 
 
 @lab_app.command()
