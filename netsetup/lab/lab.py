@@ -4,9 +4,9 @@ The lab works on its own copy of the profile (under its run directory) with a fr
 gateway key, and on its own state directory, so nothing under the repository's `profiles/` and
 nothing of the admin's real state is touched.
 
-`Lab` is the facade over the lab's parts: its record on disk (`record`), the services
-(`services`), the assistants' tunnels (`tunnels`), netsetup as the admin runs it (`admin`),
-faults (`faults`) and what it looks like (`status`). Building and removing the lab live here.
+`Lab` is the facade over the lab's parts: its record on disk (`record`), building it (`build`),
+the services (`services`), the assistants' tunnels (`tunnels`), netsetup as the admin runs it
+(`admin`), faults (`faults`) and what it looks like (`status`). Removing a lab lives here.
 """
 
 from __future__ import annotations
@@ -21,19 +21,15 @@ from typing import Any
 
 from netsetup.clock import SYSTEM_CLOCK, Clock
 from netsetup.errors import InputError
-from netsetup.lab import admin, cleanup, faults, services, topology, tunnels, wireguard
+from netsetup.lab import admin, build, cleanup, faults, services, topology, tunnels, wireguard
 from netsetup.lab import record as records
 from netsetup.lab.faults import Fault
-from netsetup.lab.labprofile import write_lab_profile
 from netsetup.lab.plan import LabPlan, plan_lab
 from netsetup.lab.proc import (
     WG_USERSPACE_ENV,
-    LabError,
     Result,
     in_ns,
     ns_run,
-    require_kamailio_tls,
-    require_programs,
     require_root,
     signals_deferred,
     sigterm_interrupts,
@@ -174,7 +170,7 @@ class Lab:
         self.check_prerequisites()
         with sigterm_interrupts():
             try:
-                self._up()
+                build.build(self)
             except BaseException:
                 self.down()
                 raise
@@ -183,59 +179,7 @@ class Lab:
     def check_prerequisites(self) -> None:
         """Every program and module this lab will use is installed, or one error naming the
         missing Debian packages, before anything is built."""
-        from netsetup.profile.store import load_profile
-
-        require_programs()
-        voip = load_profile(self.record.source_profile).voip
-        if voip is not None and "tls" in voip.transports:
-            require_kamailio_tls()
-
-    def _up(self) -> None:
-        self.run_dir.mkdir(parents=True, mode=0o700)
-        # host directories the lab's tools need; the ones that did not exist go again at `down`
-        self.record.created_dirs = [str(d) for d in cleanup.HOST_DIRS if not d.exists()]
-        cleanup.note_created_dirs(run_base(), [Path(d) for d in self.record.created_dirs])
-        self.save()  # from here on, `down` finds this lab even if we die
-        topology.build(self.names, self.plan, self.run_dir)
-        self._prepare_profile()
-        self._start_gateway()
-        self._start_services()
-        self.record.clients["home"] = ClientHost("home", self.names.client_wg(0), index=0)
-        self.check_interface_names()
-        self.record.ready = True
-        self.save()
-
-    def _prepare_profile(self) -> None:
-        from netsetup.fsutil import write_secret
-        from netsetup.keys import generate_keypair
-        from netsetup.profile.store import load_profile
-
-        keypair = generate_keypair()
-        write_secret(self.gateway_key_file, keypair.private.reveal() + "\n")
-        self.state_dir.mkdir(mode=0o700)
-        source = load_profile(self.record.source_profile)
-        write_lab_profile(source, self.profile_dir.parent, keypair.public, self.gateway_interface)
-        if self.profile().gateway.public_key != keypair.public:
-            raise LabError("the lab's profile copy did not take the lab's gateway key")
-
-    def _start_gateway(self) -> None:
-        self.render_gateway()
-        wireguard.up(self.ns("gateway"), self.gateway_config)
-        self.load_firewall()
-
-    def _start_services(self) -> None:
-        services.ensure_client_key(self.run_dir / "ssh-client")
-        hosts = services.ServiceHosts(
-            office=self.ns("office"),
-            gateway=self.ns("gateway"),
-            directory=self.run_dir / "services",
-            authorized_keys=self.run_dir / "ssh-client" / "authorized_keys",
-        )
-        for service in services.lab_services(self.profile(), self.plan, hosts, self.clock.now()):
-            self.record.add_service(service)
-            self.save()  # recorded before it starts: `down` stops it even if we die meanwhile
-            services.start(service)
-            self.save()
+        build.check_prerequisites(Path(self.record.source_profile))
 
     def down(self) -> list[str]:
         """Remove every namespace, process, socket and file of this lab; returns what could
