@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -117,6 +118,7 @@ class FaultKind:
 
 
 KINDS: dict[str, FaultKind] = {}
+_KIND_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def _unchanged(lab: Lab, fault: Fault) -> Fault:
@@ -138,6 +140,8 @@ def define(
     prepare: Prepare = _unchanged,
     target: Callable[[Params], tuple[object, ...] | None] = _one_per_lab,
 ) -> FaultKind:
+    if not _KIND_ID.match(kind):
+        raise ValueError(f"fault kind {kind!r}: use kebab-case (it is a CLI choice and an id)")
     if kind in KINDS:
         raise ValueError(f"fault kind {kind} is defined twice")
     fault_kind = FaultKind(kind, summary, params, describe, target, prepare, apply, undo)

@@ -38,6 +38,9 @@ def test_every_kind_is_registered_once_with_its_parts() -> None:
             assert callable(part), kind.id
     with pytest.raises(ValueError, match="defined twice"):
         define("drop", "again", describe=str, apply=lambda lab, f: {}, undo=lambda lab, f: None)
+    with pytest.raises(ValueError, match="kebab-case"):
+        define("Drop_It", "x", describe=str, apply=lambda lab, f: {}, undo=lambda lab, f: None)
+    assert "Drop_It" not in KINDS
 
 
 def test_fault_add_help_comes_from_the_registry() -> None:
