@@ -1,0 +1,251 @@
+"""What the gateway's firewall enforces, proven with real packets: expiry ends open flows and
+survives a reload, the WAN side reaches nothing behind the gateway, the PBX (and only the PBX) calls
+an assistant's phone, peers never reach each other, and ICMP errors pass only for allowed flows."""
+
+from __future__ import annotations
+
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from netsetup.lab import Lab, probe
+from netsetup.profile.store import load_peer
+from netsetup.profile.values import PeerName, format_time
+
+from .conftest import gateway_firewall_removed
+
+pytestmark = pytest.mark.lab
+
+FLOWS = Path(__file__).with_name("flows.py")
+PORTAL = ("192.0.2.20", 443)  # the agency mode's one destination
+FILES = ("192.0.2.30", 445)  # an office host agency assistants may not reach
+PBX = "192.0.2.40"  # the SIP server, and (acme names no other media host) the media host
+RTP_PORT = 10500  # inside acme's RTP range 10000-20000
+EXPIRY_LEAD = 15  # seconds between loading the ruleset and the peer's expiry
+
+
+class Tool:
+    """flows.py running in a lab namespace; its output lines arrive on a queue."""
+
+    def __init__(self, lab: Lab, host: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns(host), sys.executable, str(FLOWS), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.next_line(10) == "ready", f"{args[0]} did not start in {host}"
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def next_line(self, timeout: float) -> str | None:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def ask(self, command: str) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.next_line(15) or "fail: no answer from the tool"
+
+    def seen(self, wait: float = 1.0) -> list[str]:
+        """Every line printed so far (waiting up to `wait` seconds for the first)."""
+        out = []
+        line = self.next_line(wait)
+        while line is not None:
+            out.append(line)
+            line = self.next_line(0.2)
+        return out
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def tools(lab: Lab) -> Iterator[Callable[..., Tool]]:
+    started: list[Tool] = []
+
+    def _start(host: str, *args: str) -> Tool:
+        started.append(Tool(lab, host, *args))
+        return started[-1]
+
+    yield _start
+    for tool in started:
+        tool.stop()
+
+
+def _send_udp(lab: Lab, host: str, source: str, address: str, port: int) -> bool:
+    """One SIP OPTIONS datagram from `source`; True when something answered."""
+    argv = [sys.executable, str(FLOWS), "send-udp", "--source", source, address, str(port)]
+    return lab.exec(host, argv, timeout=20).ok
+
+
+def _address(lab: Lab, name: str) -> str:
+    return str(load_peer(lab.profile(), PeerName(name)).address_v4)
+
+
+def _set_expiry(lab: Lab, name: str, when: datetime) -> None:
+    """Give a peer a new expiry in its file (plain TOML), as `renew` would."""
+    path = lab.profile_dir / "peers" / f"{name}.toml"
+    text, count = re.subn(
+        r"(?m)^expires\s*=.*$", f"expires = {format_time(when)}", path.read_text()
+    )
+    assert count == 1, text
+    path.write_text(text)
+
+
+def _all_fail(client: Tool) -> list[str]:
+    """The held TCP session and UDP flow, and new ones: what each answered."""
+    media = f"{PBX} {RTP_PORT}"
+    return [
+        client.ask("tcp-echo"),
+        client.ask(f"udp-echo {media}"),
+        client.ask(f"tcp-new {PORTAL[0]} {PORTAL[1]}"),
+        client.ask(f"udp-new {media}"),
+    ]
+
+
+def test_expiry_ends_open_flows_and_a_reload_does_not_bring_them_back(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    tools("office", "serve-udp", PBX, str(RTP_PORT))  # the media host's RTP-like echo
+    connect("ends-soon", "agency")
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=EXPIRY_LEAD)
+    _set_expiry(lab, "ends-soon", expires)
+    lab.load_firewall()
+    ruleset = lab.run_dir / "gateway" / "firewall.nft"
+    assert "#   ends-soon (agency)" in ruleset.read_text()  # in the ruleset: the kernel ends it
+
+    client = tools("home", "client")
+    assert client.ask(f"tcp-open {PORTAL[0]} {PORTAL[1]}").startswith("ok")
+    assert client.ask("tcp-echo") == "ok"
+    assert client.ask(f"udp-echo {PBX} {RTP_PORT}") == "ok"
+    assert datetime.now(UTC) < expires, "the flows were checked too late to count as 'before'"
+
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1)
+    assert all(a.startswith("fail") for a in _all_fail(client)), _all_fail(client)
+
+    # a gateway reboot or an admin's `nft -f FILE` loads the same file again, later
+    loaded = lab.exec("gateway", ["nft", "-f", str(ruleset)])
+    assert loaded.ok, loaded.stderr
+    answers = _all_fail(client)
+    assert all(a.startswith("fail") for a in answers), answers
+
+
+@pytest.fixture
+def wan_routes(lab: Lab) -> Iterator[str]:
+    """The internet routes the office and the tunnel subnet to the gateway's WAN address (a
+    neighbour on the WAN can always do that); yields the internet host's own address."""
+    gateway = str(lab.plan.gateway_wan.v4.ip)
+    networks = ["192.0.2.0/24", str(lab.profile().network.tunnel_v4)]
+    for network in networks:
+        assert lab.exec("internet", ["ip", "route", "add", network, "via", gateway]).ok
+    try:
+        yield str(lab.plan.internet_gw.v4.ip)
+    finally:
+        for network in networks:
+            lab.exec("internet", ["ip", "route", "del", network, "via", gateway])
+
+
+def test_the_wan_side_reaches_nothing_behind_the_gateway(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool], wan_routes: str
+) -> None:
+    connect("maria", "dedicated", allowed_ips="0.0.0.0/0, ::/0")
+    peer = _address(lab, "maria")
+    phone = tools("home", "serve-udp", "0.0.0.0", "5060")
+    internet = lab.ns("internet")
+    assert lab.exec("gateway", ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
+    # the internet claiming to be the PBX: the gateway routes that address to the office
+    assert lab.exec("internet", ["ip", "addr", "add", f"{PBX}/32", "dev", "lo"]).ok
+    try:
+        assert not probe.tcp_banner(internet, *FILES, timeout=1.5).ok
+        assert not probe.tcp_banner(internet, "192.0.2.31", 22, timeout=1.5).ok
+        assert probe.ping(internet, FILES[0], count=2, wait=1).received == 0
+        _send_udp(lab, "internet", wan_routes, peer, 5060)
+        _send_udp(lab, "internet", PBX, peer, 5060)
+        assert phone.seen() == []
+        # control: without the firewall the same packets get through
+        with gateway_firewall_removed(lab):
+            assert probe.tcp_banner(internet, *FILES).ok
+            _send_udp(lab, "internet", wan_routes, peer, 5060)
+            _send_udp(lab, "internet", PBX, peer, 5060)
+            assert {f"got {wan_routes}", f"got {PBX}"} <= set(phone.seen())
+    finally:
+        lab.exec("internet", ["ip", "addr", "del", f"{PBX}/32", "dev", "lo"])
+
+
+def test_the_pbx_calls_the_phone_and_no_other_office_host_does(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    connect("phone", "agency", allowed_ips="0.0.0.0/0, ::/0")
+    peer = _address(lab, "phone")
+    phone = tools("home", "serve-udp", "0.0.0.0", "5060")
+    assert _send_udp(lab, "office", PBX, peer, 5060)  # the phone's 200 OK came back
+    assert phone.seen() == [f"got {PBX}"]
+    assert not _send_udp(lab, "office", FILES[0], peer, 5060)
+    assert phone.seen() == []
+    with gateway_firewall_removed(lab):  # control: the office host's packet does get there
+        _send_udp(lab, "office", FILES[0], peer, 5060)
+        assert phone.seen() == [f"got {FILES[0]}"]
+
+
+def test_peers_never_reach_each_other(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    everything = "0.0.0.0/0, ::/0"
+    connect("desk", "dedicated", allowed_ips=everything)
+    connect("agent", "agency", host="home2", allowed_ips=everything)
+    desk, agent = _address(lab, "desk"), _address(lab, "agent")
+    at_desk = tools("home", "serve-udp", "0.0.0.0", "4000")
+    at_agent = tools("home2", "serve-udp", "0.0.0.0", "4000")
+    assert not _send_udp(lab, "home", desk, agent, 4000)
+    assert not _send_udp(lab, "home2", agent, desk, 4000)
+    assert probe.ping(lab.ns("home"), agent, count=2, wait=1).received == 0
+    assert at_desk.seen() == [] and at_agent.seen() == []
+    with gateway_firewall_removed(lab):  # control: the gateway would forward it
+        _send_udp(lab, "home", desk, agent, 4000)
+        assert at_agent.seen() == [f"got {desk}"]
+
+
+def test_icmp_errors_pass_only_for_flows_the_mode_allows(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    """A "fragmentation needed" about the agency peer's portal session reaches it; one about a
+    session to the file server does not, even when that session exists (it was opened while the
+    firewall was away), and that session itself stops once the firewall is back."""
+    connect("agent", "agency", host="home2", allowed_ips="0.0.0.0/0, ::/0")
+    agent = _address(lab, "agent")
+    portal, files = tools("home2", "client"), tools("home2", "client")
+    portal_port = portal.ask(f"tcp-open {PORTAL[0]} {PORTAL[1]}").split()[-1]
+    with gateway_firewall_removed(lab):
+        files_port = files.ask(f"tcp-open {FILES[0]} {FILES[1]}").split()[-1]
+        assert files.ask("tcp-echo") == "ok"
+    assert files.ask("tcp-echo").startswith("fail")  # access the mode lacks ends at once
+    assert portal.ask("tcp-echo") == "ok"
+
+    watcher = tools("home2", "watch-icmp", "--seconds", "60")
+    for host, port, local in ((*PORTAL, portal_port), (*FILES, files_port)):
+        argv = [sys.executable, str(FLOWS), "icmp-error", "--source", host]
+        argv += ["--inner-src", agent, "--inner-dst", host, "--sport", local]
+        sent = lab.exec("office", [*argv, "--dport", str(port)])
+        assert sent.ok, sent.stderr
+    seen = watcher.seen(wait=2.0)
+    assert f"icmp {PORTAL[0]} {PORTAL[0]} {PORTAL[1]}" in seen, seen
+    assert not any(line.startswith(f"icmp {FILES[0]}") for line in seen), seen
