@@ -224,9 +224,8 @@ def _hooks(profile: Profile) -> list[str]:
 def gateway_rules(profile: Profile) -> list[str]:
     """What a peer may ask of the gateway itself: ping on its tunnel addresses, and DNS where a
     DNS server of the profile is one of the gateway's own addresses (only those reach input)."""
-    rules = [
-        f'ip daddr {profile.network.gateway_address_v4} icmp type echo-request accept comment "ping"'
-    ]
+    v4 = profile.network.gateway_address_v4
+    rules = [f'ip daddr {v4} icmp type echo-request accept comment "ping"']
     v6 = profile.network.gateway_address_v6
     if v6 is not None:
         rules.append(f'ip6 daddr {v6} icmpv6 type echo-request accept comment "ping"')
