@@ -142,6 +142,12 @@ def test_expiry_ends_open_flows_and_a_reload_does_not_bring_them_back(
 
     time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1)
     assert all(a.startswith("fail") for a in _all_fail(client)), _all_fail(client)
+    # still a WireGuard peer of the gateway (until the next render), reaching nothing
+    key = load_peer(lab.profile(), PeerName("ends-soon")).public_key
+    on_gateway = lab.exec("gateway", ["wg", "show", lab.gateway_interface, "peers"]).stdout
+    assert key in on_gateway.split()
+    gateway = str(lab.profile().network.gateway_address_v4)
+    assert probe.ping(lab.ns("home"), gateway, count=2, wait=1).received == 0
 
     # a gateway reboot or an admin's `nft -f FILE` loads the same file again, later
     loaded = lab.exec("gateway", ["nft", "-f", str(ruleset)])
@@ -182,12 +188,21 @@ def test_the_wan_side_reaches_nothing_behind_the_gateway(
         _send_udp(lab, "internet", wan_routes, peer, 5060)
         _send_udp(lab, "internet", PBX, peer, 5060)
         assert phone.seen() == []
+        # nor does the office reach the internet through the gateway
+        outside = tools("internet", "serve-udp", "0.0.0.0", "4000")
+        _send_udp(lab, "office", FILES[0], wan_routes, 4000)
+        assert outside.seen() == []
+        # the gateway's own services on the WAN side are not the firewall's: the admin's SSH
+        gateway_ssh = probe.tcp_banner(internet, str(lab.plan.gateway_wan.v4.ip), 22)
+        assert str(gateway_ssh.detail.get("banner", "")).startswith("SSH-"), gateway_ssh.detail
         # control: without the firewall the same packets get through
         with gateway_firewall_removed(lab):
             assert probe.tcp_banner(internet, *FILES).ok
             _send_udp(lab, "internet", wan_routes, peer, 5060)
             _send_udp(lab, "internet", PBX, peer, 5060)
             assert {f"got {wan_routes}", f"got {PBX}"} <= set(phone.seen())
+            _send_udp(lab, "office", FILES[0], wan_routes, 4000)
+            assert outside.seen() == [f"got {FILES[0]}"]
     finally:
         lab.exec("internet", ["ip", "addr", "del", f"{PBX}/32", "dev", "lo"])
 
@@ -202,9 +217,42 @@ def test_the_pbx_calls_the_phone_and_no_other_office_host_does(
     assert phone.seen() == [f"got {PBX}"]
     assert not _send_udp(lab, "office", FILES[0], peer, 5060)
     assert phone.seen() == []
-    with gateway_firewall_removed(lab):  # control: the office host's packet does get there
+    # media: the media host's RTP reaches the phone's RTP port; another office host's does not
+    rtp = tools("home", "serve-udp", "0.0.0.0", str(RTP_PORT))
+    assert _send_udp(lab, "office", PBX, peer, RTP_PORT)
+    assert rtp.seen() == [f"got {PBX}"]
+    assert not _send_udp(lab, "office", FILES[0], peer, RTP_PORT)
+    assert rtp.seen() == []
+    with gateway_firewall_removed(lab):  # control: the office host's packets do get there
         _send_udp(lab, "office", FILES[0], peer, 5060)
         assert phone.seen() == [f"got {FILES[0]}"]
+        _send_udp(lab, "office", FILES[0], peer, RTP_PORT)
+        assert rtp.seen() == [f"got {FILES[0]}"]
+
+
+def test_from_the_tunnel_the_gateway_answers_ping_only(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    """Even an address of the gateway inside the dedicated mode's office network, and the
+    gateway's SSH on its LAN side, stay closed to the tunnel: only ping on its tunnel address."""
+    connect("desk", "dedicated", allowed_ips="0.0.0.0/0, ::/0")
+    desk = _address(lab, "desk")
+    inside = "192.0.2.1"  # in the dedicated mode's 192.0.2.0/24, and the gateway's own
+    assert lab.exec("gateway", ["ip", "addr", "add", f"{inside}/32", "dev", "lo"]).ok
+    try:
+        service = tools("gateway", "serve-udp", inside, "4000")
+        home = lab.ns("home")
+        gateway = str(lab.profile().network.gateway_address_v4)
+        assert probe.ping(home, gateway, count=2).received == 2
+        assert not _send_udp(lab, "home", desk, inside, 4000)
+        assert service.seen() == []
+        lan_side = str(lab.plan.gateway_lan.v4.ip)
+        assert not probe.tcp_banner(home, lan_side, 22, timeout=1.5).ok
+        with gateway_firewall_removed(lab):  # control: both answer the tunnel without it
+            assert _send_udp(lab, "home", desk, inside, 4000)
+            assert probe.tcp_banner(home, lan_side, 22).ok
+    finally:
+        lab.exec("gateway", ["ip", "addr", "del", f"{inside}/32", "dev", "lo"])
 
 
 def test_peers_never_reach_each_other(
