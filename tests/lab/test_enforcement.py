@@ -230,29 +230,38 @@ def test_the_pbx_calls_the_phone_and_no_other_office_host_does(
         assert rtp.seen() == [f"got {FILES[0]}"]
 
 
-def test_from_the_tunnel_the_gateway_answers_ping_only(
+def test_from_the_tunnel_the_gateway_answers_ping_and_its_own_dns_only(
     lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
 ) -> None:
     """Even an address of the gateway inside the dedicated mode's office network, and the
-    gateway's SSH on its LAN side, stay closed to the tunnel: only ping on its tunnel address."""
+    gateway's SSH on its LAN side, stay closed to the tunnel; ping on its tunnel address is
+    answered, and DNS once the profile's DNS server address is the gateway's own."""
     connect("desk", "dedicated", allowed_ips="0.0.0.0/0, ::/0")
     desk = _address(lab, "desk")
-    inside = "192.0.2.1"  # in the dedicated mode's 192.0.2.0/24, and the gateway's own
-    assert lab.exec("gateway", ["ip", "addr", "add", f"{inside}/32", "dev", "lo"]).ok
+    inside, dns = "192.0.2.1", "192.0.2.53"  # both in the dedicated mode's 192.0.2.0/24
+    for address in (inside, dns):
+        assert lab.exec("gateway", ["ip", "addr", "add", f"{address}/32", "dev", "lo"]).ok
     try:
         service = tools("gateway", "serve-udp", inside, "4000")
+        resolver = tools("gateway", "serve-udp", dns, "53")
+        other = tools("gateway", "serve-udp", dns, "4000")
         home = lab.ns("home")
         gateway = str(lab.profile().network.gateway_address_v4)
         assert probe.ping(home, gateway, count=2).received == 2
+        assert _send_udp(lab, "home", desk, dns, 53)
+        assert resolver.seen() == [f"got {desk}"]
+        assert not _send_udp(lab, "home", desk, dns, 4000)
         assert not _send_udp(lab, "home", desk, inside, 4000)
-        assert service.seen() == []
+        assert service.seen() == [] and other.seen() == []
         lan_side = str(lab.plan.gateway_lan.v4.ip)
         assert not probe.tcp_banner(home, lan_side, 22, timeout=1.5).ok
-        with gateway_firewall_removed(lab):  # control: both answer the tunnel without it
+        with gateway_firewall_removed(lab):  # control: they all answer the tunnel without it
             assert _send_udp(lab, "home", desk, inside, 4000)
+            assert _send_udp(lab, "home", desk, dns, 4000)
             assert probe.tcp_banner(home, lan_side, 22).ok
     finally:
-        lab.exec("gateway", ["ip", "addr", "del", f"{inside}/32", "dev", "lo"])
+        for address in (inside, dns):
+            lab.exec("gateway", ["ip", "addr", "del", f"{address}/32", "dev", "lo"])
 
 
 def test_peers_never_reach_each_other(
