@@ -205,6 +205,8 @@ def _hooks(profile: Profile) -> list[str]:
             "ct direction reply jump calls",
         ],
     )
+    # the calls rules trust a source address (the PBX's): strict reverse-path filtering makes
+    # sure it came in where the gateway routes that address, not from the WAN side
     out.append("\t# to a peer: answers within its own flows by its mode, and calls")
     out += _chain(
         "to_peer",
