@@ -30,7 +30,7 @@ PORTAL = ("192.0.2.20", 443)  # the agency mode's one destination
 FILES = ("192.0.2.30", 445)  # an office host agency assistants may not reach
 PBX = "192.0.2.40"  # the SIP server, and (acme names no other media host) the media host
 RTP_PORT = 10500  # inside acme's RTP range 10000-20000
-EXPIRY_LEAD = 15  # seconds between loading the ruleset and the peer's expiry
+EXPIRY_LEAD = 20  # seconds between loading the ruleset and the peer's expiry
 
 
 class Tool:
