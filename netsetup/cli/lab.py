@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from netsetup.cli.app import app, emit_json, fail
-from netsetup.errors import ExitCode
+from netsetup.cli.app import app, emit_json
+from netsetup.errors import ChecksFailed, ExitCode, InputError
 
 lab_app = typer.Typer(
     help=(
@@ -109,7 +109,7 @@ def down(
         prefixes = [target.prefix]
         problems = target.down()
     if problems:
-        fail("; ".join(problems), code=ExitCode.FINDINGS)
+        raise ChecksFailed("; ".join(problems))
     typer.echo(f"removed {', '.join(prefixes) or 'nothing (no lab)'}")
 
 
@@ -186,7 +186,7 @@ def connect(
     target.tunnel_up(config, host)
     seconds = target.wait_handshake(host, timeout=15)
     if seconds is None:
-        fail(f"no handshake for {name} on {host} within 15 s", code=ExitCode.FINDINGS)
+        raise ChecksFailed(f"no handshake for {name} on {host} within 15 s")
     typer.echo(f"{name} connected from {host}: handshake after {seconds:.2f}s")
 
 
@@ -237,19 +237,19 @@ def fault_add(
     params: dict[str, Any] = {}
     if kind == "drop":
         if port is None:
-            fail("drop needs --port")
+            raise InputError("drop needs --port")
         params = {"proto": proto, "port": port, "host": host}
     elif kind == "loss":
         if percent is None:
-            fail("loss needs --percent")
+            raise InputError("loss needs --percent")
         params = {"percent": percent, "direction": direction}
     elif kind == "mtu":
         if mtu is None:
-            fail("mtu needs --mtu")
+            raise InputError("mtu needs --mtu")
         params = {"mtu": mtu}
     elif kind == "stop":
         if service is None:
-            fail("stop needs --service")
+            raise InputError("stop needs --service")
         params = {"service": service}
     fault = _load(lab).inject(kind, **params)
     if json_out:
