@@ -10,13 +10,12 @@ import os
 import signal
 import sys
 import types
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from netsetup.errors import EnvironmentProblem, ExitCode, NetsetupError
 
 if TYPE_CHECKING:
-    from netsetup.cli.app import Streams
+    from netsetup.cli.app import Failure, Streams
 
 __all__ = ["app", "main"]
 
@@ -35,8 +34,6 @@ COMMAND_MODULES = {
     "lab": "lab",
 }
 ALL_MODULES = ("provision", "render", "validate", "lab")
-
-ERROR_SCHEMA = "netsetup.error/1"
 
 
 def __getattr__(name: str) -> Any:
@@ -105,26 +102,11 @@ def _wants_json(argv: list[str]) -> bool:
     return formats == {"json"}
 
 
-@dataclass(frozen=True)
-class Failure:
-    """What `main()` reports about an exception: the words, the place and the exit status."""
-
-    what: str
-    where: str | None
-    exit_code: int
-
-    @property
-    def line(self) -> str:
-        return f"error: {self.what} ({self.where})" if self.where else f"error: {self.what}"
-
-    def as_json(self) -> str:
-        import json
-
-        error = {"what": self.what, "where": self.where, "exit_code": self.exit_code}
-        return json.dumps({"schema": ERROR_SCHEMA, "error": error}, indent=2) + "\n"
-
-
 def _failure(exc: Exception) -> Failure:
+    """How `main()` reports an exception: NetsetupError as itself, OSError as the environment,
+    anything else as a bug."""
+    from netsetup.cli.app import Failure
+
     if isinstance(exc, OSError):
         exc = EnvironmentProblem.from_os_error(exc)
     if isinstance(exc, NetsetupError):
@@ -151,7 +133,7 @@ def _run(argv: list[str], streams: Streams) -> int:
     # Typer ships its own copy of Click (typer._click, since 0.26: see pyproject's pin)
     from typer._click.exceptions import ClickException
 
-    from netsetup.cli.app import app
+    from netsetup.cli.app import Failure, app
 
     try:
         code = app(args=argv, prog_name="netsetup", obj=streams, standalone_mode=False)
@@ -177,7 +159,7 @@ def main(argv: list[str] | None = None, *, streams: Streams | None = None) -> No
     """Run the CLI and exit with its status. Every error becomes one `error: <what> (<where>)`
     line on stderr, and with --json also a `netsetup.error/1` document on stdout."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if _asks_version(args):  # before Typer is imported: answers in a few milliseconds
+    if _asks_version(args):  # answered before Typer and the commands are imported
         out = streams.stdout if streams else sys.stdout
         out.write(f"netsetup {package_version()}\n")
         sys.exit(int(ExitCode.OK))

@@ -76,6 +76,27 @@ def _root(
     pass
 
 
+ERROR_SCHEMA = "netsetup.error/1"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What `main()` reports about an exception: the words, the place and the exit status."""
+
+    what: str
+    where: str | None
+    exit_code: int
+
+    @property
+    def line(self) -> str:
+        return f"error: {self.what} ({self.where})" if self.where else f"error: {self.what}"
+
+    def as_json(self) -> str:
+        """The `netsetup.error/1` envelope, printed where the command's JSON would have gone."""
+        error = {"what": self.what, "where": self.where, "exit_code": self.exit_code}
+        return json.dumps({"schema": ERROR_SCHEMA, "error": error}, indent=2) + "\n"
+
+
 def emit_json(schema: str, payload: dict[str, Any]) -> None:
     """Print a versioned JSON envelope: {"schema": "netsetup.<command>/1", ...}."""
     document = {"schema": schema, **payload}
