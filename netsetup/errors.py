@@ -79,6 +79,10 @@ _OS_ERROR_HINTS = {
 }
 
 
+def _is_program_name(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and "/" not in name
+
+
 class EnvironmentProblem(NetsetupError):
     """The machine is in the way, not the input and not a bug: disk full, no permission, a
     read-only folder, a file where a folder should be, a missing tool. Exit 4."""
@@ -93,6 +97,9 @@ class EnvironmentProblem(NetsetupError):
         what = exc.strerror or type(exc).__name__
         what = what[:1].lower() + what[1:]
         hint = _OS_ERROR_HINTS.get(exc.errno or 0)
+        if exc.errno == errno.ENOENT and _is_program_name(exc.filename):
+            # what subprocess raises for a tool that is not installed
+            what, hint = "program not found", "install it or put it on PATH"
         if hint:
             what = f"{what}: {hint}"
         if where is None:

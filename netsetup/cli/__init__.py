@@ -139,7 +139,9 @@ def _run(argv: list[str], streams: Streams) -> int:
         code = app(args=argv, prog_name="netsetup", obj=streams, standalone_mode=False)
     except ClickException as exc:
         exc.show(file=streams.stderr)  # Click's usage line and hint, as people know them
-        raise _ClickFailure(Failure(exc.format_message(), None, exc.exit_code)) from None
+        param = getattr(exc, "param", None)  # the option or argument at fault, when known
+        where = "/".join(param.opts) if param is not None and param.opts else None
+        raise _ClickFailure(Failure(exc.format_message(), where, exc.exit_code)) from None
     return int(code or 0)
 
 
