@@ -80,3 +80,18 @@ def test_completion_completes_commands_and_options() -> None:
 
     assert complete("netsetup ren") == ["renew", "render"]
     assert "--firewall" in complete("netsetup render acme --f")
+
+
+def test_app_is_the_typer_application_whatever_was_imported_first() -> None:
+    """`app` is imported lazily; importing the submodule netsetup.cli.app first must not turn
+    `from netsetup.cli import app` into that module."""
+    probe = (
+        "import netsetup.cli.render, typer\n"
+        "from netsetup.cli import app\n"
+        "import netsetup.cli\n"
+        "print(isinstance(app, typer.Typer), netsetup.cli.app is app)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout == "True True\n"
