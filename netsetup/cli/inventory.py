@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from netsetup.cli.app import app, emit_json, fail
-from netsetup.errors import ExitCode
+from netsetup.cli.app import app, emit_json
+from netsetup.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -211,7 +211,6 @@ def show(
 
         netsetup show acme-dental maria --qr
     """
-    from netsetup.errors import InputError
     from netsetup.profile.store import load_profile
     from netsetup.profile.values import PeerName
     from netsetup.provision.inventory import peer_details, stored_client_config
@@ -222,7 +221,9 @@ def show(
     except ValueError as exc:
         raise InputError(str(exc), where="PEER") from None
     if qr and json_out:
-        fail("a QR code is drawn on a terminal and cannot go into JSON", "--qr, --json")
+        raise InputError(
+            "a QR code is drawn on a terminal and cannot go into JSON", where="--qr, --json"
+        )
     loaded = load_profile(profile)
     state_dir = StateDir()
     details = peer_details(loaded, peer, state_dir, _now())
@@ -255,10 +256,10 @@ def _refuse_qr_into_pipe(details: PeerDetails) -> None:
         else f"`netsetup rotate {details.profile} {details.peer.name} --qr` writes PNG and SVG "
         "files (with new keys)"
     )
-    fail(
+    raise InputError(
         f"the QR code holds the private key, so it is drawn only on a terminal, never into a "
         f"pipe or file; {instead}",
-        "--qr, stdout is not a terminal",
+        where="--qr, stdout is not a terminal",
     )
 
 

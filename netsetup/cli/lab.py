@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from netsetup.cli.app import app, emit_json, fail
-from netsetup.errors import ExitCode
+from netsetup.cli.app import app, emit_json
+from netsetup.errors import ChecksFailed, ExitCode
 from netsetup.lab.faults import KINDS, FaultKind
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def down(
 
     result = down_all() if all_labs else down_lab(lab)
     if not result.ok:
-        fail("; ".join(result.problems), code=ExitCode.FINDINGS)
+        raise ChecksFailed("; ".join(result.problems))
     typer.echo(f"removed {', '.join(result.prefixes) or 'nothing (no lab)'}")
 
 
@@ -174,13 +174,12 @@ def connect(
     result = _load(lab).connect(name, mode, host)
     if json_out:
         emit_json("netsetup.lab.connect/1", result.to_dict())
+        if not result.ok:
+            raise typer.Exit(int(ExitCode.FINDINGS))
+        return
     if not result.ok:
-        fail(
-            f"no handshake for {name} on {host} within {result.timeout:.0f} s",
-            code=ExitCode.FINDINGS,
-        )
-    if not json_out:
-        typer.echo(f"{name} connected from {host}: handshake after {result.handshake_s:.2f}s")
+        raise ChecksFailed(f"no handshake for {name} on {host} within {result.timeout:.0f} s")
+    typer.echo(f"{name} connected from {host}: handshake after {result.handshake_s:.2f}s")
 
 
 @lab_app.command()

@@ -490,7 +490,12 @@ def test_show_errors_are_exit_2_and_say_what_to_do(
 ) -> None:
     profile = str(getattr(tree, argv[0]))
     code, out, err = cli("show", profile, *argv[1:])
-    assert (code, out) == (ExitCode.USAGE, "")
+    assert code == ExitCode.USAGE
+    if "--json" in argv:  # with --json the error is also a JSON document on stdout
+        assert json.loads(out)["schema"] == "netsetup.error/1"
+        assert message in json.loads(out)["error"]["what"]
+    else:
+        assert out == ""
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
