@@ -46,7 +46,7 @@ class ProfileDefaults:
     tls_port: int = field(default=5061, metadata={"key": "voip.tls_port"})
     rtp_ports: tuple[int, int] = field(default=(10000, 20000), metadata={"key": "voip.rtp_ports"})
     target_kind: str = field(default="tcp", metadata={"key": "diagnose.targets.kind"})
-    ssh_port: int = field(default=22, metadata={"key": "diagnose.targets.port (kind ssh)"})
+    ssh_port: int = field(default=22, metadata={"key": "diagnose.targets.port", "when": "kind ssh"})
 
 
 DEFAULTS = ProfileDefaults()
@@ -67,10 +67,15 @@ def default_client_interface(profile_id: str) -> str:
     return ("wg-" + profile_id)[:15].rstrip("-.")
 
 
-def describe_defaults() -> list[tuple[str, str]]:
-    """Every default as (key path, value as written in a profile), for `netsetup rule` and docs."""
-    out = [(f.metadata["key"], _as_toml(getattr(DEFAULTS, f.name))) for f in fields(DEFAULTS)]
-    return out + list(DERIVED_DEFAULTS)
+def describe_defaults() -> list[str]:
+    """Every default as one line (`network.mtu = 1380`, `gateway.listen_port: the port of ...`),
+    for the README and `netsetup rule`: the docs read the values, they do not repeat them."""
+    constant = [
+        f"{f.metadata['key']} = {_as_toml(getattr(DEFAULTS, f.name))}"
+        + (f" ({f.metadata['when']})" if "when" in f.metadata else "")
+        for f in fields(DEFAULTS)
+    ]
+    return constant + [f"{key}: {how}" for key, how in DERIVED_DEFAULTS]
 
 
 def _as_toml(value: object) -> str:
