@@ -75,9 +75,11 @@ def parse_toml(text: str) -> tuple[dict[str, Any] | None, SchemaIssue | None]:
     except RecursionError:
         message = f"arrays or inline tables nested more than {DEEP_NESTING} deep"
         return None, _syntax(message, nesting_start_line(text))
-    except ValueError:
+    except ValueError as exc:
         match = _LONG_NUMBER.search(text)
-        line = text.count("\n", 0, match.start()) + 1 if match else 1
+        if match is None:
+            return None, _syntax(str(exc), 1)
+        line = text.count("\n", 0, match.start()) + 1
         return None, _syntax("a number with more than 4300 digits", line)
 
 
@@ -237,7 +239,7 @@ NETWORK_KEYS = (
     "client_interface",
 )
 DNS_KEYS = ("servers", "search", "records")
-ACCESS_KEYS = ("dedicated", "agency", "agency_expires")
+ACCESS_KEYS = (*MODES, "agency_expires")  # one list per access mode
 PORTAL_KEYS = ("name", "host", "proto", "port")
 VOIP_KEYS = ("sip_server", "sip_domain", "transports", "sip_port", "tls_port", "rtp_ports", "media")
 DIAGNOSE_KEYS = ("responder", "targets")
