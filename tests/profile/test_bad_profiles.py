@@ -115,3 +115,29 @@ def test_validate_command_survives_deep_nesting(acme: Path) -> None:
     assert result.returncode == 1, result.stderr
     findings = json.loads(result.stdout)["findings"]
     assert [(f["code"], f["line"]) for f in findings] == [("NS001", 19)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (f"created = 2026-01-01T00:00:00Z\nname = {DEEP_ARRAY}\n", "nested more than"),
+        ("created = 2026-01-01T00:00:00Z\nname = " + "7" * 5000 + "\n", "4300 digits"),
+    ],
+    ids=["deep-nesting", "long-number"],
+)
+def test_a_peer_file_that_breaks_tomllib_is_a_finding_and_an_error(
+    acme: Path, state_dir: Path, body: str, message: str
+) -> None:
+    (acme / "peers").mkdir()
+    (acme / "peers" / "x.toml").write_text(body)
+    report = validate([acme], now=NOW)
+    assert [(Path(f.path).name, f.line, f.code) for f in report.findings] == [
+        ("x.toml", 2, "NS001")
+    ]
+    assert message in report.findings[0].message
+    listed = subprocess.run(
+        [sys.executable, "-m", "netsetup", "list", str(acme)], capture_output=True, text=True
+    )
+    assert listed.returncode == 2, listed.stderr
+    assert listed.stderr.startswith("error: TOML syntax error: ")
+    assert listed.stderr.rstrip().endswith("x.toml:2)"), listed.stderr
