@@ -3,6 +3,11 @@
 Parsing never stops at the first mistake: it collects `SchemaIssue`s (a key path, a code, a
 message) so `validate` can report all of them, while `load_profile` raises the first one. Unknown
 keys come with a "did you mean".
+
+`parse_toml` turns any text into data or one syntax issue with a line. `parse_profile_data` hands
+each table of `profile.toml` to its reader (`read_company`, `read_gateway`, `read_network`,
+`read_dns`, `read_access`, `read_portals`, `read_voip`, `read_diagnose`), which take their defaults
+from `model.DEFAULTS`.
 """
 
 from __future__ import annotations
