@@ -4,6 +4,8 @@ them from there."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,23 @@ def test_access_for_takes_the_enum_or_its_text(tmp_path: Path) -> None:
     assert [str(r) for r in profile.access_for(AccessMode.dedicated)] == ["192.0.2.0/24"]
     # no access.agency: an agency assistant reaches the portals
     assert [str(r) for r in profile.access_for("agency")] == ["192.0.2.20/32 tcp/443"]
+
+
+def test_the_model_imports_without_the_parser_and_the_store() -> None:
+    # The CLI needs AccessMode for --mode before it knows whether a profile will be read at all.
+    code = "import sys, netsetup.profile.model; print(sorted(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout
+    assert "'netsetup.profile.model'" in loaded
+    assert "netsetup.profile.schema" not in loaded and "netsetup.profile.store" not in loaded
+    assert "'tomllib'" not in loaded
+
+
+def test_the_package_still_offers_its_names() -> None:
+    import netsetup.profile as package
+    from netsetup.profile.store import load_profile
+
+    assert package.load_profile is load_profile
+    assert package.Profile is Profile
+    with pytest.raises(AttributeError):
+        package.nothing_here  # noqa: B018
