@@ -42,7 +42,7 @@ from netsetup.profile.model import (
     Voip,
     default_client_interface,
 )
-from netsetup.profile.tomlpos import DEEP_NESTING, KeyPath, nesting_start_line
+from netsetup.profile.tomlpos import KeyPath, nesting_start_line
 
 T = TypeVar("T")
 
@@ -78,14 +78,14 @@ def parse_toml(text: str) -> tuple[dict[str, Any] | None, SchemaIssue | None]:
         message = str(exc).split(" (at ")[0]
         return None, SchemaIssue((), SYNTAX, f"TOML syntax error: {message}", line, column)
     except RecursionError:
-        message = f"arrays or inline tables nested more than {DEEP_NESTING} deep"
+        message = "arrays or inline tables nested too deeply to read"
         return None, _syntax(message, nesting_start_line(text))
     except ValueError as exc:
         match = _LONG_NUMBER.search(text)
         if match is None:
             return None, _syntax(str(exc), 1)
         line = text.count("\n", 0, match.start()) + 1
-        return None, _syntax("a number with more than 4300 digits", line)
+        return None, _syntax("a number with too many digits", line)
 
 
 # Python refuses to read integers longer than this many digits (sys.get_int_max_str_digits).

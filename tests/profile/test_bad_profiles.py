@@ -17,6 +17,8 @@ from netsetup.validate import validate
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DEEP_ARRAY = "[" * 5000 + "]" * 5000
 DEEP_TABLE = "{a = " * 5000 + "1" + "}" * 5000
+NESTED = "nested too deeply to read"
+LONG = "a number with too many digits"
 
 # (replace this, with this, line of the finding, part of the message, code)
 CASES = [
@@ -58,10 +60,10 @@ CASES = [
     ('sip_server = "192.0.2.40"', 'sip_server = "224.0.0.1"', 47, "multicast", "NS007"),
     ('agency_expires = "30d"', 'agency_expires = "99999d"', 38, "longer than 365d", "NS009"),
     ('agency_expires = "30d"', 'agency_expires = "9999-12-31"', 38, "must look like", "NS009"),
-    ("keepalive = 25", f"keepalive = {DEEP_ARRAY}", 19, "nested more than", "NS001"),
-    ("keepalive = 25", f"keepalive = {DEEP_TABLE}", 19, "nested more than", "NS001"),
-    ('kind = "ssh"', f'kind = "ssh"\nextra = {DEEP_ARRAY}', 66, "nested more than", "NS001"),
-    ("mtu = 1380", "mtu = " + "9" * 5000, 18, "more than 4300 digits", "NS001"),
+    ("keepalive = 25", f"keepalive = {DEEP_ARRAY}", 19, NESTED, "NS001"),
+    ("keepalive = 25", f"keepalive = {DEEP_TABLE}", 19, NESTED, "NS001"),
+    ('kind = "ssh"', f'kind = "ssh"\nextra = {DEEP_ARRAY}', 66, NESTED, "NS001"),
+    ("mtu = 1380", "mtu = " + "9" * 5000, 18, LONG, "NS001"),
     ("mtu = 1380", "mtu = 0x" + "f" * 5000, 18, "(a number far too large)", "NS009"),
     ("listen_port = 51820", "listen_port = " + "9" * 30, 13, "far too large", "NS009"),
     ("mtu = 1380", "mtu = 99999", 18, "MTU 99999 is outside 576-9000", "NS009"),
@@ -120,8 +122,8 @@ def test_validate_command_survives_deep_nesting(acme: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (f"created = 2026-01-01T00:00:00Z\nname = {DEEP_ARRAY}\n", "nested more than"),
-        ("created = 2026-01-01T00:00:00Z\nname = " + "7" * 5000 + "\n", "4300 digits"),
+        (f"created = 2026-01-01T00:00:00Z\nname = {DEEP_ARRAY}\n", NESTED),
+        ("created = 2026-01-01T00:00:00Z\nname = " + "7" * 5000 + "\n", LONG),
     ],
     ids=["deep-nesting", "long-number"],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netsetup.profile.schema import SYNTAX, parse_toml
-from netsetup.profile.tomlpos import DEEP_NESTING, KeyLocator, nesting_start_line
+from netsetup.profile.tomlpos import KeyLocator, nesting_start_line
 
 
 def test_nesting_start_is_the_line_of_the_outermost_bracket() -> None:
@@ -26,14 +26,14 @@ def test_deep_nesting_is_a_syntax_issue_with_its_line() -> None:
     data, issue = parse_toml(text)
     assert data is None and issue is not None
     assert (issue.code, issue.line) == (SYNTAX, 3)
-    assert f"nested more than {DEEP_NESTING} deep" in issue.message
+    assert "nested too deeply to read" in issue.message
 
 
 def test_a_number_too_long_for_python_is_a_syntax_issue_with_its_line() -> None:
     data, issue = parse_toml("[network]\n\nmtu = " + "1" * 5000 + "\n")
     assert data is None and issue is not None
     assert (issue.code, issue.line) == (SYNTAX, 3)
-    assert "more than 4300 digits" in issue.message
+    assert "a number with too many digits" in issue.message
 
 
 def test_ordinary_syntax_errors_keep_tomllib_words_and_position() -> None:
