@@ -88,6 +88,12 @@ def begin(state: StateDir, profile_id: ProfileId, journal: Journal) -> Path:
     return path
 
 
+def _index(profile: Profile) -> Path:
+    from netsetup.provision.addresses import INDEX_FILE
+
+    return profile.directory / INDEX_FILE
+
+
 def committed(profile: Profile, journal: Journal) -> bool:
     try:
         text = peer_path(profile, PeerName(journal.peer)).read_text(encoding="utf-8")
@@ -96,8 +102,25 @@ def committed(profile: Profile, journal: Journal) -> bool:
     return text_hash(text) == journal.commit
 
 
-def undo(path: Path, journal: Journal) -> None:
+def _paths(journal: Journal) -> list[Path]:
+    """Every file the change writes, moves or removes."""
+    named = [*journal.undo, *journal.remove]
+    for pair in [*journal.restore, *journal.publish]:
+        named.extend(pair)
+    return [Path(p) for p in named]
+
+
+def sweep_temps(paths: list[Path]) -> None:
+    """Remove the temp files an atomic write of any of `paths` left when it was killed
+    (`.<name>.<random>.tmp` beside it): one may hold a secret."""
+    for path in paths:
+        for temp in path.parent.glob(f".{path.name}.*.tmp"):
+            remove_file(temp)
+
+
+def undo(path: Path, journal: Journal, profile: Profile) -> None:
     """Take back everything written before the commit; the journal goes last."""
+    sweep_temps([*_paths(journal), peer_path(profile, PeerName(journal.peer))])
     for done, original in journal.restore:
         if os.path.lexists(done) and not os.path.lexists(original):
             rename(Path(done), Path(original))
@@ -108,8 +131,12 @@ def undo(path: Path, journal: Journal) -> None:
         remove_empty_dir(Path(folder))
 
 
-def finish(state: StateDir, path: Path, journal: Journal, *, recovered: bool = False) -> None:
+def finish(
+    state: StateDir, path: Path, journal: Journal, profile: Profile, *, recovered: bool = False
+) -> None:
     """Put the staged files in place, remove what the change made stale, log it; journal last."""
+    if recovered:
+        sweep_temps([*_paths(journal), peer_path(profile, PeerName(journal.peer)), _index(profile)])
     for source, target in journal.publish:
         if os.path.lexists(source):
             rename(Path(source), Path(target))
@@ -146,8 +173,9 @@ def recover(profile: Profile, profile_id: ProfileId, state: StateDir) -> None:
                 where=str(path),
             ) from None
         if committed(profile, journal):
-            finish(state, path, journal, recovered=True)
+            finish(state, path, journal, profile, recovered=True)
         else:
-            undo(path, journal)
+            undo(path, journal, profile)
+            sweep_temps([_index(profile)])
     with contextlib.suppress(OSError):
         os.rmdir(folder)

@@ -380,7 +380,7 @@ def _commit(
             before()
         peer_file = write_peer_text(profile, PeerName(peer.name), text)
     except BaseException:
-        undo(path, journal)
+        undo(path, journal, profile)
         raise
     return path, peer_file
 
@@ -442,7 +442,7 @@ def provision(
         if retire is not None and previous is not None:
             held.append((retire[1].stem, previous, retire[1]))
         _save_index(index, held)
-        finish(state, path, journal)
+        finish(state, path, journal, profile)
     config, qr_files = issue.client.config, issue.client.qr
     return ProvisionResult(pid, view, peer_file, config, qr_files, private is not None)
 
@@ -537,7 +537,7 @@ def revoke(
         journal.remove.append(str(state.client_dir(pid, name)))
         path, peer_file = _commit(profile, pid, state, journal, peer)
         _save_index(index, [(name, peer, peer_file)])
-        finish(state, path, journal)
+        finish(state, path, journal, profile)
     return view
 
 
@@ -583,7 +583,7 @@ def rotate(
         if not client.default:
             journal.remove.append(str(state.client_dir(pid, name)))  # the old config's key is dead
         path, peer_file = _commit(profile, pid, state, journal, peer, issue.write)
-        finish(state, path, journal)
+        finish(state, path, journal, profile)
     return ProvisionResult(pid, view, peer_file, client.config, client.qr, private is not None)
 
 
@@ -610,7 +610,7 @@ def renew(
         )
         journal = Journal(name, text_hash(peer_to_toml(peer)), audit=audit)
         path, _ = _commit(profile, pid, state, journal, peer)
-        finish(state, path, journal)
+        finish(state, path, journal, profile)
     return view
 
 

@@ -54,7 +54,12 @@ def test_client_pubkey_refuses_the_gateways_own_key(acme: Path, state_dir: Path)
     assert profile.gateway.public_key == GATEWAY_KEY
     with pytest.raises(InputError, match="gateway's own public key"):
         service.provision(
-            profile, PeerName("x"), "dedicated", state=StateDir(), client_pubkey=GATEWAY_KEY
+            profile,
+            PeerName("x"),
+            "dedicated",
+            state=StateDir(),
+            client_pubkey=GATEWAY_KEY,
+            clock=AT,
         )
     assert not state_dir.exists() and not (acme / "peers").exists()
     result = netsetup(
@@ -72,11 +77,17 @@ def test_client_pubkey_refuses_another_peers_key(
     own = generate_keypair().public
     expires = "1d" if holder_state == "expired" else None
     service.provision(
-        profile, PeerName("ann"), "dedicated", state=state, client_pubkey=own, expires=expires
+        profile,
+        PeerName("ann"),
+        "dedicated",
+        state=state,
+        client_pubkey=own,
+        expires=expires,
+        clock=AT,
     )
     service.provision(profile, PeerName("bob"), "dedicated", state=state, clock=AT)
     if holder_state == "revoked":
-        service.revoke(profile, PeerName("ann"), state=state)
+        service.revoke(profile, PeerName("ann"), state=state, clock=AT)
     clock = later(2) if holder_state == "expired" else AT
     before = snapshot(tmp_path)
     with pytest.raises(ConflictError, match="already the public key of a peer") as caught:
@@ -108,7 +119,9 @@ def test_a_failed_rotate_leaves_every_file_as_it_was(
     profile = load_profile(acme)
     state = StateDir()
     out = tmp_path / "handoff" if where == "out" else None
-    first = service.provision(profile, MARIA, "dedicated", state=state, qr=True, out_dir=out)
+    first = service.provision(
+        profile, MARIA, "dedicated", state=state, qr=True, out_dir=out, clock=AT
+    )
     assert first.config.exists() and len(first.qr_files) == 2
     before = snapshot(tmp_path)
     monkeypatch.setattr(service, "write_peer_text", _disk_full)
@@ -123,7 +136,9 @@ def test_a_failed_rotate_leaves_every_file_as_it_was(
     with pytest.raises(OSError, match="No space"):
         service.renew(profile, MARIA, "3d", state=state, clock=AT)
     with pytest.raises(OSError, match="No space"):
-        service.provision(profile, PeerName("ines"), "agency", state=state, out_dir=tmp_path / "i")
+        service.provision(
+            profile, PeerName("ines"), "agency", state=state, out_dir=tmp_path / "i", clock=AT
+        )
     assert changed(before, snapshot(tmp_path)) == []
 
 
@@ -222,7 +237,7 @@ def test_an_existing_peer_is_not_replaced(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     service.provision(profile, MARIA, "dedicated", state=StateDir(), clock=AT)
     with pytest.raises(ConflictError, match=r"already exists.*rotate"):
-        service.provision(profile, MARIA, "dedicated", state=StateDir(), reuse_name=True)
+        service.provision(profile, MARIA, "dedicated", state=StateDir(), reuse_name=True, clock=AT)
 
 
 def test_the_cli_reuses_a_name_and_validate_agrees(acme: Path, state_dir: Path) -> None:
