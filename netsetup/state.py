@@ -161,10 +161,20 @@ class StateDir:
         return self.root / "audit.jsonl"
 
     @staticmethod
-    def audit_line(action: str, moment: datetime, **fields: Any) -> str:
-        """The audit line of one change. Callers pass only non-secret fields, and names only as
-        checked `PeerName`/`ProfileId` values (the log never receives an unvalidated name)."""
-        record = {"time": format_time(moment), "actor": current_actor(), "action": action, **fields}
+    def audit_line(
+        action: str, moment: datetime, *, profile: ProfileId, peer: PeerName, **fields: Any
+    ) -> str:
+        """The audit line of one change. Names come only as checked `ProfileId`/`PeerName`
+        (checked again here: the log never receives an unvalidated name); the other fields are
+        never secret (fingerprints, addresses, times)."""
+        record = {
+            "time": format_time(moment),
+            "actor": current_actor(),
+            "action": action,
+            "profile": ProfileId(profile),
+            "peer": PeerName(peer),
+            **fields,
+        }
         return json.dumps(record, sort_keys=True, default=str)
 
     def append_audit(self, line: str) -> None:
@@ -182,6 +192,8 @@ class StateDir:
             return False
         return line in tail.splitlines()
 
-    def audit(self, action: str, moment: datetime, **fields: Any) -> None:
+    def audit(
+        self, action: str, moment: datetime, *, profile: ProfileId, peer: PeerName, **fields: Any
+    ) -> None:
         """Append one audit line (see `audit_line`)."""
-        self.append_audit(self.audit_line(action, moment, **fields))
+        self.append_audit(self.audit_line(action, moment, profile=profile, peer=peer, **fields))

@@ -287,7 +287,7 @@ def _plan_client(
         if folder.exists():
             private_dir(folder)  # refused when others can read it; never chmodded
     config = folder / f"{iface}.conf"
-    ours = _check_config_target(config, profile, name)
+    ours = _check_config_target(config, profile, name) or out is None
     images = [folder / f"{iface}.{kind}" for kind in ("png", "svg")]
     stale = [] if qr or not ours else [p for p in images if p.exists()]
     return _ClientFiles(
@@ -297,9 +297,9 @@ def _plan_client(
 
 def _check_config_target(config: Path, profile: Profile, name: PeerName) -> bool:
     """Never overwrite another assistant's config (and with it their only private key).
-    True when the folder is this peer's own (its config, or the default folder)."""
+    True when this peer's own config is there, False when there is none."""
     if not config.exists():
-        return config.parent.name == name and config.parent.parent.name == "clients"
+        return False
     with config.open() as handle:
         first = handle.readline()
     if not first.startswith(f"# netsetup: {name} on {profile.id} ("):
@@ -433,7 +433,7 @@ def provision(
         client = _plan_client(profile, pid, state, name, out_dir, qr)
         issue = _Issue(profile, pid, state, peer, private, client)
         view = PeerView.of(peer, now)
-        audit = state.audit_line("provision", now, **_provision_audit(view, pid))
+        audit = state.audit_line("provision", now, profile=pid, peer=name, **_audit_fields(view))
         journal = Journal(name, text_hash(peer_to_toml(peer)), audit=audit)
         issue.plan(journal)
         retire = _plan_retire(profile, journal, name, previous, now)
@@ -447,11 +447,9 @@ def provision(
     return ProvisionResult(pid, view, peer_file, config, qr_files, private is not None)
 
 
-def _provision_audit(view: PeerView, pid: ProfileId) -> dict[str, Any]:
+def _audit_fields(view: PeerView) -> dict[str, Any]:
     addresses = [view.address_v4, view.address_v6] if view.address_v6 else [view.address_v4]
     return {
-        "profile": pid,
-        "peer": view.name,
         "mode": view.mode,
         "fingerprint": view.fingerprint,
         "expires": view.expires,
