@@ -207,6 +207,22 @@ def test_a_revoked_name_in_quarantine_needs_reuse_name(
     assert load_peer(profile, MARIA).status == "active"
     report = run_validate([acme], now=NOW + timedelta(days=1), fail_on=Severity.WARNING)
     assert report.findings == [], [str(f) for f in report.findings]
+    # validate still sees the old address held: a peer file put on it by hand is refused
+    hand = acme / "peers" / "hand.toml"
+    hand.write_text(
+        (acme / "peers" / "maria.toml")
+        .read_text()
+        .replace('"maria"', '"hand"')
+        .replace(new.peer.address_v4, old.peer.address_v4)
+        .replace(str(new.peer.address_v6), str(old.peer.address_v6))
+        .replace(load_peer(profile, MARIA).public_key, generate_keypair().public)
+    )
+    report = run_validate([acme], now=NOW + timedelta(days=1))
+    assert [f.code for f in report.findings] == ["NS103", "NS103"], [
+        str(f) for f in report.findings
+    ]
+    assert all("quarantined" in f.message for f in report.findings)
+    hand.unlink()
     # the old address stays in quarantine: the next peer does not get it
     other = service.provision(profile, PeerName("ines"), "dedicated", state=state, clock=later(2))
     assert other.peer.address_v4 not in (old.peer.address_v4, new.peer.address_v4)
