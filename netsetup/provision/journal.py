@@ -49,6 +49,8 @@ def staged(final: Path) -> Path:
 
 @dataclass
 class Journal:
+    """One change in flight: absolute paths, a hash and the audit line; never a secret."""
+
     peer: str
     commit: str  # sha256 of the peer file once the change is made
     audit: str = ""  # the audit line, appended once the change is made
