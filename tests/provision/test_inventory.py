@@ -70,12 +70,14 @@ def tree(profiles_dir: Path, state_dir: Path, tmp_path: Path) -> Tree:
     state = StateDir()
     acme = load_profile(acme_dir)
     bright = load_profile(bright_dir)
-    service.provision(acme, "maria", "dedicated", state=state, qr=True, now=NOW)
-    service.provision(acme, "temp", "agency", state=state, expires="3d", now=NOW)
-    service.provision(acme, "gone", "dedicated", state=state, now=NOW - 2 * DAY)
-    service.revoke(acme, "gone", state=state, now=NOW - DAY)
-    service.provision(acme, "old", "agency", state=state, expires="2d", now=NOW - 10 * DAY)
-    service.provision(bright, "ana", "agency", state=state, expires="20d", now=NOW)
+    service.provision(acme, "maria", "dedicated", state=state, qr=True, clock=FixedClock(NOW))
+    service.provision(acme, "temp", "agency", state=state, expires="3d", clock=FixedClock(NOW))
+    service.provision(acme, "gone", "dedicated", state=state, clock=FixedClock(NOW - 2 * DAY))
+    service.revoke(acme, "gone", state=state, clock=FixedClock(NOW - DAY))
+    service.provision(
+        acme, "old", "agency", state=state, expires="2d", clock=FixedClock(NOW - 10 * DAY)
+    )
+    service.provision(bright, "ana", "agency", state=state, expires="20d", clock=FixedClock(NOW))
     service.provision(
         bright,
         "kim",
@@ -83,10 +85,16 @@ def tree(profiles_dir: Path, state_dir: Path, tmp_path: Path) -> Tree:
         state=state,
         expires="5d",
         client_pubkey=generate_keypair().public,
-        now=NOW,
+        clock=FixedClock(NOW),
     )
     service.provision(
-        bright, "zoe", "agency", state=state, expires="7d", out_dir=tmp_path / "handoff", now=NOW
+        bright,
+        "zoe",
+        "agency",
+        state=state,
+        expires="7d",
+        out_dir=tmp_path / "handoff",
+        clock=FixedClock(NOW),
     )
     bad_peer = bright_dir / "peers" / "bad.toml"
     bad_peer.write_text('name = "bad"\nmode = "agency"\npublic_key = \n')
