@@ -461,4 +461,14 @@ def parse_peer_data(data: dict[str, Any], file_stem: str) -> tuple[Peer | None, 
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """The moment in UTC, as netsetup writes and compares it (no offset means UTC).
+
+    An offset can push a moment past the years datetime knows (0001-01-01T00:00:00+14:00 is in
+    year 0 in UTC): that is a bad value here, not an OverflowError later in whatever reads it.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside the years 1-9999 in UTC") from None

@@ -63,6 +63,8 @@ def fast_peer(data: dict[str, Any], file_stem: str) -> Peer | None:
                 return None
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
+            elif moment.utcoffset():
+                return None  # the schema converts it to UTC (or says it cannot)
         times[field] = moment
     a4_text, a6_text = data["address_v4"], data.get("address_v6")
     if type(a4_text) is not str or (a6_text is not None and type(a6_text) is not str):
