@@ -1,9 +1,10 @@
 """A fast path for the common case: a clean peer file as `netsetup provision` writes it.
 
-Two steps. `canonical_peer_data` (in profile.store, beside the writer) reads a file whose text is
-exactly what `peer_to_toml` writes (fixed key order, plain strings, UTC date-times) with one
-regular expression instead of tomllib,
-which is pure Python and most of the cost of validating 10,000 peers; any other text, however
+Two steps. `canonical_peer_data` (in profile.store, beside the writer) reads a file whose keys are
+in the order `peer_to_toml` writes them, with plain strings and UTC date-times, with one regular
+expression instead of tomllib, which is pure Python and most of the cost of validating 10,000
+peers. Comment lines, a comment after a value, blank lines and CRLF line ends are read there too:
+people and editors add them, and they change nothing tomllib returns. Any other text, however
 valid TOML, returns None and goes through tomllib. Then `fast_peer`:
 
 `parse_peer_data` collects issues with messages and key paths, which costs about half of what
@@ -21,16 +22,18 @@ from typing import Any
 
 from netsetup.keys import is_valid_key
 from netsetup.profile.model import MODES, PEER_STATUSES, Peer
-from netsetup.profile.schema import PEER_KEYS
+from netsetup.profile.schema import KEY_ORIGINS, PEER_FIELDS
 from netsetup.profile.store import canonical_peer_data
-
-__all__ = ["canonical_peer_data", "fast_peer"]
 from netsetup.profile.values import NAME_RE
 
-_ALLOWED = frozenset(PEER_KEYS)
-_REQUIRED = frozenset(("name", "mode", "public_key", "address_v4", "created"))
-_ORIGINS = ("generated", "client")
-_TIMES = ("created", "expires", "revoked", "rotated")
+__all__ = ["canonical_peer_data", "fast_peer"]
+
+# all read from the one field table of profile.schema
+_ALLOWED = frozenset(f.key for f in PEER_FIELDS)
+_REQUIRED = frozenset(f.key for f in PEER_FIELDS if f.required)
+_STRINGS = tuple(f.key for f in PEER_FIELDS if f.toml is str)
+_TIMES = tuple(f.key for f in PEER_FIELDS if f.toml is datetime)
+_DEFAULTS = {f.key: f.default for f in PEER_FIELDS if f.default is not None}
 
 
 def fast_peer(data: dict[str, Any], file_stem: str) -> Peer | None:
@@ -38,54 +41,32 @@ def fast_peer(data: dict[str, Any], file_stem: str) -> Peer | None:
     keys = data.keys()
     if not (keys >= _REQUIRED and keys <= _ALLOWED):
         return None
-    name, mode, key = data["name"], data["mode"], data["public_key"]
-    status = data.get("status", "active")
-    origin = data.get("key_origin", "generated")
+    values = {**_DEFAULTS, **data}
+    if any(type(values.get(key, "")) is not str for key in _STRINGS):
+        return None
+    key = values["public_key"]
     if not (
-        name == file_stem
-        and type(name) is str
-        and NAME_RE.match(name)
-        and type(mode) is str
-        and mode in MODES
-        and type(status) is str
-        and status in PEER_STATUSES
-        and type(origin) is str
-        and origin in _ORIGINS
-        and type(key) is str
+        values["name"] == file_stem
+        and NAME_RE.match(values["name"])
+        and values["mode"] in MODES
+        and values["status"] in PEER_STATUSES
+        and values["key_origin"] in KEY_ORIGINS
         and is_valid_key(key)
     ):
         return None
-    times: dict[str, datetime | None] = {}
     for field in _TIMES:
-        moment = data.get(field)
+        moment = values.get(field)
         if moment is not None:
             if not isinstance(moment, datetime):
                 return None
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+                values[field] = moment.replace(tzinfo=UTC)
             elif moment.utcoffset():
                 return None  # the schema converts it to UTC (or says it cannot)
-        times[field] = moment
-    a4_text, a6_text = data["address_v4"], data.get("address_v6")
-    if type(a4_text) is not str or (a6_text is not None and type(a6_text) is not str):
-        return None
+    a6_text = values.get("address_v6")
     try:
-        address_v4 = ipaddress.IPv4Address(a4_text)
-        address_v6 = ipaddress.IPv6Address(a6_text) if a6_text is not None else None
+        values["address_v4"] = ipaddress.IPv4Address(values["address_v4"])
+        values["address_v6"] = ipaddress.IPv6Address(a6_text) if a6_text is not None else None
     except ValueError:
         return None
-    created = times["created"]
-    assert created is not None
-    return Peer(
-        name=name,
-        mode=mode,
-        public_key=key,
-        address_v4=address_v4,
-        address_v6=address_v6,
-        created=created,
-        expires=times["expires"],
-        status=status,
-        revoked=times["revoked"],
-        key_origin=origin,
-        rotated=times["rotated"],
-    )
+    return Peer(**values)
