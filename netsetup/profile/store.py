@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,7 @@ def peer_to_toml(peer: Peer) -> str:
 # lines, a comment after a value, spaces and tabs, CRLF line ends. So this text means to tomllib
 # exactly what it means here; anything else (another order, escapes, an offset, a comment with a
 # control character) goes to tomllib.
-_DT = r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)"
+_DT = r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"  # ASCII digits only, as TOML
 _COMMENT = r"#[^\x00-\x08\x0a-\x1f\x7f]*"  # TOML: no control character but tab in a comment
 _END = rf"[ \t]*(?:{_COMMENT})?\r?\n"  # the end of a line: spaces, a comment, LF or CRLF
 _SKIP = rf"(?:{_END})*"  # blank and comment lines
@@ -224,7 +224,7 @@ def canonical_peer_data(text: str) -> dict[str, Any] | None:
             continue
         if field.toml is datetime:
             try:
-                data[field.key] = datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+                data[field.key] = datetime.fromisoformat(value)  # "Z": tzinfo is UTC
             except ValueError:
                 return None  # e.g. month 13: let tomllib word the error
         else:

@@ -120,7 +120,7 @@ def test_comments_and_crlf_take_the_fast_path(shape: str) -> None:
 # Characters that matter to TOML's lexer, and some that only look harmless.
 _HOSTILE = st.sampled_from(
     ["\r", "\n", "#", " ", "\t", '"', "'", "\\", "=", "[", ".", "\x00", "\x01", "\x7f",
-     "\x0b", "\x0c", "\ufeff", "é", "\u2028", "Z", "+", ":", "1", "a", "-", "T"]
+     "\x0b", "\x0c", "\ufeff", "é", "\u2028", "Z", "+", ":", "1", "a", "-", "T", "٢"]
 )  # fmt: skip
 
 
@@ -148,3 +148,40 @@ def test_the_fast_reader_never_accepts_what_tomllib_reads_otherwise(
     if fast is None:
         return
     assert fast == tomllib.loads(text)  # raises if tomllib refuses the text
+
+
+ADDRESS_TEXTS = [
+    "198.18.10.5", "0.0.0.0", "255.255.255.255", "198.18.10.05", "198.018.10.5", "0x1.2.3.4",
+    "1", "1.2.3", "198.18.10.5 ", " 198.18.10.5", "198.18.10.5\x00", "١٩٨.18.10.5", "",
+    "2001:db8:10::5", "2001:DB8:10::5", "2001:db8:10:0:0:0:0:5", "2001:0db8:10::5", "::",
+    "::1", "::ffff:198.18.10.5", "::ffff:c612:a05", "::198.18.10.5", "::ffff:198.18.10.05",
+    "2001:db8::0:1", "2001:db8:0:0:1::1", "1:2:3:4::5:6:7:8", "1::2::3", "fe80::1%eth0",
+    "2001:db8:10::5/128", ":::", "1:2:3:4:5:6:7:8:9",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ADDRESS_TEXTS)
+@pytest.mark.parametrize("key", ["address_v4", "address_v6"])
+def test_the_fast_path_reads_addresses_exactly_as_the_schema(key: str, text: str) -> None:
+    data = {**tomllib.loads(MARIA_TEXT), key: text}
+    slow, issues = parse_peer_data(data, "maria")
+    fast = fast_peer(data, "maria")
+    if fast is not None:
+        assert issues == [] and fast == slow
+        assert getattr(fast, key) == ipaddress.ip_address(text)
+    elif issues == []:
+        pytest.fail(f"{text!r} is valid but took the slow path")  # a regression in speed only
+
+
+@settings(max_examples=300, deadline=None)
+@given(address=st.ip_addresses(), spelling=st.sampled_from(["compressed", "exploded", "upper"]))
+def test_the_fast_path_reads_any_spelling_of_an_address(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, spelling: str
+) -> None:
+    text = address.exploded.upper() if spelling == "upper" else getattr(address, spelling)
+    key = "address_v4" if address.version == 4 else "address_v6"
+    data = {**tomllib.loads(MARIA_TEXT), key: text}
+    slow, issues = parse_peer_data(data, "maria")
+    fast = fast_peer(data, "maria")
+    assert issues == [] and fast is not None  # every spelling is valid: none may be refused
+    assert fast == slow and getattr(fast, key) == address
