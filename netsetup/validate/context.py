@@ -18,7 +18,16 @@ from netsetup.validate.registry import RULES
 
 
 def display(path: Path) -> str:
-    return path.as_posix()
+    text = path.as_posix()
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # a file name that is not UTF-8 (its bytes are kept as surrogates): show those bytes as
+        # \xff so that every output format can be written and read
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
 
 
 @dataclass

@@ -394,3 +394,17 @@ def test_fuzz_validate_never_raises(
             os.chdir(before)
     assert [f for f in report.findings if f.code == "NS000"] == []
     assert CONTROL in found(report)
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_in_every_format(in_tmp: Path) -> None:
+    from netsetup.validate import FORMATS, render
+
+    profiles = build(in_tmp)
+    odd = os.fsencode(profiles / "acme" / "peers") + b"/\xff\xfe.toml"
+    with open(odd, "w") as handle:
+        handle.write('name = "x"\n')
+    report = validate([Path("profiles")], now=NOW)
+    shown = [f for f in report.findings if "\\xff\\xfe" in f.path]
+    assert shown and all(f.path == "profiles/acme/peers/\\xff\\xfe.toml" for f in shown)
+    for fmt in FORMATS:
+        render(report, fmt).encode("utf-8")  # strict: a surrogate here would break the output
