@@ -408,3 +408,18 @@ def test_a_file_name_that_is_not_utf8_is_shown_in_every_format(in_tmp: Path) -> 
     assert shown and all(f.path == "profiles/acme/peers/\\xff\\xfe.toml" for f in shown)
     for fmt in FORMATS:
         render(report, fmt).encode("utf-8")  # strict: a surrogate here would break the output
+
+
+def test_the_command_reports_deep_nesting_as_a_finding(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `error: internal error (RecursionError)`, exit 2, and no other file reported."""
+    from tests.validate.validate_support import run_cli
+
+    build(in_tmp, DEEP + PROFILE)
+    code, out, err = run_cli(["validate", "profiles", "--now", "2026-06-01T00:00:00Z"], capsys)
+    assert code == 1, err
+    assert "internal error" not in err
+    # the column of the 65th "[": where the nesting goes deeper than any profile needs
+    assert f"{P}:1:{len('deep = ') + 65}: NS001 [error] TOML syntax error: arrays or" in out
+    assert f"{CONTROL[0]}:{CONTROL[1]}:" in out
