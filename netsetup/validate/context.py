@@ -66,6 +66,9 @@ class Tree:
     profiles: list[ProfileEntry]
     others: list[OtherFile]
 
+    def file_count(self) -> int:
+        return len(self.others) + sum(1 + len(entry.peers) for entry in self.profiles)
+
     def files(self) -> list[tuple[Path, str]]:
         """Every file read, with its text: profile files, peer files and the others."""
         out: list[tuple[Path, str]] = []

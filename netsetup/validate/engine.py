@@ -37,7 +37,7 @@ def validate(
     return Report(
         findings=findings,
         profiles=[CheckedProfile(e.id, display(e.directory), len(e.peers)) for e in tree.profiles],
-        files=len(tree.files()),
+        files=tree.file_count(),
         fail_on=fail_on,
     )
 

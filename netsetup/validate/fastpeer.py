@@ -42,9 +42,9 @@ def fast_peer(data: dict[str, Any], file_stem: str) -> Peer | None:
     keys = data.keys()
     if not (keys >= _REQUIRED and keys <= _ALLOWED):
         return None
-    values = {**_DEFAULTS, **data}
+    values = _DEFAULTS | data
     for key in _STRINGS:
-        if type(values.get(key, "")) is not str:
+        if key in values and type(values[key]) is not str:
             return None
     key = values["public_key"]
     if not (

@@ -115,7 +115,7 @@ def _add_profile(
             for name in sorted(filenames):
                 if at_top and _is_peer_file(name):
                     # peer files are unique once their profile is: no resolve() per peer
-                    entry.peers.append(_load_peer(here / name, ctx))
+                    entry.peers.append(_load_peer(here / name, name[:-5], ctx))
                 elif at_top and name in SKIPPED_PEER_FILES:
                     continue
                 else:
@@ -127,12 +127,12 @@ def _is_peer_file(name: str) -> bool:
     return name.endswith(".toml") and not name.startswith(".")
 
 
-def _load_peer(path: Path, ctx: Context) -> PeerEntry:
+def _load_peer(path: Path, stem: str, ctx: Context) -> PeerEntry:
     # the canonical text of `provision` is read without tomllib (see fastpeer.py)
     text, data, issues = _read_toml(path, canonical_peer_data)
     peer: Peer | None = None
     if data is not None:
-        parsed_data = _guarded(path, ctx, lambda: _peer_from(data, path.stem))
+        parsed_data = _guarded(path, ctx, lambda: _peer_from(data, stem))
         peer, issues = parsed_data or (None, [])
     parsed = ParsedFile(path, text, issues)
     _report_schema(parsed, ctx)
