@@ -5,6 +5,9 @@ that is read (notes, client configs left behind, dotfiles in peers/, hidden fold
 `.backup/` or `.handoff/`) is kept as text for the secret scan, because a private key must not sit
 anywhere under profiles/. Only `.git` folders and netsetup's own cache and lock files in peers/
 are left out.
+
+No file stops the run: a profile or peer file that cannot be read as TOML (see reading.py) is an
+NS001 finding on it, and a parser that raises anyway is an NS000 finding on its file only.
 """
 
 from __future__ import annotations
