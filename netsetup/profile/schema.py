@@ -74,6 +74,12 @@ def parse_toml(text: str) -> tuple[dict[str, Any] | None, SchemaIssue | None]:
     try:
         return tomllib.loads(text), None
     except tomllib.TOMLDecodeError as exc:
+        if text.startswith("\ufeff"):
+            message = (
+                "the file starts with a byte order mark (BOM), which TOML does not allow: "
+                "save it as UTF-8 without BOM"
+            )
+            return None, SchemaIssue((), SYNTAX, message, 1, 1)
         line, column = _toml_error_position(str(exc))
         message = str(exc).split(" (at ")[0]
         return None, SchemaIssue((), SYNTAX, f"TOML syntax error: {message}", line, column)
@@ -531,56 +537,83 @@ def _single_range(text: str) -> tuple[int, int]:
     return ranges[0]
 
 
-PEER_KEYS = (
-    "name",
-    "mode",
-    "public_key",
-    "address_v4",
-    "address_v6",
-    "created",
-    "expires",
-    "status",
-    "revoked",
-    "key_origin",
-    "rotated",
+KEY_ORIGINS = ("generated", "client")
+
+
+@dataclass(frozen=True)
+class PeerField:
+    """One key of a peer file. `PEER_FIELDS` is the only list of them: `peer_to_toml` writes them
+    in its order, the fast reader's regular expression (profile.store) is built from it, and the
+    schema below and validate's fast path read it."""
+
+    key: str
+    toml: type  # the TOML type: str or datetime
+    required: bool
+    check: Callable[[Any], Any]  # converts the TOML value; ValueError words what is wrong
+    code: str = BAD_VALUE  # the issue code of a value that `check` refuses
+    shape: str = ""  # a string as `peer_to_toml` writes it: characters that need no escaping
+    default: str | None = None  # the value when the key is absent
+
+
+def _aware(moment: datetime) -> datetime:
+    """The moment in UTC, as netsetup writes and compares it (no offset means UTC).
+
+    An offset can push a moment past the years datetime knows (0001-01-01T00:00:00+14:00 is in
+    year 0 in UTC): that is a bad value here, not an OverflowError later in whatever reads it.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside the years 1-9999 in UTC") from None
+
+
+PEER_FIELDS = (
+    PeerField("name", str, True, v.parse_name, shape=r"[a-z0-9-]{1,32}"),
+    PeerField("mode", str, True, _choice(MODES, "mode"), shape=r"[a-z]{1,16}"),
+    PeerField(
+        "status",
+        str,
+        False,
+        _choice(PEER_STATUSES, "status"),
+        shape=r"[a-z]{1,16}",
+        default="active",
+    ),
+    PeerField("public_key", str, True, _key, BAD_KEY, shape=r"[A-Za-z0-9+/=]{1,64}"),
+    PeerField(
+        "key_origin",
+        str,
+        False,
+        _choice(KEY_ORIGINS, "key_origin"),
+        shape=r"[a-z]{1,16}",
+        default="generated",
+    ),
+    PeerField("address_v4", str, True, _family(v.parse_address, 4), BAD_CIDR, r"[0-9.]{1,15}"),
+    PeerField("address_v6", str, False, _family(v.parse_address, 6), BAD_CIDR, r"[0-9a-f:.]{1,45}"),
+    PeerField("created", datetime, True, _aware),
+    PeerField("expires", datetime, False, _aware),
+    PeerField("rotated", datetime, False, _aware),
+    PeerField("revoked", datetime, False, _aware),
 )
+PEER_KEYS = tuple(f.key for f in PEER_FIELDS)
+PEER_REQUIRED = tuple(f.key for f in PEER_FIELDS if f.required)
 
 
 def parse_peer_data(data: dict[str, Any], file_stem: str) -> tuple[Peer | None, list[SchemaIssue]]:
     r = _Reader()
-    r.table(data, (), PEER_KEYS, ("name", "mode", "public_key", "address_v4", "created"))
-    name = r.get(data, (), "name", str, v.parse_name)
+    r.table(data, (), PEER_KEYS, PEER_REQUIRED)
+    values: dict[str, Any] = {
+        f.key: r.get(data, (), f.key, f.toml, f.check, f.code) for f in PEER_FIELDS
+    }
+    name = values["name"]
     if name is not None and name != file_stem:
         r.issue(
             ("name",), BAD_VALUE, f"peer name {name!r} does not match its file name {file_stem!r}"
         )
-    mode = r.get(data, (), "mode", str, _choice(MODES, "mode"))
-    key = r.get(data, (), "public_key", str, _key, BAD_KEY)
-    a4 = r.get(data, (), "address_v4", str, _family(v.parse_address, 4), BAD_CIDR)
-    a6 = r.get(data, (), "address_v6", str, _family(v.parse_address, 6), BAD_CIDR)
-    created = r.get(data, (), "created", datetime, _aware)
-    expires = r.get(data, (), "expires", datetime, _aware)
-    status = r.get(data, (), "status", str, _choice(PEER_STATUSES, "status")) or "active"
-    revoked = r.get(data, (), "revoked", datetime, _aware)
-    origin = r.get(data, (), "key_origin", str, _choice(("generated", "client"), "key_origin"))
-    rotated = r.get(data, (), "rotated", datetime, _aware)
-    if None in (name, mode, key, a4, created):
+    if any(values[key] is None for key in PEER_REQUIRED):
         return None, r.issues
-    peer = Peer(
-        name=v.PeerName(name),  # type: ignore[arg-type]
-        mode=mode,  # type: ignore[arg-type]
-        public_key=key,  # type: ignore[arg-type]
-        address_v4=a4,  # type: ignore[arg-type]
-        address_v6=a6,  # type: ignore[arg-type]
-        created=created,  # type: ignore[arg-type]
-        expires=expires,
-        status=status,
-        revoked=revoked,
-        key_origin=origin or "generated",
-        rotated=rotated,
-    )
-    return peer, r.issues
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    for f in PEER_FIELDS:
+        if values[f.key] is None and f.default is not None:
+            values[f.key] = f.default
+    return Peer(**values), r.issues

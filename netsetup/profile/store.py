@@ -6,7 +6,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from netsetup.fsutil import atomic_write, ensure_dir
 from netsetup.keys import fingerprint
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.schema import (
+    PEER_FIELDS,
     SYNTAX,
     SchemaIssue,
     parse_peer_data,
@@ -191,82 +192,64 @@ def _toml_string(value: str) -> str:
     return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
 
 
-def peer_to_toml(peer: Peer) -> str:
-    lines = [
-        "# Written by netsetup. No secrets here: the keys that must stay private live with the",
-        "# assistant, on the gateway and in the admin's state directory.",
-        f"name = {_toml_string(peer.name)}",
-        f"mode = {_toml_string(peer.mode)}",
-        f"status = {_toml_string(peer.status)}",
-        f"public_key = {_toml_string(peer.public_key)}",
-        f"key_origin = {_toml_string(peer.key_origin)}",
-        f"address_v4 = {_toml_string(str(peer.address_v4))}",
-    ]
-    if peer.address_v6 is not None:
-        lines.append(f"address_v6 = {_toml_string(str(peer.address_v6))}")
-    lines.append(f"created = {format_time(peer.created)}")
-    for key in ("expires", "rotated", "revoked"):
-        moment = getattr(peer, key)
-        if moment is not None:
-            lines.append(f"{key} = {format_time(moment)}")
-    return "\n".join(lines) + "\n"
-
-
-_DT = r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)"
-
-
-# The exact shape peer_to_toml writes. Strings are limited to characters that need no escaping
-# in TOML, comments to printable ASCII, so this text means to tomllib what it means here.
-@functools.cache
-def _canonical() -> re.Pattern[str]:
-    # compiled on first use: `provision` never reads a peer file and should not pay for it
-    return re.compile(
-        r"(?:#[ -~]*\n)*"
-        r'name = "([a-z0-9-]{1,32})"\n'
-        r'mode = "([a-z]{1,16})"\n'
-        r'status = "([a-z]{1,16})"\n'
-        r'public_key = "([A-Za-z0-9+/=]{1,64})"\n'
-        r'key_origin = "([a-z]{1,16})"\n'
-        r'address_v4 = "([0-9.]{1,15})"\n'
-        r'(?:address_v6 = "([0-9a-f:.]{1,45})"\n)?'
-        rf"created = {_DT}\n"
-        rf"(?:expires = {_DT}\n)?"
-        rf"(?:rotated = {_DT}\n)?"
-        rf"(?:revoked = {_DT}\n)?"
-    )
-
-
-_FIELDS = (
-    "name",
-    "mode",
-    "status",
-    "public_key",
-    "key_origin",
-    "address_v4",
-    "address_v6",
-    "created",
-    "expires",
-    "rotated",
-    "revoked",
+_HEADER = (
+    "# Written by netsetup. No secrets here: the keys that must stay private live with the\n"
+    "# assistant, on the gateway and in the admin's state directory.\n"
 )
 
 
+def peer_to_toml(peer: Peer) -> str:
+    """The peer file: every field of `PEER_FIELDS` that has a value, in the table's order."""
+    lines = [_HEADER]
+    for field in PEER_FIELDS:
+        value = getattr(peer, field.key)
+        if value is None:
+            continue
+        text = format_time(value) if field.toml is datetime else _toml_string(str(value))
+        lines.append(f"{field.key} = {text}\n")
+    return "".join(lines)
+
+
+# What the fast reader accepts, built from PEER_FIELDS: the keys in the table's order, each at most
+# once, strings limited to characters that need no escaping, date-times as netsetup writes them
+# (UTC, "Z"); around them what a person or an editor adds and TOML allows: blank lines, comment
+# lines, a comment after a value, spaces and tabs, CRLF line ends. So this text means to tomllib
+# exactly what it means here; anything else (another order, escapes, an offset, a comment with a
+# control character) goes to tomllib.
+_DT = r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"  # ASCII digits only, as TOML
+_COMMENT = r"#[^\x00-\x08\x0a-\x1f\x7f]*"  # TOML: no control character but tab in a comment
+_END = rf"[ \t]*(?:{_COMMENT})?\r?\n"  # the end of a line: spaces, a comment, LF or CRLF
+_SKIP = rf"(?:{_END})*"  # blank and comment lines
+
+
+@functools.cache
+def _canonical() -> re.Pattern[str]:
+    # compiled on first use: `provision` never reads a peer file and should not pay for it
+    parts = []
+    for field in PEER_FIELDS:
+        value = f'"({field.shape})"' if field.toml is str else _DT
+        line = rf"{_SKIP}[ \t]*{field.key}[ \t]*=[ \t]*{value}{_END}"
+        parts.append(line if field.required else f"(?:{line})?")
+    return re.compile("".join(parts) + _SKIP)
+
+
 def canonical_peer_data(text: str) -> dict[str, Any] | None:
-    """The data tomllib would return for `text`, when `text` is a canonical peer file; else None."""
+    """The data tomllib would return for `text`, when `text` is a peer file in the fast reader's
+    shape (see above); else None."""
     match = _canonical().fullmatch(text)
     if match is None:
         return None
     data: dict[str, Any] = {}
-    for field, value in zip(_FIELDS, match.groups(), strict=True):
+    for field, value in zip(PEER_FIELDS, match.groups(), strict=True):
         if value is None:
             continue
-        if field in ("created", "expires", "rotated", "revoked"):
+        if field.toml is datetime:
             try:
-                data[field] = datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+                data[field.key] = datetime.fromisoformat(value)  # "Z": tzinfo is UTC
             except ValueError:
                 return None  # e.g. month 13: let tomllib word the error
         else:
-            data[field] = value
+            data[field.key] = value
     return data
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
-from netsetup.profile.model import AccessRule, Peer, Profile
+from netsetup.profile.model import AccessRule, Network, Peer, Profile
 from netsetup.profile.store import ParsedFile
 from netsetup.profile.tomlpos import KeyPath
 from netsetup.profile.values import IPNetwork
@@ -17,7 +18,16 @@ from netsetup.validate.registry import RULES
 
 
 def display(path: Path) -> str:
-    return path.as_posix()
+    text = path.as_posix()
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # a file name that is not UTF-8 (its bytes are kept as surrogates): show those bytes as
+        # \xff so that every output format can be written and read
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
 
 
 @dataclass
@@ -55,6 +65,9 @@ class OtherFile:
 class Tree:
     profiles: list[ProfileEntry]
     others: list[OtherFile]
+
+    def file_count(self) -> int:
+        return len(self.others) + sum(1 + len(entry.peers) for entry in self.profiles)
 
     def files(self) -> list[tuple[Path, str]]:
         """Every file read, with its text: profile files, peer files and the others."""
@@ -107,7 +120,24 @@ class Context:
 def quarantine_end(profile: Profile, peer: Peer) -> datetime | None:
     if peer.status != "revoked" or peer.revoked is None:
         return None
-    return peer.revoked + timedelta(days=profile.network.quarantine_days)
+    try:
+        return peer.revoked + timedelta(days=profile.network.quarantine_days)
+    except OverflowError:  # revoked late in year 9999: quarantined for as long as dates go
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def gateway_addresses(network: Network) -> tuple[IPv4Address | None, IPv6Address | None]:
+    """The gateway's tunnel addresses; None where the tunnel has no room for one (a /32 at the
+    top of the address space, already an NS009 finding of the schema)."""
+    try:
+        v4: IPv4Address | None = network.gateway_address_v4
+    except ValueError:
+        v4 = None
+    try:
+        v6 = network.gateway_address_v6
+    except ValueError:
+        v6 = None
+    return v4, v6
 
 
 def raw_list(entry: ProfileEntry, table: str, key: str) -> list[tuple[int, str]]:

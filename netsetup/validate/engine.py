@@ -12,6 +12,7 @@ from netsetup.validate.findings import CheckedProfile, Finding, Report, Severity
 from netsetup.validate.ignores import apply_ignores
 from netsetup.validate.loader import load_tree
 from netsetup.validate.registry import PROFILE_CHECKS, TREE_CHECKS, all_rules
+from netsetup.validate.rules.internal import report_check_failed
 
 
 def validate(
@@ -36,7 +37,7 @@ def validate(
     return Report(
         findings=findings,
         profiles=[CheckedProfile(e.id, display(e.directory), len(e.peers)) for e in tree.profiles],
-        files=len(tree.files()),
+        files=tree.file_count(),
         fail_on=fail_on,
     )
 
@@ -48,8 +49,19 @@ def _run(paths: list[Path], ctx: Context) -> tuple[list[Finding], Tree]:
         raise NotFoundError("no profile found: no profile.toml anywhere under", where=names)
     for entry in tree.profiles:
         for profile_check in PROFILE_CHECKS:
-            profile_check(entry, ctx)
+            try:
+                profile_check(entry, ctx)
+            except Exception as exc:  # a bug: it costs this check on this profile, not the run
+                report_check_failed(ctx, display(entry.file.path), _name(profile_check), exc)
     for tree_check in TREE_CHECKS:
-        tree_check(tree, ctx)
+        try:
+            tree_check(tree, ctx)
+        except Exception as exc:  # no single file to blame: the first profile carries it
+            report_check_failed(ctx, display(tree.profiles[0].file.path), _name(tree_check), exc)
     texts = {display(path): text for path, text in tree.files()}
     return sorted(set(apply_ignores(ctx.findings, texts))), tree
+
+
+def _name(check: object) -> str:
+    module = getattr(check, "__module__", "").rpartition(".")[2]
+    return f"running the check {module}.{getattr(check, '__name__', '?')}"

@@ -16,7 +16,8 @@ from tests.validate.validate_support import BROKEN, NOW, materialize
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
-SARIF_SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+# the official schema, committed beside the tests (tests/data/README.md says where it is from)
+SARIF_SCHEMA = REPO / "tests" / "data" / "sarif-schema-2.1.0.json"
 EXTENSIONS = {
     "text": "txt",
     "github": "github.txt",
@@ -89,3 +90,15 @@ def test_clean_report_in_every_format(in_tmp: Path) -> None:
 def test_github_escaping() -> None:
     assert escape_data("50% done\r\nnext") == "50%25 done%0D%0Anext"
     assert escape_property("a:b,c%") == "a%3Ab%2Cc%25"
+
+
+def test_no_file_reaches_outside_the_repository() -> None:
+    """A fresh clone must test alone: nothing may read the development layout's shared folder."""
+    needles = (".." + "/shared", "shared" + "/schemas", "parent / " + '"shared"')
+    offenders = []
+    for path in REPO.rglob("*"):
+        if ".git" in path.parts or not path.is_file() or path.stat().st_size > 1_000_000:
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        offenders += [f"{path.relative_to(REPO)}: {n}" for n in needles if n in text]
+    assert offenders == []

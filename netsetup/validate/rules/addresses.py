@@ -7,7 +7,13 @@ from collections.abc import Callable
 
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.values import IPAddress
-from netsetup.validate.context import Context, PeerEntry, ProfileEntry, quarantine_end
+from netsetup.validate.context import (
+    Context,
+    PeerEntry,
+    ProfileEntry,
+    gateway_addresses,
+    quarantine_end,
+)
 from netsetup.validate.findings import Severity
 from netsetup.validate.registry import define, profile_check
 
@@ -91,12 +97,9 @@ def check_addresses(entry: ProfileEntry, ctx: Context) -> None:
     if profile is None:
         return
     network = profile.network
-    fits = _fast_fit(network.tunnel_v4, network.gateway_address_v4)
-    fits_v6 = (
-        _fast_fit(network.tunnel_v6, network.gateway_address_v6)
-        if network.tunnel_v6 is not None
-        else None
-    )
+    gateway_v4, gateway_v6 = gateway_addresses(network)
+    fits = _fast_fit(network.tunnel_v4, gateway_v4)
+    fits_v6 = _fast_fit(network.tunnel_v6, gateway_v6) if network.tunnel_v6 is not None else None
     holders: dict[IPAddress, list[tuple[PeerEntry, Peer, str]]] = {}
     first_holder: dict[IPAddress, tuple[PeerEntry, Peer, str]] = {}
     for peer_entry, peer in entry.valid_peers():
@@ -179,7 +182,8 @@ def _report_clash(
 
 def _check_inside(profile: Profile, peer_entry: PeerEntry, peer: Peer, ctx: Context) -> None:
     network = profile.network
-    problem = _address_problem(peer.address_v4, network.tunnel_v4, network.gateway_address_v4)
+    gateway_v4, gateway_v6 = gateway_addresses(network)
+    problem = _address_problem(peer.address_v4, network.tunnel_v4, gateway_v4)
     if problem:
         ctx.report(
             peer_entry.file,
@@ -192,7 +196,7 @@ def _check_inside(profile: Profile, peer_entry: PeerEntry, peer: Peer, ctx: Cont
     if network.tunnel_v6 is None:
         problem = "is set but the profile has no network.tunnel_v6"
     else:
-        problem = _address_problem(peer.address_v6, network.tunnel_v6, network.gateway_address_v6)
+        problem = _address_problem(peer.address_v6, network.tunnel_v6, gateway_v6)
     if problem:
         ctx.report(
             peer_entry.file,

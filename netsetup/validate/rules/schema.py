@@ -13,7 +13,9 @@ define(
     s.SYNTAX,
     "toml-syntax",
     E,
-    "The file is not valid TOML (or not UTF-8 text).",
+    "The file cannot be read as TOML: a syntax error, bytes that are not UTF-8, a byte order "
+    "mark, nesting too deep or a number too long to read, more than 1 MiB, or not a regular file "
+    "at all (a directory, a FIFO, a broken symlink or a symlink loop).",
     "Nothing else in the file can be checked, and netsetup refuses to load it: provisioning and "
     "rendering stop for the whole profile.",
     """
