@@ -37,7 +37,7 @@ from netsetup.profile.model import MODES, AccessRule, Peer, Profile
 from netsetup.profile.values import IPAddress, IPNetwork, format_time
 
 _SAFE_COMMENT = re.compile(r"[^A-Za-z0-9 ._:/@()+,-]")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9]")
 
 # nft keeps `meta time` in nanoseconds in 64 bits: later instants wrap around silently (checked
 # with nft 1.0.6), so an expiry after this one (2262-04-11) is enforced as this one
@@ -45,8 +45,10 @@ MAX_NFT_TIME = 9_223_372_036
 
 
 def table_name(interface: str) -> str:
-    """The nftables table that holds the ruleset of one tunnel interface."""
-    return "netsetup_" + _SAFE_NAME.sub("_", interface)
+    """The nftables table that holds the ruleset of one tunnel interface: one table per interface
+    name (wg-0 and wg_0 are two tunnels), so every character nft would not take bare, `_`
+    included, is written as `_` and its hex code."""
+    return "netsetup_" + _SAFE_NAME.sub(lambda m: f"_{ord(m.group()):02x}", interface)
 
 
 def mode_chain(mode: str) -> str:
@@ -161,7 +163,7 @@ def _hooks(profile: Profile) -> list[str]:
     iface = profile.gateway.interface
     out = _chain(
         "input",
-        [f'iifname "{iface}" jump peer_to_gateway'],
+        [f'iifname "{iface}" jump peer_to_gateway', *tunnel_only_rules(profile)],
         head=["type filter hook input priority filter; policy accept;"],
     )
     out += _chain(
@@ -221,6 +223,21 @@ def _hooks(profile: Profile) -> list[str]:
     out.append("\t# the gateway itself, seen from the tunnel")
     out += _chain("peer_to_gateway", ["jump sender_active", *gateway_rules(profile), "drop"])
     return out
+
+
+def tunnel_only_rules(profile: Profile) -> list[str]:
+    """The gateway's addresses in the tunnel subnet answer the tunnel (and the gateway itself)
+    only: by Linux's weak host model a WAN host that routes the tunnel subnet to the gateway
+    would otherwise reach whatever listens there for the peers, such as their DNS."""
+    network = profile.network
+    subnets: list[IPNetwork] = [network.tunnel_v4]
+    if network.tunnel_v6 is not None:
+        subnets.append(network.tunnel_v6)
+    return [
+        f'iifname != "lo" {_family(subnet)} daddr {subnet} drop '
+        'comment "the tunnel addresses answer the tunnel only"'
+        for subnet in subnets
+    ]
 
 
 def gateway_rules(profile: Profile) -> list[str]:

@@ -3,6 +3,7 @@
     python flows.py serve-udp ADDRESS PORT        answer every datagram, print "got SRC" for each
     python flows.py client                        hold flows, driven line by line on stdin
     python flows.py send-udp --source S HOST PORT one datagram from address S; exit 0 on an answer
+                                                  (--sport P: from port P, --size N: N bytes)
     python flows.py icmp-error ...                an ICMP "fragmentation needed" about a TCP flow
     python flows.py watch-icmp                    print "icmp SRC INNER_DST INNER_DPORT" per error
 
@@ -12,6 +13,7 @@ Every tool prints "ready" once it listens, and flushes each line, so a test can 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import select
 import socket
 import struct
@@ -41,14 +43,19 @@ def serve_udp(address: str, port: int) -> None:
         data, peer = sock.recvfrom(65535)
         say(f"got {peer[0]}")
         reply = b"SIP/2.0 200 OK\r\n\r\n" if data.startswith(b"OPTIONS") else data
-        sock.sendto(reply, peer)
+        # a spoofed source may have no route back: what counts is that the datagram arrived
+        with contextlib.suppress(OSError):
+            sock.sendto(reply, peer)
 
 
-def send_udp(source: str, host: str, port: int, timeout: float) -> int:
+def send_udp(
+    source: str, host: str, port: int, timeout: float, sport: int = 0, size: int = 0
+) -> int:
     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
-    sock.bind((source, 0))
+    sock.bind((source, sport))
     sock.settimeout(timeout)
-    sock.sendto(SIP_OPTIONS.format(host=host, source=source).encode(), (host, port))
+    data = SIP_OPTIONS.format(host=host, source=source).encode()
+    sock.sendto(data.ljust(size, b"x"), (host, port))
     try:
         data, _ = sock.recvfrom(65535)
     except OSError as exc:
@@ -184,6 +191,8 @@ def main() -> int:
     send = sub.add_parser("send-udp")
     send.add_argument("--source", required=True)
     send.add_argument("--timeout", type=float, default=2.0)
+    send.add_argument("--sport", type=int, default=0)
+    send.add_argument("--size", type=int, default=0)
     send.add_argument("host")
     send.add_argument("port", type=int)
     error = sub.add_parser("icmp-error")
@@ -199,7 +208,7 @@ def main() -> int:
     elif args.tool == "client":
         client(args.timeout)
     elif args.tool == "send-udp":
-        return send_udp(args.source, args.host, args.port, args.timeout)
+        return send_udp(args.source, args.host, args.port, args.timeout, args.sport, args.size)
     elif args.tool == "icmp-error":
         icmp_error(args.source, args.inner_src, args.inner_dst, args.sport, args.dport)
     else:

@@ -73,9 +73,12 @@ def test_forward_drops_by_default_and_peers_are_checked_before_conntrack() -> No
 
 def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
+    tunnel_only = 'drop comment "the tunnel addresses answer the tunnel only"'
     assert _rules(text, "input") == [
         "type filter hook input priority filter; policy accept;",
         'iifname "wg0" jump peer_to_gateway',
+        f'iifname != "lo" ip daddr 198.18.10.0/24 {tunnel_only}',
+        f'iifname != "lo" ip6 daddr 2001:db8:10::/64 {tunnel_only}',
     ]
     assert _rules(text, "peer_to_gateway") == [
         "jump sender_active",
@@ -153,6 +156,22 @@ def test_hostile_peer_name_cannot_break_out_of_a_comment() -> None:
     evil = _peer('x"; flush ruleset; #', "dedicated", 2)
     text = render_firewall(profile, [evil], NOW)
     assert 'x"' not in text and "flush ruleset;" not in text
+
+
+def test_every_interface_name_gets_a_table_of_its_own() -> None:
+    """Interface names may hold `-`, `_`, `.`, `+` and `=`: two tunnels whose names differ only
+    there must not share (and so replace each other's) table."""
+    names = ["wg0", "wg-0", "wg_0", "wg.0", "wg+0", "wg=0", "wg_2d0"]
+    tables = {table_name(name) for name in names}
+    assert len(tables) == len(names), tables
+    assert table_name("wg0") == "netsetup_wg0"
+    profile = load_profile(ACME)
+    for name in names[1:3]:
+        renamed = replace(profile, gateway=replace(profile.gateway, interface=name))
+        text = render_firewall(renamed, PEERS, NOW)
+        assert f"delete table inet {table_name(name)}\n" in text
+        assert f'iifname "{name}" jump peer_to_gateway' in text
+        _nft_check(text)
 
 
 def _nft_check(text: str) -> None:
