@@ -95,6 +95,9 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
         "\t# calls to the assistants' phones: the PBX and the media hosts start these flows"
     )
     lines.extend(_chain("calls", call_rules(profile)))
+    if profile.voip is not None:
+        lines.append("\t# the VoIP path, where the PBX or a media host is the gateway itself")
+        lines.extend(_chain("voip", voip_rules(profile)))
     lines.extend(_expiry_chains(active))
     lines.extend(_peer_maps(active))
     lines.extend(_hooks(profile))
@@ -102,8 +105,10 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
     return "\n".join(lines) + "\n"
 
 
-def _chain(name: str, rules: Sequence[str], head: Sequence[str] = ()) -> list[str]:
-    return [f"\tchain {name} {{", *(f"\t\t{r}" for r in (*head, *rules)), "\t}", ""]
+def _chain(
+    name: str, rules: Sequence[str], head: Sequence[str] = (), tail: Sequence[str] = ()
+) -> list[str]:
+    return [f"\tchain {name} {{", *(f"\t\t{r}" for r in (*head, *rules, *tail)), "\t}", ""]
 
 
 def _expiry_chains(active: Sequence[Peer]) -> list[str]:
@@ -167,15 +172,27 @@ def _hooks(profile: Profile) -> list[str]:
         head=["type filter hook input priority filter; policy accept;"],
     )
     out += _chain(
+        "output",
+        [f'oifname "{iface}" jump gateway_to_peer'],
+        head=["type filter hook output priority filter; policy accept;"],
+    )
+    # the forward chain denies by its last rule, not by `policy drop`: a reload deletes the
+    # table and creates it again in one transaction, and the kernel (seen on 6.18) hooks a new
+    # base chain when the transaction is prepared but sets its drop policy only while
+    # committing, after the old chain is unhooked. A forbidden packet in that instant met the new
+    # rules, then the accept policy (lab: 2-3 packets in 60 reloads under a flood). A rule is
+    # live exactly when the new ruleset is, so the deny has no gap.
+    out += _chain(
         "forward",
         [
             f'iifname "{iface}" oifname "{iface}" drop comment "peers never reach each other"',
             f'iifname "{iface}" jump from_peer',
             f'oifname "{iface}" jump to_peer',
         ],
+        tail=['drop comment "nothing else is forwarded: not from the WAN, not between the others"'],
         head=[
-            "type filter hook forward priority filter; policy drop;",
-            "# nothing else is forwarded: not from the WAN, not between the other interfaces",
+            "type filter hook forward priority filter; policy accept;",
+            "# deny by the last rule: a reloaded chain gets its drop policy late (see firewall.py)",
         ],
     )
     out.append("\t# a packet of a peer that is unknown, revoked or expired goes no further")
@@ -222,6 +239,18 @@ def _hooks(profile: Profile) -> list[str]:
     )
     out.append("\t# the gateway itself, seen from the tunnel")
     out += _chain("peer_to_gateway", ["jump sender_active", *gateway_rules(profile), "drop"])
+    # what the gateway itself sends into the tunnel obeys the same rule as what it forwards: a
+    # service on the gateway must not reach an assistant's machine that the office cannot
+    out.append("\t# the gateway itself, towards the tunnel: its answers, and calls")
+    out += _chain(
+        "gateway_to_peer",
+        [
+            "jump receiver_active",
+            'ct direction reply accept comment "answers to what the tunnel may ask of it"',
+            "ct direction original jump calls",
+            "drop",
+        ],
+    )
     return out
 
 
@@ -253,6 +282,9 @@ def gateway_rules(profile: Profile) -> list[str]:
             f"{_family(server)} daddr {server} meta l4proto {{ tcp, udp }} th dport 53 "
             'accept comment "DNS on the gateway"'
         )
+    if profile.voip is not None:
+        # a PBX (or media host) on the gateway itself: its SIP and RTP, and answers to its calls
+        rules += ["ct direction original jump voip", "ct direction reply jump calls"]
     return rules
 
 
@@ -266,13 +298,20 @@ def peer_rules(profile: Profile, mode: str) -> list[str]:
         network = ipaddress.ip_network(server)
         rules += _flow("daddr", AccessRule(network, "udp", ((53, 53),)), "DNS")
         rules += _flow("daddr", AccessRule(network, "tcp", ((53, 53),)), "DNS")
+    return rules + voip_rules(profile)
+
+
+def voip_rules(profile: Profile) -> list[str]:
+    """The VoIP path every peer has: SIP to the PBX, RTP to the media hosts, as flows it opens."""
     voip = profile.voip
-    if voip is not None:
-        sip = ipaddress.ip_network(voip.sip_server)
-        for proto, port in _sip_ports(profile):
-            rules += _flow("daddr", AccessRule(sip, proto, ((port, port),)), "SIP")
-        for network in voip.media_networks:
-            rules += _flow("daddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP")
+    if voip is None:
+        return []
+    rules: list[str] = []
+    sip = ipaddress.ip_network(voip.sip_server)
+    for proto, port in _sip_ports(profile):
+        rules += _flow("daddr", AccessRule(sip, proto, ((port, port),)), "SIP")
+    for network in voip.media_networks:
+        rules += _flow("daddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP")
     return rules
 
 

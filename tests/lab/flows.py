@@ -4,6 +4,7 @@
     python flows.py client                        hold flows, driven line by line on stdin
     python flows.py send-udp --source S HOST PORT one datagram from address S; exit 0 on an answer
                                                   (--sport P: from port P, --size N: N bytes)
+    python flows.py blast --source S HOST PORT SECONDS  datagrams as fast as it can; prints "sent N"
     python flows.py icmp-error ...                an ICMP "fragmentation needed" about a TCP flow
     python flows.py watch-icmp                    print "icmp SRC INNER_DST INNER_DPORT" per error
 
@@ -63,6 +64,18 @@ def send_udp(
         return 1
     say(data.decode(errors="replace").splitlines()[0])
     return 0
+
+
+def blast(source: str, host: str, port: int, seconds: float) -> None:
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.connect((host, port))
+    sent, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError):  # a full queue or an ICMP error: keep going
+            sock.send(b"x")
+            sent += 1
+    say(f"sent {sent}")
 
 
 class Client:
@@ -195,6 +208,11 @@ def main() -> int:
     send.add_argument("--size", type=int, default=0)
     send.add_argument("host")
     send.add_argument("port", type=int)
+    flood = sub.add_parser("blast")
+    flood.add_argument("--source", required=True)
+    flood.add_argument("host")
+    flood.add_argument("port", type=int)
+    flood.add_argument("seconds", type=float)
     error = sub.add_parser("icmp-error")
     for name in ("--source", "--inner-src", "--inner-dst"):
         error.add_argument(name, required=True)
@@ -209,6 +227,8 @@ def main() -> int:
         client(args.timeout)
     elif args.tool == "send-udp":
         return send_udp(args.source, args.host, args.port, args.timeout, args.sport, args.size)
+    elif args.tool == "blast":
+        blast(args.source, args.host, args.port, args.seconds)
     elif args.tool == "icmp-error":
         icmp_error(args.source, args.inner_src, args.inner_dst, args.sport, args.dport)
     else:

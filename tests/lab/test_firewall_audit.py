@@ -351,31 +351,55 @@ def test_another_tables_accept_does_not_undo_a_drop_and_untracked_packets_are_dr
     assert media.seen() == [] and files.seen() == []
 
 
-def test_reloading_the_ruleset_keeps_allowed_flows_and_cuts_none(
+def _counters(lab: Lab, table: str) -> dict[str, int]:
+    """Packets counted by the (one) counter rule of each chain of `table` in the gateway."""
+    listed = json.loads(lab.exec("gateway", ["nft", "-j", "list", "table", "inet", table]).stdout)
+    out = {}
+    for item in listed["nftables"]:
+        rule = item.get("rule")
+        if rule is not None:
+            counter = next(e["counter"] for e in rule["expr"] if "counter" in e)
+            out[rule["chain"]] = int(counter["packets"])
+    return out
+
+
+def test_a_reload_under_a_flood_lets_nothing_forbidden_through_and_keeps_sessions(
     lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
 ) -> None:
-    """`nft -f FILE` replaces the table in one transaction: a TCP session and a UDP flow that
-    talk all through ten reloads never miss an answer."""
-    tools("office", "serve-udp", PBX, str(RTP_PORT))
-    connect("steady", "agency")
-    client = tools("home", "client")
+    """While `nft -f FILE` reloads the ruleset again and again, an agency peer floods a host its
+    mode does not allow: counted just before and just after the ruleset's forward chain, none
+    of it gets through (with `policy drop` a few packets did, as each reload's new chain has its
+    drop policy only once the old chain is gone). The peer's portal session outlives it all."""
+    connect("flooder", "agency", host="home2", allowed_ips=EVERYTHING)
+    agent = peer(lab, "flooder")
+    client = tools("home2", "client")
     assert client.ask(f"tcp-open {PORTAL[0]} {PORTAL[1]}").startswith("ok")
+    match = f"ip saddr {agent.v4} ip daddr {FILES[0]} udp dport 4000 counter"
+    meter = "".join(
+        f"\tchain {name} {{\n\t\ttype filter hook forward priority {prio}; policy accept;\n"
+        f"\t\t{match}\n\t}}\n"
+        for name, prio in (("before", -10), ("after", 10))
+    )
+    path = lab.run_dir / "audit-meter.nft"
+    path.write_text(f"table inet audit_meter {{\n{meter}}}\n")
+    _run(lab, "gateway", "nft", "-f", str(path))
     ruleset = str(lab.run_dir / "gateway" / "firewall.nft")
-    reloads: list[bool] = []
-
-    def reload() -> None:
-        for _ in range(10):
-            reloads.append(lab.exec("gateway", ["nft", "-f", ruleset]).ok)
-
-    loader = threading.Thread(target=reload)
-    loader.start()
-    answers = []
-    while loader.is_alive():
-        answers += [client.ask("tcp-echo"), client.ask(f"udp-echo {PBX} {RTP_PORT}")]
-    loader.join()
-    answers += [client.ask("tcp-echo"), client.ask(f"udp-echo {PBX} {RTP_PORT}")]
-    assert reloads == [True] * 10
-    assert answers and all(a == "ok" for a in answers), answers
+    argv = [sys.executable, str(FLOWS), "blast", "--source", agent.v4, FILES[0], "4000", "8"]
+    flood = threading.Thread(target=lambda: lab.exec("home2", argv, timeout=30))
+    try:
+        flood.start()
+        reloads = 0
+        while flood.is_alive() and reloads < 300:
+            _run(lab, "gateway", "nft", "-f", ruleset)
+            reloads += 1
+        flood.join()
+        counted = _counters(lab, "audit_meter")
+    finally:
+        lab.exec("gateway", ["nft", "delete", "table", "inet", "audit_meter"])
+    assert reloads >= 50, reloads
+    assert counted["before"] > 10_000, counted  # the flood did reach the gateway
+    assert counted["after"] == 0, counted
+    assert client.ask("tcp-echo") == "ok"
 
 
 def test_a_peer_reaches_neither_the_internet_nor_the_gateways_other_addresses(
@@ -401,3 +425,33 @@ def test_a_peer_reaches_neither_the_internet_nor_the_gateways_other_addresses(
         assert probe.tcp_banner(lab.ns("home"), wan, 22).ok
         send(lab, "home", desk.v4, internet, 4000)
         assert outside.seen() == [f"got {desk.v4}"]
+
+
+def test_the_gateway_itself_reaches_a_peer_only_as_the_pbx_and_with_answers(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    """A service on the gateway gets no more of an assistant's machine than an office host: no
+    ping, no other port. When the PBX is the gateway itself (its address is the gateway's), the
+    VoIP path works both ways through it, and only that."""
+    connect("phone", "agency", allowed_ips=EVERYTHING)
+    phone = peer(lab, "phone")
+    tunnel = gateway_tunnel(lab)
+    listeners = {p: tools("home", "serve-udp", "0.0.0.0", str(p)) for p in (5060, 4000)}
+    assert not send(lab, "gateway", tunnel.v4, phone.v4, 4000)
+    assert probe.ping(lab.ns("gateway"), phone.v4, count=1, wait=1).received == 0
+    assert listeners[4000].seen() == []
+    _run(lab, "gateway", "ip", "addr", "add", f"{PBX}/32", "dev", "lo")
+    try:
+        pbx = {p: tools("gateway", "serve-udp", PBX, str(p)) for p in (5060, 4000)}
+        assert send(lab, "home", phone.v4, PBX, 5060)  # the phone registers with the PBX
+        assert not send(lab, "home", phone.v4, PBX, 4000)
+        assert send(lab, "gateway", PBX, phone.v4, 5060)  # the PBX calls the phone
+        assert not send(lab, "gateway", PBX, phone.v4, 4000)
+        assert pbx[5060].seen() == [f"got {phone.v4}"] and pbx[4000].seen() == []
+        assert listeners[5060].seen() == [f"got {PBX}"] and listeners[4000].seen() == []
+        with gateway_firewall_removed(lab):  # control
+            assert send(lab, "home", phone.v4, PBX, 4000)
+            assert send(lab, "gateway", PBX, phone.v4, 4000)
+            assert send(lab, "gateway", tunnel.v4, phone.v4, 4000)
+    finally:
+        lab.exec("gateway", ["ip", "addr", "del", f"{PBX}/32", "dev", "lo"])
