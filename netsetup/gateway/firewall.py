@@ -13,15 +13,19 @@ gateway:
   and with any access the profile takes away. The mode's rules match the connection's original
   tuple (`ct original ...`), so one rule admits a flow's packets both ways and the ICMP errors
   that belong to it, and nothing of a flow the mode does not allow.
-- the gateway itself answers the tunnel only with ping on its tunnel addresses and DNS when a DNS
-  server of the profile is one of its own addresses; its other interfaces are not filtered (the
-  profile does not say who administers the gateway).
+- the gateway itself answers the tunnel only with ping on its tunnel addresses, DNS when a DNS
+  server of the profile is one of its own addresses and the VoIP path when the PBX or a media host
+  is; what it sends into the tunnel is its answers and calls. Its tunnel addresses answer the
+  tunnel only; its other interfaces are not filtered (the profile does not say who administers
+  the gateway).
 - expiry is an absolute time: an expiring peer passes through the chain of its expiry instant,
   which drops it from then on by the kernel's clock (`meta time`, unix seconds). Loading the
   same file again later never gives access back. Revoked and expired peers are not in the maps.
 
 The output is one `nft -f` file that atomically replaces the `netsetup` table (its name includes
-the interface, so two tunnels on one gateway keep separate tables).
+the interface, so two tunnels on one gateway keep separate tables). Forwarding is denied by the
+forward chain's last rule rather than its policy, so that no packet slips through while a reload
+runs (see `_hooks`).
 """
 
 from __future__ import annotations

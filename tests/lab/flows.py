@@ -7,6 +7,8 @@
     python flows.py blast --source S HOST PORT SECONDS  datagrams as fast as it can; prints "sent N"
     python flows.py icmp-error ...                an ICMP "fragmentation needed" about a TCP flow
     python flows.py watch-icmp                    print "icmp SRC INNER_DST INNER_DPORT" per error
+    python flows.py icmp6-error ...               an ICMPv6 "port unreachable" about a UDP flow
+    python flows.py watch-icmp6                   the same as watch-icmp, for ICMPv6 errors
 
 Every tool prints "ready" once it listens, and flushes each line, so a test can wait for it.
 """
@@ -193,6 +195,36 @@ def watch_icmp(seconds: float) -> None:
         say(f"icmp {peer[0]} {inner_dst} {dport}")
 
 
+def icmp6_error(source: str, inner_src: str, inner_dst: str, sport: int, dport: int) -> None:
+    """Send to `inner_src` what `inner_dst` answers a UDP datagram from `inner_src`:`sport` to
+    its closed port `dport` with (type 1 code 4; the kernel fills in the ICMPv6 checksum)."""
+    udp = struct.pack("!HHHH", sport, dport, 8, 0)
+    inner = struct.pack("!IHBB", 6 << 28, len(udp), socket.IPPROTO_UDP, 64)
+    inner += socket.inet_pton(socket.AF_INET6, inner_src)
+    inner += socket.inet_pton(socket.AF_INET6, inner_dst)
+    packet = struct.pack("!BBHI", 1, 4, 0, 0) + inner + udp
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
+        sock.bind((source, 0))
+        sock.sendto(packet, (inner_src, 0))
+    say("sent")
+
+
+def watch_icmp6(seconds: float) -> None:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    say("ready")
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            break
+        icmp, peer = sock.recvfrom(65535)  # from the ICMPv6 header on: no IPv6 header here
+        if icmp[0] not in (1, 2, 3, 4) or len(icmp) < 8 + 40 + 4:
+            continue
+        inner_dst = socket.inet_ntop(socket.AF_INET6, icmp[8 + 24 : 8 + 40])
+        dport = struct.unpack("!H", icmp[8 + 40 + 2 : 8 + 40 + 4])[0]
+        say(f"icmp6 {peer[0]} {inner_dst} {dport}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="tool", required=True)
@@ -213,13 +245,14 @@ def main() -> int:
     flood.add_argument("host")
     flood.add_argument("port", type=int)
     flood.add_argument("seconds", type=float)
-    error = sub.add_parser("icmp-error")
-    for name in ("--source", "--inner-src", "--inner-dst"):
-        error.add_argument(name, required=True)
-    error.add_argument("--sport", type=int, required=True)
-    error.add_argument("--dport", type=int, required=True)
-    watch = sub.add_parser("watch-icmp")
-    watch.add_argument("--seconds", type=float, default=30.0)
+    for tool in ("icmp-error", "icmp6-error"):
+        error = sub.add_parser(tool)
+        for name in ("--source", "--inner-src", "--inner-dst"):
+            error.add_argument(name, required=True)
+        error.add_argument("--sport", type=int, required=True)
+        error.add_argument("--dport", type=int, required=True)
+    for tool in ("watch-icmp", "watch-icmp6"):
+        sub.add_parser(tool).add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     if args.tool == "serve-udp":
         serve_udp(args.address, args.port)
@@ -229,8 +262,11 @@ def main() -> int:
         return send_udp(args.source, args.host, args.port, args.timeout, args.sport, args.size)
     elif args.tool == "blast":
         blast(args.source, args.host, args.port, args.seconds)
-    elif args.tool == "icmp-error":
-        icmp_error(args.source, args.inner_src, args.inner_dst, args.sport, args.dport)
+    elif args.tool in ("icmp-error", "icmp6-error"):
+        send_error = icmp_error if args.tool == "icmp-error" else icmp6_error
+        send_error(args.source, args.inner_src, args.inner_dst, args.sport, args.dport)
+    elif args.tool == "watch-icmp6":
+        watch_icmp6(args.seconds)
     else:
         watch_icmp(args.seconds)
     return 0

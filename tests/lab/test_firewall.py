@@ -185,7 +185,7 @@ def test_every_interface_name_gets_a_table_of_its_own() -> None:
     assert len(tables) == len(names), tables
     assert table_name("wg0") == "netsetup_wg0"
     profile = load_profile(ACME)
-    for name in names[1:3]:
+    for name in names[1:]:
         renamed = replace(profile, gateway=replace(profile.gateway, interface=name))
         text = render_firewall(renamed, PEERS, NOW)
         assert f"delete table inet {table_name(name)}\n" in text
@@ -290,6 +290,18 @@ def test_expiry_is_an_absolute_time_in_its_own_chain() -> None:
     far = _peer("far", "agency", 6, expires=datetime(2400, 1, 1, tzinfo=UTC))
     text = render_firewall(load_profile(ACME), [far], NOW)
     assert f"meta time >= {MAX_NFT_TIME} drop" in text  # beyond what nft holds: its last second
+
+
+def test_an_expiry_at_the_render_instant_or_within_its_second_grants_nothing() -> None:
+    """A peer expiring exactly now is not in the maps; one expiring half a second from now is,
+    but its chain drops from the current second on (a fraction is cut, not granted)."""
+    now_peer = _peer("now", "agency", 8, expires=NOW)
+    soon_peer = _peer("soon", "agency", 9, expires=NOW + timedelta(milliseconds=500))
+    text = render_firewall(load_profile(ACME), [now_peer, soon_peer], NOW)
+    assert "198.18.10.8" not in text
+    seconds = int(NOW.timestamp())
+    assert f"198.18.10.9 : jump expires_{seconds}," in text
+    assert _rules(text, f"expires_{seconds}")[0].startswith(f"meta time >= {seconds} drop")
 
 
 def test_nft_reads_the_expiry_as_utc_unix_seconds_whatever_the_local_timezone() -> None:

@@ -1,8 +1,9 @@
 """An adversary's look at the gateway's firewall, with real packets: the IPv6 twins of the
-enforcement tests, the gateway's tunnel addresses seen from the WAN and the office, spoofed
-sources the ruleset must drop by itself, the edges of the calls path, fragments, other tables
-beside ours, and reloads while flows run. Each blocked packet has a control that shows the
-firewall, not the lab, is what blocks it."""
+enforcement tests (the WAN, the modes, peers, expiry, ICMPv6 errors), the gateway's tunnel
+addresses seen from the WAN and the office, what the gateway itself sends into the tunnel and a
+PBX on the gateway, spoofed sources the ruleset must drop by itself, the edges of the calls path,
+fragments, other tables beside ours, and reloads under a flood. Each blocked packet has a control
+that shows the firewall, not the lab, is what blocks it."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .test_enforcement import (
     PORTAL,
     RTP_PORT,
     Tool,
+    conntrack_kept,
 )
 
 pytestmark = pytest.mark.lab
@@ -140,6 +142,14 @@ def test_the_wan_and_the_office_do_not_reach_the_gateways_tunnel_addresses(
     assert probe.ping(lab.ns("home"), tunnel.v6, count=1).received == 1
     assert send(lab, "gateway", tunnel.v4, tunnel.v4, 53)
     assert services[0].seen() == [f"got {tunnel.v4}"]
+    # the gateway's other addresses are not the firewall's: its office side answers the WAN
+    lan_side = str(lab.plan.gateway_lan.v4.ip)
+    route = ["ip", "route", "add", f"{lan_side}/32", "via", str(lab.plan.gateway_wan.v4.ip)]
+    _run(lab, "internet", *route)
+    try:
+        assert probe.tcp_banner(lab.ns("internet"), lan_side, 22).ok
+    finally:
+        lab.exec("internet", ["ip", "route", "del", *route[3:]])
     with gateway_firewall_removed(lab):  # control: without it, all four are answered
         for host, source, address in senders:
             assert send(lab, host, source, address, 53), (host, address)
@@ -403,7 +413,7 @@ def test_a_reload_under_a_flood_lets_nothing_forbidden_through_and_keeps_session
 
 
 def test_a_peer_reaches_neither_the_internet_nor_the_gateways_other_addresses(
-    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool], wan_routes: None
 ) -> None:
     """With every address routed into its tunnel, a dedicated peer reaches no internet host
     through the gateway, and not the gateway's WAN address or v6 office-side address."""
@@ -411,19 +421,22 @@ def test_a_peer_reaches_neither_the_internet_nor_the_gateways_other_addresses(
     desk = peer(lab, "desk")
     internet = str(lab.plan.internet_router.v4.ip)  # not the endpoint's link: that stays outside
     outside = tools("internet", "serve-udp", internet, "4000")
+    outside6 = tools("internet", "serve-udp", INTERNET_V6, "4000")
     wan = str(lab.plan.gateway_wan.v4.ip)
     assert lab.plan.gateway_lan.v6 is not None
     lan_v6 = str(lab.plan.gateway_lan.v6.ip)
     gateway_side = tools("gateway", "serve-udp", lan_v6, "4000")
     assert not send(lab, "home", desk.v4, internet, 4000)
+    assert not send(lab, "home", desk.v6, INTERNET_V6, 4000)
     assert not send(lab, "home", desk.v6, lan_v6, 4000)
     assert probe.ping(lab.ns("home"), lan_v6, count=1, wait=1).received == 0
     assert not probe.tcp_banner(lab.ns("home"), wan, 22, timeout=1.5).ok
-    assert outside.seen() == [] and gateway_side.seen() == []
+    assert outside.seen() == [] and outside6.seen() == [] and gateway_side.seen() == []
     with gateway_firewall_removed(lab):  # control
         assert send(lab, "home", desk.v6, lan_v6, 4000)
         assert probe.tcp_banner(lab.ns("home"), wan, 22).ok
         send(lab, "home", desk.v4, internet, 4000)
+        assert send(lab, "home", desk.v6, INTERNET_V6, 4000)
         assert outside.seen() == [f"got {desk.v4}"]
 
 
@@ -455,3 +468,54 @@ def test_the_gateway_itself_reaches_a_peer_only_as_the_pbx_and_with_answers(
             assert send(lab, "gateway", tunnel.v4, phone.v4, 4000)
     finally:
         lab.exec("gateway", ["ip", "addr", "del", f"{PBX}/32", "dev", "lo"])
+
+
+@contextlib.contextmanager
+def agency_also_reaches(lab: Lab, rule: str) -> Iterator[None]:
+    """The lab's profile copy with one more agency destination (acme's agency mode has no v6
+    one, and a port rule is what the ICMP errors must be matched against), loaded."""
+    path = lab.profile_dir / "profile.toml"
+    original = path.read_text()
+    old = 'agency = ["192.0.2.20/32 tcp/443"]'
+    assert old in original, "acme's agency rule changed: update this test"
+    path.write_text(original.replace(old, f'agency = ["192.0.2.20/32 tcp/443", "{rule}"]'))
+    try:
+        lab.load_firewall()
+        yield
+    finally:
+        path.write_text(original)
+        lab.load_firewall()
+
+
+def test_icmpv6_errors_pass_only_for_flows_the_mode_allows(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    """With udp/4000 on the office's v6 host in the agency mode, a "port unreachable" about the
+    peer's flow there reaches it; one about its flow to udp/4001 (opened while the firewall was
+    away, so conntrack knows it) does not, though it does without the firewall."""
+    connect("agent6", "agency", host="home2", allowed_ips=EVERYTHING)
+    agent = peer(lab, "agent6")
+    for port in (4000, 4001):
+        tools("office", "serve-udp", OFFICE_V6, str(port))
+    with agency_also_reaches(lab, f"{OFFICE_V6}/128 udp/4000"):
+        assert send(lab, "home2", agent.v6, OFFICE_V6, 4000, sport=40000)
+        with conntrack_kept(lab), gateway_firewall_removed(lab):
+            assert send(lab, "home2", agent.v6, OFFICE_V6, 4001, sport=40001)
+        assert not send(lab, "home2", agent.v6, OFFICE_V6, 4001, sport=40001)
+
+        def error_about(port: int) -> None:
+            argv = [sys.executable, str(FLOWS), "icmp6-error", "--source", OFFICE_V6]
+            argv += ["--inner-src", agent.v6, "--inner-dst", OFFICE_V6]
+            argv += ["--sport", str(port + 36000), "--dport", str(port)]
+            sent = lab.exec("office", argv)
+            assert sent.ok, sent.stderr
+
+        watcher = tools("home2", "watch-icmp6", "--seconds", "60")
+        error_about(4000)
+        error_about(4001)
+        seen = watcher.seen(wait=2.0)
+        assert f"icmp6 {OFFICE_V6} {OFFICE_V6} 4000" in seen, seen
+        assert not any(line.endswith(" 4001") for line in seen), seen
+        with conntrack_kept(lab), gateway_firewall_removed(lab):  # control
+            error_about(4001)
+            assert f"icmp6 {OFFICE_V6} {OFFICE_V6} 4001" in watcher.seen(wait=2.0)
