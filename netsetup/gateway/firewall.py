@@ -22,10 +22,11 @@ gateway:
   which drops it from then on by the kernel's clock (`meta time`, unix seconds). Loading the
   same file again later never gives access back. Revoked and expired peers are not in the maps.
 
-The output is one `nft -f` file that atomically replaces the `netsetup` table (its name includes
-the interface, so two tunnels on one gateway keep separate tables). Forwarding is denied by the
-forward chain's last rule rather than its policy, so that no packet slips through while a reload
-runs (see `_hooks`).
+The output is one `nft -f` file that atomically replaces the `netsetup` table of the interface.
+Each such table denies all forwarding that is not its own tunnel's, and a drop in any table is
+final: one gateway carries one netsetup tunnel (a second one's table would cut the first).
+Forwarding is denied by the forward chain's last rule rather than its policy, so that no packet
+slips through while a reload runs (see `_hooks`).
 """
 
 from __future__ import annotations

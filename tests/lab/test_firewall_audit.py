@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from netsetup.gateway.firewall import render_firewall, table_name
 from netsetup.lab import Lab, probe
 from netsetup.profile.store import load_peer
 from netsetup.profile.values import PeerName, format_time
@@ -519,3 +520,50 @@ def test_icmpv6_errors_pass_only_for_flows_the_mode_allows(
         with conntrack_kept(lab), gateway_firewall_removed(lab):  # control
             error_about(4001)
             assert f"icmp6 {OFFICE_V6} {OFFICE_V6} 4001" in watcher.seen(wait=2.0)
+
+
+def test_a_second_netsetup_table_on_the_same_gateway_cuts_the_first_tunnels_traffic(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    """Each rendered table is written to be the only ruleset: its forward chain denies all that
+    is not its own tunnel's, and a drop in any table is final. So a second tunnel's table on the
+    same gateway (another profile, another interface) stops the first tunnel's peers."""
+    connect("desk", "dedicated")
+    desk = peer(lab, "desk")
+    office = tools("office", "serve-udp", FILES[0], "4000")
+    assert send(lab, "home", desk.v4, FILES[0], 4000)
+    profile = lab.profile()
+    other = replace(profile, gateway=replace(profile.gateway, interface="wg9"))
+    path = lab.run_dir / "second-tunnel.nft"
+    path.write_text(render_firewall(other, [], datetime.now(UTC)))
+    _run(lab, "gateway", "nft", "-f", str(path))
+    try:
+        assert not send(lab, "home", desk.v4, FILES[0], 4000)
+    finally:
+        lab.exec("gateway", ["nft", "delete", "table", "inet", table_name("wg9")])
+    assert send(lab, "home", desk.v4, FILES[0], 4000)
+    assert office.seen() == [f"got {desk.v4}"] * 2
+
+
+def test_a_pbx_the_gateway_reaches_through_the_wan_can_be_impersonated_from_there(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool], wan_routes: None
+) -> None:
+    """The PBX's calls are told from a spoof by where the gateway routes the PBX's address: when
+    that is the WAN side, a WAN host with the PBX's address calls the phone (what the README's
+    "a PBX in the office" stands for)."""
+    connect("phone", "agency")
+    phone = tools("home", "serve-udp", "0.0.0.0", "5060")
+    target = peer(lab, "phone").v4
+    isp = str(lab.plan.internet_gw.v4.ip)
+    setup = [
+        ("gateway", ["ip", "route", "add", f"{PBX}/32", "via", isp]),
+        ("internet", ["ip", "addr", "add", f"{PBX}/32", "dev", "lo"]),
+    ]
+    for host, argv in setup:
+        _run(lab, host, *argv)
+    try:
+        assert send(lab, "internet", PBX, target, 5060)
+        assert phone.seen() == [f"got {PBX}"]
+    finally:
+        for host, argv in reversed(setup):
+            lab.exec(host, [("del" if word == "add" else word) for word in argv])
