@@ -55,7 +55,8 @@ def send_udp(
     source: str, host: str, port: int, timeout: float, sport: int = 0, size: int = 0
 ) -> int:
     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
-    sock.bind((source, sport))
+    # through getaddrinfo, so that a link-local source may name its interface (fe80::1%wg0)
+    sock.bind(socket.getaddrinfo(source, sport, _family(host), socket.SOCK_DGRAM)[0][4])
     sock.settimeout(timeout)
     data = SIP_OPTIONS.format(host=host, source=source).encode()
     sock.sendto(data.ljust(size, b"x"), (host, port))

@@ -82,8 +82,15 @@ def gateway_tunnel(lab: Lab) -> Addresses:
 
 
 def _link_local(lab: Lab, host: str, device: str) -> str:
-    shown = lab.exec(host, ["ip", "-6", "-j", "addr", "show", "dev", device, "scope", "link"])
-    return str(json.loads(shown.stdout)[0]["addr_info"][0]["local"])
+    shown = lab.exec(host, ["ip", "-6", "-j", "addr", "show", "dev", device])
+    found = [
+        str(a["local"])
+        for link in json.loads(shown.stdout)
+        for a in link.get("addr_info", [])
+        if str(a.get("local", "")).startswith("fe80:")
+    ]
+    assert found, f"no link-local address on {host} {device}: {shown.stdout}"
+    return found[0]
 
 
 def _run(lab: Lab, host: str, *argv: str) -> None:
@@ -567,3 +574,21 @@ def test_a_pbx_the_gateway_reaches_through_the_wan_can_be_impersonated_from_ther
     finally:
         for host, argv in reversed(setup):
             lab.exec(host, [("del" if word == "add" else word) for word in argv])
+
+
+def test_a_link_local_source_from_the_tunnel_reaches_nothing_on_the_gateway(
+    lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
+) -> None:
+    """A peer's fe80:: address is no peer's tunnel address: with WireGuard taking fe80::/10 from
+    its key, the ruleset still drops what it sends to the gateway's tunnel address."""
+    interface = connect("ll", "dedicated", allowed_ips=EVERYTHING)
+    source = f"{_link_local(lab, 'home', interface)}%{interface}"
+    tunnel = gateway_tunnel(lab)
+    service = tools("gateway", "serve-udp", tunnel.v6, "53")
+    with gateway_accepts_from(lab, "ll", ["fe80::/10"]):
+        assert not send(lab, "home", source, tunnel.v6, 53)
+        assert service.seen() == []
+        with gateway_firewall_removed(lab):  # control: WireGuard let it in
+            send(lab, "home", source, tunnel.v6, 53)
+            seen = service.seen()
+            assert len(seen) == 1 and seen[0].startswith("got fe80:"), seen
