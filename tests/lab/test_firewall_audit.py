@@ -316,16 +316,25 @@ def test_the_calls_path_is_the_rtp_range_and_the_sip_port_and_not_a_source_port(
 def test_fragments_follow_their_flow(
     lab: Lab, connect: Callable[..., str], tools: Callable[..., Tool]
 ) -> None:
-    """A datagram larger than the tunnel's MTU goes as fragments: the gateway reassembles it
-    before the ruleset looks, so an allowed flow's fragments pass and a forbidden one's don't."""
+    """A datagram larger than the tunnel's MTU goes as fragments, v4 and v6: the gateway
+    reassembles it before the ruleset looks, so an allowed flow's fragments pass and a
+    forbidden one's don't."""
     connect("agent", "agency", host="home2", allowed_ips=EVERYTHING)
-    agent = peer(lab, "agent")
+    connect("desk", "dedicated", allowed_ips=EVERYTHING)
+    agent, desk = peer(lab, "agent"), peer(lab, "desk")
     media = tools("office", "serve-udp", PBX, str(RTP_PORT))
     files = tools("office", "serve-udp", FILES[0], str(RTP_PORT))
-    assert send(lab, "home2", agent.v4, PBX, RTP_PORT, size=4000)  # 4000 > 1380: fragmented
-    assert media.seen() == [f"got {agent.v4}"]
-    assert not send(lab, "home2", agent.v4, FILES[0], RTP_PORT, size=4000)
-    assert files.seen() == []
+    office6 = tools("office", "serve-udp", OFFICE_V6, str(RTP_PORT))
+    big = 4000  # > the tunnel's MTU of 1380: fragmented
+    assert send(lab, "home2", agent.v4, PBX, RTP_PORT, size=big)
+    assert send(lab, "home", desk.v6, OFFICE_V6, RTP_PORT, size=big)
+    assert media.seen() == [f"got {agent.v4}"] and office6.seen() == [f"got {desk.v6}"]
+    assert not send(lab, "home2", agent.v4, FILES[0], RTP_PORT, size=big)
+    assert not send(lab, "home2", agent.v6, OFFICE_V6, RTP_PORT, size=big)
+    assert files.seen() == [] and office6.seen() == []
+    with gateway_firewall_removed(lab):  # control
+        assert send(lab, "home2", agent.v4, FILES[0], RTP_PORT, size=big)
+        assert send(lab, "home2", agent.v6, OFFICE_V6, RTP_PORT, size=big)
 
 
 @contextlib.contextmanager
