@@ -13,15 +13,20 @@ gateway:
   and with any access the profile takes away. The mode's rules match the connection's original
   tuple (`ct original ...`), so one rule admits a flow's packets both ways and the ICMP errors
   that belong to it, and nothing of a flow the mode does not allow.
-- the gateway itself answers the tunnel only with ping on its tunnel addresses and DNS when a DNS
-  server of the profile is one of its own addresses; its other interfaces are not filtered (the
-  profile does not say who administers the gateway).
+- the gateway itself answers the tunnel only with ping on its tunnel addresses, DNS when a DNS
+  server of the profile is one of its own addresses and the VoIP path when the PBX or a media host
+  is; what it sends into the tunnel is its answers and calls. Its tunnel addresses answer the
+  tunnel only; its other interfaces are not filtered (the profile does not say who administers
+  the gateway).
 - expiry is an absolute time: an expiring peer passes through the chain of its expiry instant,
   which drops it from then on by the kernel's clock (`meta time`, unix seconds). Loading the
   same file again later never gives access back. Revoked and expired peers are not in the maps.
 
-The output is one `nft -f` file that atomically replaces the `netsetup` table (its name includes
-the interface, so two tunnels on one gateway keep separate tables).
+The output is one `nft -f` file that atomically replaces the `netsetup` table of the interface.
+Each such table denies all forwarding that is not its own tunnel's, and a drop in any table is
+final: one gateway carries one netsetup tunnel (a second one's table would cut the first).
+Forwarding is denied by the forward chain's last rule rather than its policy, so that no packet
+slips through while a reload runs (see `_hooks`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from netsetup.profile.model import MODES, AccessRule, Peer, Profile
 from netsetup.profile.values import IPAddress, IPNetwork, format_time
 
 _SAFE_COMMENT = re.compile(r"[^A-Za-z0-9 ._:/@()+,-]")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9]")
 
 # nft keeps `meta time` in nanoseconds in 64 bits: later instants wrap around silently (checked
 # with nft 1.0.6), so an expiry after this one (2262-04-11) is enforced as this one
@@ -45,8 +50,10 @@ MAX_NFT_TIME = 9_223_372_036
 
 
 def table_name(interface: str) -> str:
-    """The nftables table that holds the ruleset of one tunnel interface."""
-    return "netsetup_" + _SAFE_NAME.sub("_", interface)
+    """The nftables table that holds the ruleset of one tunnel interface: one table per interface
+    name (wg-0 and wg_0 are two tunnels), so every character nft would not take bare, `_`
+    included, is written as `_` and its hex code."""
+    return "netsetup_" + _SAFE_NAME.sub(lambda m: f"_{ord(m.group()):02x}", interface)
 
 
 def mode_chain(mode: str) -> str:
@@ -93,6 +100,9 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
         "\t# calls to the assistants' phones: the PBX and the media hosts start these flows"
     )
     lines.extend(_chain("calls", call_rules(profile)))
+    if profile.voip is not None:
+        lines.append("\t# the VoIP path, where the PBX or a media host is the gateway itself")
+        lines.extend(_chain("voip", voip_rules(profile)))
     lines.extend(_expiry_chains(active))
     lines.extend(_peer_maps(active))
     lines.extend(_hooks(profile))
@@ -100,8 +110,10 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
     return "\n".join(lines) + "\n"
 
 
-def _chain(name: str, rules: Sequence[str], head: Sequence[str] = ()) -> list[str]:
-    return [f"\tchain {name} {{", *(f"\t\t{r}" for r in (*head, *rules)), "\t}", ""]
+def _chain(
+    name: str, rules: Sequence[str], head: Sequence[str] = (), tail: Sequence[str] = ()
+) -> list[str]:
+    return [f"\tchain {name} {{", *(f"\t\t{r}" for r in (*head, *rules, *tail)), "\t}", ""]
 
 
 def _expiry_chains(active: Sequence[Peer]) -> list[str]:
@@ -161,9 +173,20 @@ def _hooks(profile: Profile) -> list[str]:
     iface = profile.gateway.interface
     out = _chain(
         "input",
-        [f'iifname "{iface}" jump peer_to_gateway'],
+        [f'iifname "{iface}" jump peer_to_gateway', *tunnel_only_rules(profile)],
         head=["type filter hook input priority filter; policy accept;"],
     )
+    out += _chain(
+        "output",
+        [f'oifname "{iface}" jump gateway_to_peer'],
+        head=["type filter hook output priority filter; policy accept;"],
+    )
+    # the forward chain denies by its last rule, not by `policy drop`: a reload deletes the
+    # table and creates it again in one transaction, and the kernel (seen on 6.18) hooks a new
+    # base chain when the transaction is prepared but sets its drop policy only while
+    # committing, after the old chain is unhooked. A forbidden packet in that instant met the new
+    # rules, then the accept policy (lab: 2-3 packets in 60 reloads under a flood). A rule is
+    # live exactly when the new ruleset is, so the deny has no gap.
     out += _chain(
         "forward",
         [
@@ -171,9 +194,10 @@ def _hooks(profile: Profile) -> list[str]:
             f'iifname "{iface}" jump from_peer',
             f'oifname "{iface}" jump to_peer',
         ],
+        tail=['drop comment "nothing else is forwarded: not from the WAN, not between the others"'],
         head=[
-            "type filter hook forward priority filter; policy drop;",
-            "# nothing else is forwarded: not from the WAN, not between the other interfaces",
+            "type filter hook forward priority filter; policy accept;",
+            "# deny by the last rule: a reloaded chain gets its drop policy late (see firewall.py)",
         ],
     )
     out.append("\t# a packet of a peer that is unknown, revoked or expired goes no further")
@@ -220,7 +244,34 @@ def _hooks(profile: Profile) -> list[str]:
     )
     out.append("\t# the gateway itself, seen from the tunnel")
     out += _chain("peer_to_gateway", ["jump sender_active", *gateway_rules(profile), "drop"])
+    # what the gateway itself sends into the tunnel obeys the same rule as what it forwards: a
+    # service on the gateway must not reach an assistant's machine that the office cannot
+    out.append("\t# the gateway itself, towards the tunnel: its answers, and calls")
+    out += _chain(
+        "gateway_to_peer",
+        [
+            "jump receiver_active",
+            'ct direction reply accept comment "answers to what the tunnel may ask of it"',
+            "ct direction original jump calls",
+            "drop",
+        ],
+    )
     return out
+
+
+def tunnel_only_rules(profile: Profile) -> list[str]:
+    """The gateway's addresses in the tunnel subnet answer the tunnel (and the gateway itself)
+    only: by Linux's weak host model a WAN host that routes the tunnel subnet to the gateway
+    would otherwise reach whatever listens there for the peers, such as their DNS."""
+    network = profile.network
+    subnets: list[IPNetwork] = [network.tunnel_v4]
+    if network.tunnel_v6 is not None:
+        subnets.append(network.tunnel_v6)
+    return [
+        f'iifname != "lo" {_family(subnet)} daddr {subnet} drop '
+        'comment "the tunnel addresses answer the tunnel only"'
+        for subnet in subnets
+    ]
 
 
 def gateway_rules(profile: Profile) -> list[str]:
@@ -236,6 +287,9 @@ def gateway_rules(profile: Profile) -> list[str]:
             f"{_family(server)} daddr {server} meta l4proto {{ tcp, udp }} th dport 53 "
             'accept comment "DNS on the gateway"'
         )
+    if profile.voip is not None:
+        # a PBX (or media host) on the gateway itself: its SIP and RTP, and answers to its calls
+        rules += ["ct direction original jump voip", "ct direction reply jump calls"]
     return rules
 
 
@@ -249,13 +303,20 @@ def peer_rules(profile: Profile, mode: str) -> list[str]:
         network = ipaddress.ip_network(server)
         rules += _flow("daddr", AccessRule(network, "udp", ((53, 53),)), "DNS")
         rules += _flow("daddr", AccessRule(network, "tcp", ((53, 53),)), "DNS")
+    return rules + voip_rules(profile)
+
+
+def voip_rules(profile: Profile) -> list[str]:
+    """The VoIP path every peer has: SIP to the PBX, RTP to the media hosts, as flows it opens."""
     voip = profile.voip
-    if voip is not None:
-        sip = ipaddress.ip_network(voip.sip_server)
-        for proto, port in _sip_ports(profile):
-            rules += _flow("daddr", AccessRule(sip, proto, ((port, port),)), "SIP")
-        for network in voip.media_networks:
-            rules += _flow("daddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP")
+    if voip is None:
+        return []
+    rules: list[str] = []
+    sip = ipaddress.ip_network(voip.sip_server)
+    for proto, port in _sip_ports(profile):
+        rules += _flow("daddr", AccessRule(sip, proto, ((port, port),)), "SIP")
+    for network in voip.media_networks:
+        rules += _flow("daddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP")
     return rules
 
 

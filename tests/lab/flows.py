@@ -3,8 +3,12 @@
     python flows.py serve-udp ADDRESS PORT        answer every datagram, print "got SRC" for each
     python flows.py client                        hold flows, driven line by line on stdin
     python flows.py send-udp --source S HOST PORT one datagram from address S; exit 0 on an answer
+                                                  (--sport P: from port P, --size N: N bytes)
+    python flows.py blast --source S HOST PORT SECONDS  datagrams as fast as it can; prints "sent N"
     python flows.py icmp-error ...                an ICMP "fragmentation needed" about a TCP flow
     python flows.py watch-icmp                    print "icmp SRC INNER_DST INNER_DPORT" per error
+    python flows.py icmp6-error ...               an ICMPv6 "port unreachable" about a UDP flow
+    python flows.py watch-icmp6                   the same as watch-icmp, for ICMPv6 errors
 
 Every tool prints "ready" once it listens, and flushes each line, so a test can wait for it.
 """
@@ -12,6 +16,7 @@ Every tool prints "ready" once it listens, and flushes each line, so a test can 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import select
 import socket
 import struct
@@ -41,14 +46,20 @@ def serve_udp(address: str, port: int) -> None:
         data, peer = sock.recvfrom(65535)
         say(f"got {peer[0]}")
         reply = b"SIP/2.0 200 OK\r\n\r\n" if data.startswith(b"OPTIONS") else data
-        sock.sendto(reply, peer)
+        # a spoofed source may have no route back: what counts is that the datagram arrived
+        with contextlib.suppress(OSError):
+            sock.sendto(reply, peer)
 
 
-def send_udp(source: str, host: str, port: int, timeout: float) -> int:
+def send_udp(
+    source: str, host: str, port: int, timeout: float, sport: int = 0, size: int = 0
+) -> int:
     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
-    sock.bind((source, 0))
+    # through getaddrinfo, so that a link-local source may name its interface (fe80::1%wg0)
+    sock.bind(socket.getaddrinfo(source, sport, _family(host), socket.SOCK_DGRAM)[0][4])
     sock.settimeout(timeout)
-    sock.sendto(SIP_OPTIONS.format(host=host, source=source).encode(), (host, port))
+    data = SIP_OPTIONS.format(host=host, source=source).encode()
+    sock.sendto(data.ljust(size, b"x"), (host, port))
     try:
         data, _ = sock.recvfrom(65535)
     except OSError as exc:
@@ -56,6 +67,18 @@ def send_udp(source: str, host: str, port: int, timeout: float) -> int:
         return 1
     say(data.decode(errors="replace").splitlines()[0])
     return 0
+
+
+def blast(source: str, host: str, port: int, seconds: float) -> None:
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.connect((host, port))
+    sent, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError):  # a full queue or an ICMP error: keep going
+            sock.send(b"x")
+            sent += 1
+    say(f"sent {sent}")
 
 
 class Client:
@@ -173,6 +196,36 @@ def watch_icmp(seconds: float) -> None:
         say(f"icmp {peer[0]} {inner_dst} {dport}")
 
 
+def icmp6_error(source: str, inner_src: str, inner_dst: str, sport: int, dport: int) -> None:
+    """Send to `inner_src` what `inner_dst` answers a UDP datagram from `inner_src`:`sport` to
+    its closed port `dport` with (type 1 code 4; the kernel fills in the ICMPv6 checksum)."""
+    udp = struct.pack("!HHHH", sport, dport, 8, 0)
+    inner = struct.pack("!IHBB", 6 << 28, len(udp), socket.IPPROTO_UDP, 64)
+    inner += socket.inet_pton(socket.AF_INET6, inner_src)
+    inner += socket.inet_pton(socket.AF_INET6, inner_dst)
+    packet = struct.pack("!BBHI", 1, 4, 0, 0) + inner + udp
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
+        sock.bind((source, 0))
+        sock.sendto(packet, (inner_src, 0))
+    say("sent")
+
+
+def watch_icmp6(seconds: float) -> None:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    say("ready")
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            break
+        icmp, peer = sock.recvfrom(65535)  # from the ICMPv6 header on: no IPv6 header here
+        if icmp[0] not in (1, 2, 3, 4) or len(icmp) < 8 + 40 + 4:
+            continue
+        inner_dst = socket.inet_ntop(socket.AF_INET6, icmp[8 + 24 : 8 + 40])
+        dport = struct.unpack("!H", icmp[8 + 40 + 2 : 8 + 40 + 4])[0]
+        say(f"icmp6 {peer[0]} {inner_dst} {dport}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="tool", required=True)
@@ -184,24 +237,37 @@ def main() -> int:
     send = sub.add_parser("send-udp")
     send.add_argument("--source", required=True)
     send.add_argument("--timeout", type=float, default=2.0)
+    send.add_argument("--sport", type=int, default=0)
+    send.add_argument("--size", type=int, default=0)
     send.add_argument("host")
     send.add_argument("port", type=int)
-    error = sub.add_parser("icmp-error")
-    for name in ("--source", "--inner-src", "--inner-dst"):
-        error.add_argument(name, required=True)
-    error.add_argument("--sport", type=int, required=True)
-    error.add_argument("--dport", type=int, required=True)
-    watch = sub.add_parser("watch-icmp")
-    watch.add_argument("--seconds", type=float, default=30.0)
+    flood = sub.add_parser("blast")
+    flood.add_argument("--source", required=True)
+    flood.add_argument("host")
+    flood.add_argument("port", type=int)
+    flood.add_argument("seconds", type=float)
+    for tool in ("icmp-error", "icmp6-error"):
+        error = sub.add_parser(tool)
+        for name in ("--source", "--inner-src", "--inner-dst"):
+            error.add_argument(name, required=True)
+        error.add_argument("--sport", type=int, required=True)
+        error.add_argument("--dport", type=int, required=True)
+    for tool in ("watch-icmp", "watch-icmp6"):
+        sub.add_parser(tool).add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     if args.tool == "serve-udp":
         serve_udp(args.address, args.port)
     elif args.tool == "client":
         client(args.timeout)
     elif args.tool == "send-udp":
-        return send_udp(args.source, args.host, args.port, args.timeout)
-    elif args.tool == "icmp-error":
-        icmp_error(args.source, args.inner_src, args.inner_dst, args.sport, args.dport)
+        return send_udp(args.source, args.host, args.port, args.timeout, args.sport, args.size)
+    elif args.tool == "blast":
+        blast(args.source, args.host, args.port, args.seconds)
+    elif args.tool in ("icmp-error", "icmp6-error"):
+        send_error = icmp_error if args.tool == "icmp-error" else icmp6_error
+        send_error(args.source, args.inner_src, args.inner_dst, args.sport, args.dport)
+    elif args.tool == "watch-icmp6":
+        watch_icmp6(args.seconds)
     else:
         watch_icmp(args.seconds)
     return 0

@@ -52,12 +52,15 @@ def _rules(text: str, name: str) -> list[str]:
 def test_forward_drops_by_default_and_peers_are_checked_before_conntrack() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
     forward = _rules(text, "forward")
-    assert forward[0] == "type filter hook forward priority filter; policy drop;"
+    # the deny is the last rule, live with the ruleset: a reloaded chain's drop policy comes late
+    # (test_firewall_audit.py shows forbidden packets passing during reloads with it)
+    assert forward[0] == "type filter hook forward priority filter; policy accept;"
     rules = [r for r in forward[1:] if not r.startswith("#")]
     assert rules == [
         'iifname "wg0" oifname "wg0" drop comment "peers never reach each other"',
         'iifname "wg0" jump from_peer',
         'oifname "wg0" jump to_peer',
+        'drop comment "nothing else is forwarded: not from the WAN, not between the others"',
     ]
     # the peer's state is checked first, in both directions; no blanket established/related
     assert _rules(text, "from_peer")[0] == "jump sender_active"
@@ -73,9 +76,12 @@ def test_forward_drops_by_default_and_peers_are_checked_before_conntrack() -> No
 
 def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
+    tunnel_only = 'drop comment "the tunnel addresses answer the tunnel only"'
     assert _rules(text, "input") == [
         "type filter hook input priority filter; policy accept;",
         'iifname "wg0" jump peer_to_gateway',
+        f'iifname != "lo" ip daddr 198.18.10.0/24 {tunnel_only}',
+        f'iifname != "lo" ip6 daddr 2001:db8:10::/64 {tunnel_only}',
     ]
     assert _rules(text, "peer_to_gateway") == [
         "jump sender_active",
@@ -83,7 +89,23 @@ def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None
         'ip6 daddr 2001:db8:10::1 icmpv6 type echo-request accept comment "ping"',
         "ip daddr 192.0.2.53 meta l4proto { tcp, udp } th dport 53 accept"
         ' comment "DNS on the gateway"',
+        "ct direction original jump voip",
+        "ct direction reply jump calls",
         "drop",
+    ]
+    # and it sends into the tunnel only its answers and calls, to active peers
+    assert _rules(text, "output") == [
+        "type filter hook output priority filter; policy accept;",
+        'oifname "wg0" jump gateway_to_peer',
+    ]
+    assert _rules(text, "gateway_to_peer") == [
+        "jump receiver_active",
+        'ct direction reply accept comment "answers to what the tunnel may ask of it"',
+        "ct direction original jump calls",
+        "drop",
+    ]
+    assert _rules(text, "voip") == [
+        r for r in _rules(text, "mode_agency") if "SIP" in r or "RTP" in r
     ]
 
 
@@ -153,6 +175,22 @@ def test_hostile_peer_name_cannot_break_out_of_a_comment() -> None:
     evil = _peer('x"; flush ruleset; #', "dedicated", 2)
     text = render_firewall(profile, [evil], NOW)
     assert 'x"' not in text and "flush ruleset;" not in text
+
+
+def test_every_interface_name_gets_a_table_of_its_own() -> None:
+    """Interface names may hold `-`, `_`, `.`, `+` and `=`: two tunnels whose names differ only
+    there must not share (and so replace each other's) table."""
+    names = ["wg0", "wg-0", "wg_0", "wg.0", "wg+0", "wg=0", "wg_2d0"]
+    tables = {table_name(name) for name in names}
+    assert len(tables) == len(names), tables
+    assert table_name("wg0") == "netsetup_wg0"
+    profile = load_profile(ACME)
+    for name in names[1:]:
+        renamed = replace(profile, gateway=replace(profile.gateway, interface=name))
+        text = render_firewall(renamed, PEERS, NOW)
+        assert f"delete table inet {table_name(name)}\n" in text
+        assert f'iifname "{name}" jump peer_to_gateway' in text
+        _nft_check(text)
 
 
 def _nft_check(text: str) -> None:
@@ -252,6 +290,18 @@ def test_expiry_is_an_absolute_time_in_its_own_chain() -> None:
     far = _peer("far", "agency", 6, expires=datetime(2400, 1, 1, tzinfo=UTC))
     text = render_firewall(load_profile(ACME), [far], NOW)
     assert f"meta time >= {MAX_NFT_TIME} drop" in text  # beyond what nft holds: its last second
+
+
+def test_an_expiry_at_the_render_instant_or_within_its_second_grants_nothing() -> None:
+    """A peer expiring exactly now is not in the maps; one expiring half a second from now is,
+    but its chain drops from the current second on (a fraction is cut, not granted)."""
+    now_peer = _peer("now", "agency", 8, expires=NOW)
+    soon_peer = _peer("soon", "agency", 9, expires=NOW + timedelta(milliseconds=500))
+    text = render_firewall(load_profile(ACME), [now_peer, soon_peer], NOW)
+    assert "198.18.10.8" not in text
+    seconds = int(NOW.timestamp())
+    assert f"198.18.10.9 : jump expires_{seconds}," in text
+    assert _rules(text, f"expires_{seconds}")[0].startswith(f"meta time >= {seconds} drop")
 
 
 def test_nft_reads_the_expiry_as_utc_unix_seconds_whatever_the_local_timezone() -> None:
