@@ -8,6 +8,7 @@ file it cannot read, writing nothing.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from netsetup.errors import ProfileError
 from netsetup.profile.model import Profile
 from netsetup.profile.store import load_profile
 from netsetup.provision import service
-from netsetup.provision.addresses import INDEX_FILE, AddressIndex
+from netsetup.provision.addresses import INDEX_FILE, AddressIndex, _read_index
 from netsetup.state import StateDir
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -206,8 +208,20 @@ def test_a_file_written_after_the_scan_began_is_read_again_next_time(
     provision(profile, "a")
     provision(profile, "b")
     index = json.loads((acme / INDEX_FILE).read_text())
-    assert "b" not in index["names"]  # written by this very provision
-    assert "a" in index["names"]
+    assert index["names"].split("/") == ["a"]  # b was written by this very provision
+    assert AddressIndex.load(profile).entries.keys() == {"b"}  # only b is read again
+
+
+def test_a_warm_index_reads_no_peer_file(acme: Path, state_dir: Path) -> None:
+    profile = load_profile(acme)
+    for name in ("a", "b", "c"):
+        provision(profile, name)
+    AddressIndex.load(profile).save()  # c has settled since its provision: indexed now
+    index = AddressIndex.load(profile)
+    assert index.entries == {}
+    taken_v4, taken_v6 = index.taken(NOW)
+    assert sorted(taken_v4) == [int(ipaddress.IPv4Address(f"198.18.10.{i}")) for i in (2, 3, 4)]
+    assert len(taken_v6) == 3
 
 
 def test_a_copied_index_matches_nothing(acme: Path, state_dir: Path, tmp_path: Path) -> None:
@@ -220,8 +234,11 @@ def test_a_copied_index_matches_nothing(acme: Path, state_dir: Path, tmp_path: P
     copy = tmp_path / "copy" / "acme-dental"
     shutil.copytree(acme, copy, copy_function=shutil.copy2)
     wrong = json.loads((copy / INDEX_FILE).read_text())
-    wrong["v4"] = [0 for _ in wrong["v4"]]  # would free .2 if the entries were believed
+    assert len(wrong["names"].split("/")) == 2  # a and b, with c read again next time
+    zeros = array("Q", [0, 0]).tobytes()
+    wrong["v4"] = base64.b64encode(zeros).decode()  # would free .2 and .3 if believed
     (copy / INDEX_FILE).write_text(json.dumps(wrong))
+    assert len(_read_index(copy / INDEX_FILE, 30).names) == 2  # a readable index, yet unused
     index = AddressIndex.load(load_profile(copy))
     taken_v4, _ = index.taken(NOW)
     assert {str(ipaddress.IPv4Address(a)) for a in taken_v4} == {
