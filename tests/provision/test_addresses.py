@@ -48,7 +48,20 @@ def assert_unique(profile_dir: Path) -> None:
 
 
 def provision(profile: Profile, name: str, now: datetime = NOW) -> service.ProvisionResult:
-    return service.provision(profile, name, "dedicated", state=StateDir(), now=now)
+    result = service.provision(profile, name, "dedicated", state=StateDir(), now=now)
+    settle(result.peer_file)
+    return result
+
+
+def settle(path: Path) -> None:
+    """Wait until the file system clock has moved past `path`'s ctime, so that the next scan
+    may index it (files changed in the scan's own clock tick are read again instead)."""
+    probe = path.parent / ".settle-probe"
+    while True:
+        probe.touch()
+        if probe.stat().st_ctime_ns > path.stat().st_ctime_ns:
+            probe.unlink()
+            return
 
 
 def restore_times(path: Path, before: os.stat_result) -> None:
@@ -274,3 +287,60 @@ def test_files_of_another_shape_hold_their_addresses(acme: Path, state_dir: Path
     result = provision(load_profile(acme), "maria")
     assert (result.peer.address_v4, result.peer.address_v6) == ("198.18.10.3", "2001:db8:10::3")
     assert_unique(acme)
+
+
+KEY = "MDKTGWX4d3ADlYiRA1ol9W47Rb6pKJFUAwDdD/XyIHI="
+CANONICAL = (
+    "# Written by netsetup.\n"
+    'name = "{name}"\nmode = "{mode}"\nstatus = "{status}"\npublic_key = "{key}"\n'
+    'key_origin = "generated"\naddress_v4 = "{v4}"\naddress_v6 = "2001:db8:10::{n}"\n'
+    "created = 2026-11-01T00:00:00Z\n{extra}"
+)
+VARIANTS = {
+    "active": {},
+    "revoked-in-quarantine": {"status": "revoked", "extra": "revoked = 2026-11-20T00:00:00Z\n"},
+    "revoked-long-ago": {"status": "revoked", "extra": "revoked = 2026-01-01T00:00:00Z\n"},
+    "name-not-file-name": {"name": "other"},
+    "bad-mode": {"mode": "nosuch"},
+    "bad-key": {"key": "AAAA"},
+    "leading-zero-address": {"v4": "198.18.10.02"},
+    "month-13": {"extra": "expires = 2026-13-01T00:00:00Z\n"},
+    "unknown-status": {"status": "paused"},
+}
+
+
+def scan_outcome(profile_dir: Path, lean: bool, monkeypatch: pytest.MonkeyPatch) -> object:
+    from netsetup.provision import addresses
+
+    monkeypatch.setattr(addresses, "LEAN_SCAN_FROM", 0 if lean else 10**9)
+    (profile_dir / INDEX_FILE).unlink(missing_ok=True)
+    try:
+        taken = AddressIndex.load(load_profile(profile_dir)).taken(NOW)
+    except ProfileError as exc:
+        return str(exc)
+    return taken
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_lean_scan_and_the_full_parser_agree(
+    acme: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """A cold index reads canonical files without the TOML parser; whatever a file holds, or
+    whatever is wrong with it, the answer must be the one the full parser gives."""
+    (acme / "peers").mkdir()
+    for n in range(2, 5):
+        fields = {"name": f"p{n}", "mode": "dedicated", "status": "active", "key": KEY}
+        fields |= {"v4": f"198.18.10.{n}", "n": str(n), "extra": ""}
+        if n == 3:
+            fields |= VARIANTS[variant]
+        (acme / "peers" / f"p{n}.toml").write_text(CANONICAL.format(**fields))
+    lean = scan_outcome(acme, True, monkeypatch)
+    full = scan_outcome(acme, False, monkeypatch)
+    assert lean == full
+    if variant in ("bad-mode", "bad-key", "leading-zero-address", "month-13"):
+        assert isinstance(full, str) and "peers/p3.toml:" in full  # no Peer: provision stops
+    else:
+        held = {int(ipaddress.IPv4Address(f"198.18.10.{n}")) for n in (2, 3, 4)}
+        if variant == "revoked-long-ago":  # out of its 30-day quarantine by NOW
+            held.remove(int(ipaddress.IPv4Address("198.18.10.3")))
+        assert isinstance(full, tuple) and full[0] == held
