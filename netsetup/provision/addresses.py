@@ -68,6 +68,10 @@ CLOCK_PROBE = ".lock"
 CLOCK_MARGIN_NS = 3_000_000_000
 # From this many unindexed files on, the lean scan (see above) reads them
 LEAN_SCAN_FROM = 32
+# The index is rewritten once the files it lacks or has wrong number SAVE_AFTER + 1 per
+# SAVE_EVERY_OF rows: until then, parsing those few files again costs less than writing every row.
+SAVE_AFTER = 1
+SAVE_EVERY_OF = 256
 
 # What an address-holding peer tells the allocator: its addresses as integers and, for a revoked
 # peer, when the address leaves quarantine (Unix seconds). Plain tuples of integers keep loading
@@ -106,17 +110,14 @@ class _Cached:
     Packed arrays inside the JSON load in a millisecond or two for 10,000 peers and make no
     object per row until a row is used."""
 
-    __slots__ = ("ctime", "ino", "mtime", "names", "released", "row", "size", "v4", "v6")
+    __slots__ = ("columns", "names", "row", "v6", "v6_text")
 
-    def __init__(self, names: list[str], numbers: list[array[Any]], v6: list[int | None]) -> None:
+    def __init__(self, names: list[str], columns: list[array[Any]], v6_text: list[str]) -> None:
         self.names = names
         self.row = dict(zip(names, range(len(names)), strict=True))
-        self.ino, self.size, self.mtime, self.ctime, self.v4, self.released = numbers
-        self.v6 = v6
-
-    def holding(self, i: int) -> Holding:
-        released = self.released[i]
-        return (self.v4[i], self.v6[i], None if released != released else released)  # NaN: None
+        self.columns = columns  # ino, size, mtime_ns, ctime_ns, v4, released (NaN: not revoked)
+        self.v6_text = v6_text  # hexadecimal, "" for none
+        self.v6 = [int(x, 16) if x else None for x in v6_text]
 
     @classmethod
     def empty(cls) -> _Cached:
@@ -138,15 +139,15 @@ def _read_index(path: Path, quarantine_days: int) -> _Cached:
     if raw.get("quarantine_days") != quarantine_days:
         raise ValueError("index made with another quarantine")  # the release times moved
     names = raw["names"].split("/") if raw["names"] else []  # no file name holds a '/'
-    numbers = []
+    columns = []
     for code, key in zip(_CODES, _COLUMNS, strict=True):
         column = array(code)
         column.frombytes(base64.b64decode(raw[key], validate=True))
-        numbers.append(column)
-    v6 = [int(x, 16) if x else None for x in raw["v6"].split("/")] if names else []
-    if len(v6) != len(names) or any(len(column) != len(names) for column in numbers):
+        columns.append(column)
+    v6_text = raw["v6"].split("/") if names else []
+    if len(v6_text) != len(names) or any(len(column) != len(names) for column in columns):
         raise ValueError("damaged index")
-    return _Cached(names, numbers, v6)
+    return _Cached(names, columns, v6_text)
 
 
 def _read_file(folder: int, name: str, size: int) -> bytes:
@@ -298,14 +299,8 @@ class AddressIndex:
 
     def _match(self, folder: int) -> list[tuple[str, Stamp]]:
         """Keep the cached rows whose stamp still matches; return the other peer files."""
-        cached = self._cached
-        row, ino, size, mtime, ctime = (
-            cached.row,
-            cached.ino,
-            cached.size,
-            cached.mtime,
-            cached.ctime,
-        )
+        row = self._cached.row
+        ino, size, mtime, ctime = self._cached.columns[:4]
         changed: list[tuple[str, Stamp]] = []
         for name in os.listdir(folder):
             if not name.endswith(".toml") or name.startswith("."):
@@ -362,52 +357,40 @@ class AddressIndex:
                 continue
             self.entries[name[:-5]] = (holding, stamp)
 
-    def _rows(self) -> list[tuple[str, Holding, Stamp]]:
-        """Every holding known now: cached rows still valid, then what was read or recorded."""
-        cached, entries = self._cached, self.entries
-        rows = [
-            (
-                cached.names[i],
-                cached.holding(i),
-                (cached.ino[i], cached.size[i], cached.mtime[i], cached.ctime[i]),
-            )
-            for i in self._kept
-            if cached.names[i] not in entries
-        ]
-        rows.extend((name, holding, stamp) for name, (holding, stamp) in entries.items())
-        return rows
-
     def save(self) -> None:
-        """Write the index. No fsync: it is a cache that `load` rebuilds from the peer files.
+        """Write the index when it is worth it. No fsync: it is a cache that `load` rebuilds.
 
         Files whose ctime is not older than the start of `load` are left out: they may still
         change within the same tick of the clock unseen (see the module's note)."""
-        if not self._worth_saving():
-            return
-        rows = [row for row in self._rows() if row[2][3] < self.fresh_from and "/" not in row[0]]
-        columns: list[array[Any]] = [array(code) for code in _CODES]
-        for _, (v4, _, released), stamp in rows:
-            for column, value in zip(columns, (*stamp, v4), strict=False):
-                column.append(value)
-            columns[5].append(float("nan") if released is None else released)
+        cached = self._cached
+        keep = [i for i in self._kept if cached.names[i] not in self.entries]
+        new = [
+            (name, holding, stamp)
+            for name, (holding, stamp) in self.entries.items()
+            if stamp[3] < self.fresh_from and "/" not in name
+        ]
+        stale = len(cached.names) - len(keep)  # rows of files changed or gone
+        if len(new) + stale < SAVE_AFTER + len(keep) // SAVE_EVERY_OF:
+            return  # reading these few files next time costs less than rewriting every row
         data: dict[str, object] = {
             "version": INDEX_VERSION,
             "note": "cache written by netsetup; safe to delete",
             "byteorder": sys.byteorder,
             "quarantine_days": self.profile.network.quarantine_days,
-            "names": "/".join(name for name, _, _ in rows),
-            "v6": "/".join("" if h[1] is None else format(h[1], "x") for _, h, _ in rows),
+            "names": "/".join([*(cached.names[i] for i in keep), *(n for n, _, _ in new)]),
+            "v6": "/".join(
+                [
+                    *(cached.v6_text[i] for i in keep),
+                    *("" if h[1] is None else format(h[1], "x") for _, h, _ in new),
+                ]
+            ),
         }
-        for key, column in zip(_COLUMNS, columns, strict=True):
+        added: list[list[Any]] = [[*stamp, h[0], _nan_if_none(h[2])] for _, h, stamp in new]
+        for n, (key, code, old) in enumerate(zip(_COLUMNS, _CODES, cached.columns, strict=True)):
+            column = array(code, map(old.__getitem__, keep))
+            column.extend(row[n] for row in added)
             data[key] = base64.b64encode(column.tobytes()).decode("ascii")
         atomic_write(self.path, json.dumps(data), durable=False)
-
-    def _worth_saving(self) -> bool:
-        """Whether the saved index would differ: rows to add (settled files read this run) or to
-        drop (files changed or gone). Unchanged, it is not written again."""
-        if len(self._kept) != len(self._cached.names):
-            return True
-        return any(stamp[3] < self.fresh_from for _, stamp in self.entries.values())
 
     def record(self, name: str, holding: Holding, peer_file: Path) -> None:
         """Note a peer file just written (it changed after `load` began: read again next time)."""
@@ -424,7 +407,7 @@ class AddressIndex:
             raise ProfileError(first.message + more, where=first.where)
         moment = now.timestamp()
         cached, entries = self._cached, self.entries
-        v4, v6, released, names = cached.v4, cached.v6, cached.released, cached.names
+        v4, released, v6, names = cached.columns[4], cached.columns[5], cached.v6, cached.names
         # NaN (not revoked) compares False both ways; loops over columns, no object per row
         rows = [i for i in self._kept if not released[i] <= moment and names[i] not in entries]
         taken_v4 = {v4[i] for i in rows}
@@ -435,6 +418,10 @@ class AddressIndex:
                 if h[1] is not None:
                     taken_v6.add(h[1])
         return taken_v4, taken_v6
+
+
+def _nan_if_none(released: float | None) -> float:
+    return float("nan") if released is None else released
 
 
 def _sweep(folder: int, name: str) -> None:
