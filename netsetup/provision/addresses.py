@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import ipaddress
 import json
 import os
-import re
 import sys
 import time
 from array import array
@@ -52,11 +50,9 @@ from typing import Any
 
 from netsetup.errors import ConflictError, NotFoundError, ProfileError
 from netsetup.fsutil import atomic_write
-from netsetup.keys import is_valid_key
 from netsetup.profile.model import MODES, PEER_STATUSES, Peer, Profile
 from netsetup.profile.schema import parse_peer_data
 from netsetup.profile.store import ParsedFile, _canonical, read_toml
-from netsetup.profile.values import NAME_RE
 
 INDEX_FILE = ".peers-index.json"  # beside profile.toml, outside peers/ (see above)
 INDEX_VERSION = 6
@@ -165,26 +161,25 @@ def _read_file(folder: int, name: str, size: int) -> bytes:
         os.close(fd)
 
 
-def _utc_seconds(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()  # 'Z' makes it aware (Python >= 3.11)
-
-
-# A dotted quad as ipaddress accepts it: four decimal octets, no leading zeros
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-
-
-@functools.cache
-def _v4_pattern() -> re.Pattern[str]:
-    return re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")  # compiled for a lean scan only
+# The octets of a dotted quad as ipaddress accepts them: 0-255, no leading zeros
+_OCTETS = {str(i): i for i in range(256)}
+# The last character before '=' of a base64 key of 32 bytes (its low bits are zero)
+_KEY_LAST = frozenset("AEIMQUYcgkosw048")
 
 
 def _v4_int(text: str) -> int:
-    """`int(IPv4Address(text))` at a quarter of the cost (10,000 files on a cold index)."""
-    match = _v4_pattern().fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not an IPv4 address")
-    a, b, c, d = match.groups()
-    return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+    """`int(IPv4Address(text))` in a tenth of the time (10,000 files on a cold index)."""
+    octets = _OCTETS
+    try:
+        a, b, c, d = text.split(".")
+        return (octets[a] << 24) | (octets[b] << 16) | (octets[c] << 8) | octets[d]
+    except (KeyError, ValueError):
+        raise ValueError(f"{text!r} is not an IPv4 address") from None
+
+
+def _is_key(text: str) -> bool:
+    """`is_valid_key` for text the canonical pattern has limited to the base64 alphabet and '='."""
+    return len(text) == 44 and text[43] == "=" and text[42] in _KEY_LAST and "=" not in text[:43]
 
 
 def _lean_holding(data: bytes, quarantine: float) -> Holding | None:
@@ -199,23 +194,19 @@ def _lean_holding(data: bytes, quarantine: float) -> Holding | None:
     if match is None:
         return None
     name, mode, status, key, _, v4, v6, created, expires, rotated, revoked = match.groups()
-    if not (NAME_RE.match(name) and mode in MODES and status in PEER_STATUSES):
-        return None
-    if not is_valid_key(key):
+    if not (mode in MODES and status in PEER_STATUSES and _is_key(key) and name[0] != "-"):
         return None
     try:
         a4 = _v4_int(v4)
         a6 = int(ipaddress.IPv6Address(v6)) if v6 else None
-        created_at = _utc_seconds(created)
-        revoked_at = _utc_seconds(revoked) if revoked else None
-        for moment in (expires, rotated):
+        for moment in (created, expires, rotated, revoked):
             if moment:
-                _utc_seconds(moment)
+                datetime.fromisoformat(moment)  # a month 13 is a TOML error
     except ValueError:
         return None
     if status != "revoked":
         return (a4, a6, None)
-    return (a4, a6, (created_at if revoked_at is None else revoked_at) + quarantine)
+    return (a4, a6, datetime.fromisoformat(revoked or created).timestamp() + quarantine)
 
 
 def _unreadable(path: Path, problem: str, line: int | None = None) -> ProfileError:
