@@ -146,21 +146,6 @@ def _read_index(path: Path, quarantine_days: int) -> _Cached:
     return _Cached(names, columns, v6_text)
 
 
-def _read_file(folder: int, name: str, size: int) -> bytes:
-    """The whole file; one read when it is no bigger than its stat said."""
-    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=folder)
-    try:
-        data = os.read(fd, size + 1)
-        if len(data) <= size:
-            return data
-        chunks = [data]
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 # The octets of a dotted quad as ipaddress accepts them: 0-255, no leading zeros
 _OCTETS = {str(i): i for i in range(256)}
 # The last character before '=' of a base64 key of 32 bytes (its low bits are zero)
@@ -326,16 +311,12 @@ class AddressIndex:
     def _read_changed(
         self, folder: int, changed: list[tuple[str, Stamp]], quarantine: timedelta
     ) -> None:
-        seconds = quarantine.total_seconds()
         # The lean scan's patterns cost more to compile than a few files cost to parse in full.
-        lean = len(changed) >= LEAN_SCAN_FROM
+        if len(changed) >= LEAN_SCAN_FROM:
+            changed = self._lean_scan(folder, changed, quarantine.total_seconds())
         for name, stamp in changed:
             try:
-                holding = (
-                    _lean_holding(_read_file(folder, name, stamp[1]), seconds) if lean else None
-                )
-                if holding is None:
-                    holding = _full_holding(self.profile.peers_dir / name, quarantine)
+                holding = _full_holding(self.profile.peers_dir / name, quarantine)
             except (FileNotFoundError, NotFoundError):
                 continue  # removed since the listing: it holds nothing any more
             except OSError as exc:
@@ -347,6 +328,32 @@ class AddressIndex:
                 self.problems.append(exc)
                 continue
             self.entries[name[:-5]] = (holding, stamp)
+
+    def _lean_scan(
+        self, folder: int, changed: list[tuple[str, Stamp]], quarantine: float
+    ) -> list[tuple[str, Stamp]]:
+        """Read canonical files; return the others (and any that failed) for the full parser.
+
+        One loop with no call per file but the system calls and the match: on a cold index of
+        10,000 peers every microsecond here is 10 ms."""
+        entries, rest = self.entries, []
+        open_, read, close, flags = os.open, os.read, os.close, os.O_RDONLY | os.O_CLOEXEC
+        for name, stamp in changed:
+            try:
+                fd = open_(name, flags, dir_fd=folder)
+                try:
+                    data = read(fd, stamp[1] + 1)
+                finally:
+                    close(fd)
+            except OSError:
+                rest.append((name, stamp))  # the full parser words the problem
+                continue
+            holding = _lean_holding(data, quarantine) if len(data) <= stamp[1] else None
+            if holding is None:
+                rest.append((name, stamp))
+            else:
+                entries[name[:-5]] = (holding, stamp)
+        return rest
 
     def save(self) -> None:
         """Write the index when it is worth it. No fsync: it is a cache that `load` rebuilds.
@@ -376,10 +383,12 @@ class AddressIndex:
                 ]
             ),
         }
-        added: list[list[Any]] = [[*stamp, h[0], _nan_if_none(h[2])] for _, h, stamp in new]
-        for n, (key, code, old) in enumerate(zip(_COLUMNS, _CODES, cached.columns, strict=True)):
+        nan = float("nan")  # released: not revoked
+        rows = [(*stamp, h[0], nan if h[2] is None else h[2]) for _, h, stamp in new]
+        added = list(zip(*rows, strict=True)) or [()] * len(_COLUMNS)
+        for key, code, old, more in zip(_COLUMNS, _CODES, cached.columns, added, strict=True):
             column = array(code, map(old.__getitem__, keep))
-            column.extend(row[n] for row in added)
+            column.extend(more)
             data[key] = base64.b64encode(column.tobytes()).decode("ascii")
         atomic_write(self.path, json.dumps(data), durable=False)
 
@@ -409,10 +418,6 @@ class AddressIndex:
                 if h[1] is not None:
                     taken_v6.add(h[1])
         return taken_v4, taken_v6
-
-
-def _nan_if_none(released: float | None) -> float:
-    return float("nan") if released is None else released
 
 
 def _sweep(folder: int, name: str) -> None:
