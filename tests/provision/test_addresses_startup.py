@@ -13,6 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from netsetup.cli import _register, app, main
 from netsetup.keys import fingerprint, generate_keypair, public_from_private
 
 NOT_ON_THE_PROVISION_PATH = (
@@ -57,3 +60,18 @@ def test_fingerprints_and_keys_are_what_hashlib_and_x25519_say() -> None:
     assert public_from_private(pair.private) == pair.public  # through the public X25519 API
     digest = hashlib.sha256(base64.b64decode(pair.public)).hexdigest()
     assert fingerprint(pair.public) == f"SHA256:{digest[:16]}"
+
+
+def test_the_app_keeps_every_command_after_one_ran(acme: Path, state_dir: Path) -> None:
+    """Only the command that runs is built, and the app is whole again afterwards (tests and
+    other callers run several commands in one process)."""
+    _register()
+    before = [c.callback for c in app.registered_commands]
+    with pytest.raises(SystemExit) as done:
+        main(["provision", str(acme), "maria"])
+    assert done.value.code in (None, 0)
+    assert [c.callback for c in app.registered_commands] == before
+    assert app.registered_callback is None
+    with pytest.raises(SystemExit) as listed:
+        main(["list", str(acme), "--json"])
+    assert listed.value.code in (None, 0)
