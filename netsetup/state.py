@@ -88,10 +88,17 @@ class StateDir:
         """Remove the peer's preshared keys, except the one of public key `keep`."""
         folder = self.root / profile_id / "psk"
         kept = self.psk_path(profile_id, peer, keep).name if keep else None
-        for path in folder.glob(f"{peer}.*.psk"):
-            if path.name != kept and path.name.count(".") == 2:
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        prefix = f"{peer}."
+        for name in names:
+            # <peer>.<key-tag>.psk, matched without compiling a glob pattern for every peer name
+            ours = name.startswith(prefix) and name.endswith(".psk") and name.count(".") == 2
+            if ours and name != kept:
                 with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                    (folder / name).unlink()
 
     # -- client configs --------------------------------------------------------------------
     def client_dir(self, profile_id: str, peer: str) -> Path:
