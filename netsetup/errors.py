@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 from pathlib import Path
 
 
@@ -11,6 +12,8 @@ class ExitCode(enum.IntEnum):
     FINDINGS = 1  # validate found problems, diagnose found failed checks
     USAGE = 2  # bad arguments or bad input files
     REMOTE = 3  # a remote apply failed and was rolled back
+    ENVIRONMENT = 4  # the machine is in the way: disk full, permissions, a missing tool
+    INTERNAL = 70  # a bug in netsetup (EX_SOFTWARE): the user should report it
     INTERRUPTED = 130
 
 
@@ -53,5 +56,53 @@ class RemoteError(NetsetupError):
     exit_code = ExitCode.REMOTE
 
 
+class ChecksFailed(NetsetupError):
+    """Something the user asked to be checked or brought up did not work (a lab teardown left
+    an interface behind, a tunnel made no handshake). Exit 1, like failed diagnose checks."""
+
+    exit_code = ExitCode.FINDINGS
+
+
 class PermissionNeeded(NetsetupError):
     """The command needs privileges it does not have (the lab needs root)."""
+
+
+# What to do about the OS errors people meet most; strerror alone says what, not what next.
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "free some space and run again",
+    errno.EDQUOT: "free some space and run again",
+    errno.EACCES: "check the owner and mode of the path",
+    errno.EPERM: "check the owner and mode of the path",
+    errno.EROFS: "choose a writable path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "a folder is in the way; give a file name",
+}
+
+
+def _is_program_name(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and "/" not in name
+
+
+class EnvironmentProblem(NetsetupError):
+    """The machine is in the way, not the input and not a bug: disk full, no permission, a
+    read-only folder, a file where a folder should be, a missing tool. Exit 4."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, *, where: Path | str | None = None) -> EnvironmentProblem:
+        """`<what failed> (<path>)` from the error's strerror and file name only: its full text
+        could carry whatever the failing call was given. `where` replaces the file name the
+        OS reported (a temporary file's, say) with the one the user knows."""
+        what = exc.strerror or type(exc).__name__
+        what = what[:1].lower() + what[1:]
+        hint = _OS_ERROR_HINTS.get(exc.errno or 0)
+        if exc.errno == errno.ENOENT and _is_program_name(exc.filename):
+            # what subprocess raises for a tool that is not installed
+            what, hint = "program not found", "install it or put it on PATH"
+        if hint:
+            what = f"{what}: {hint}"
+        if where is None:
+            names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+            where = " -> ".join(names) or None
+        return cls(what, where=str(where) if where is not None else None)

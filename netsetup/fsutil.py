@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from netsetup.errors import InputError
+from netsetup.errors import EnvironmentProblem, InputError
 
 SECRET_FILE_MODE = 0o600
 SECRET_DIR_MODE = 0o700
@@ -72,7 +72,7 @@ def private_dir(path: Path) -> Path:
         ensure_dir(path, SECRET_DIR_MODE)
         return path
     if not path.is_dir():
-        raise InputError("not a folder", where=str(path))
+        raise EnvironmentProblem("not a folder: a file is in the way", where=str(path))
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise InputError(

@@ -90,8 +90,8 @@ class StateDir:
         kept = self.psk_path(profile_id, peer, keep).name if keep else None
         try:
             names = os.listdir(folder)
-        except FileNotFoundError:
-            return
+        except OSError:
+            return  # as glob did: nothing there it can see (missing, or a file in the way)
         prefix = f"{peer}."
         for name in names:
             # <peer>.<key-tag>.psk, matched without compiling a glob pattern for every peer name

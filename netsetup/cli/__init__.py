@@ -1,4 +1,8 @@
-"""Command line: `netsetup`. Each command lives in its own module and registers itself on `app`."""
+"""Command line: `netsetup`. Each command lives in its own module and registers itself on `app`.
+
+`main()` is the one place that turns an exception into an exit status: a `NetsetupError` into
+its `ExitCode`, an `OSError` into ENVIRONMENT (4), anything else into INTERNAL (70).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,17 @@ import contextlib
 import os
 import signal
 import sys
+import types
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from netsetup.cli.app import app
-from netsetup.errors import ExitCode, NetsetupError
+from netsetup.errors import EnvironmentProblem, ExitCode, NetsetupError
 
 if TYPE_CHECKING:
+    import typer
     from typer.models import CommandInfo
+
+    from netsetup.cli.app import Failure, Streams
 
 __all__ = ["app", "main"]
 
@@ -25,13 +32,38 @@ COMMAND_MODULES = {
     "revoke": "provision",
     "rotate": "provision",
     "renew": "provision",
-    "list": "provision",
-    "render": "provision",
+    "list": "inventory",
+    "show": "inventory",
+    "render": "render",
     "validate": "validate",
     "rule": "validate",
     "lab": "lab",
 }
-ALL_MODULES = ("provision", "validate", "lab")
+ALL_MODULES = ("provision", "inventory", "render", "validate", "lab")
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is imported on first use, so `netsetup --version` answers without importing Typer.
+    if name == "app":
+        from netsetup.cli.app import app
+
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """`netsetup.cli.app` stays the Typer application (what `from netsetup.cli import app` gives),
+    as when it was imported eagerly: importing the submodule of the same name would otherwise
+    bind the module there."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "app" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def _register(argv: list[str] | None = None) -> None:
@@ -45,7 +77,7 @@ def _register(argv: list[str] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def _only_command(argv: list[str]) -> Iterator[None]:
+def _only_command(app: typer.Typer, argv: list[str]) -> Iterator[None]:
     """While `netsetup <command> ...` runs, leave only that command on `app`.
 
     Typer builds a Click command for every command registered (reading each one's signature and
@@ -83,26 +115,107 @@ def _on_sigint(signum: int, frame: object) -> None:
     raise Interrupted("interrupted")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI. Click (standalone) handles --help and usage errors (exit 2); this function
-    turns every NetsetupError into `error: <what> (<where>)` and its ExitCode."""
-    signal.signal(signal.SIGINT, _on_sigint)
-    args = sys.argv[1:] if argv is None else argv
-    _register(args)
+def _options(argv: list[str]) -> list[str]:
+    """The arguments before `--` (after it they belong to another program: `lab exec`)."""
+    return argv[: argv.index("--")] if "--" in argv else argv
+
+
+def _asks_version(argv: list[str]) -> bool:
+    return _options(argv)[:1] == ["--version"]
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """Whether the command was asked for JSON (--json, --format json, -f json): then its error
+    is JSON too. Conflicting flags (--json --format text) are an error about the flags, shown
+    as text, like the output they asked for."""
+    args = _options(argv)
+    formats = {"json"} if "--json" in args else set()
+    for i, arg in enumerate(args):
+        if arg in ("--format", "-f") and i + 1 < len(args):
+            formats.add(args[i + 1])
+        elif arg.startswith("--format="):
+            formats.add(arg.partition("=")[2])
+    return formats == {"json"}
+
+
+def _failure(exc: Exception) -> Failure:
+    """How `main()` reports an exception: NetsetupError as itself, OSError as the environment,
+    anything else as a bug."""
+    from netsetup.cli.app import Failure
+
+    if isinstance(exc, OSError):
+        exc = EnvironmentProblem.from_os_error(exc)
+    if isinstance(exc, NetsetupError):
+        return Failure(exc.message, exc.where, int(exc.exit_code))
+    # A bug, not bad input. Only the exception's type is shown: its text or a traceback could
+    # carry a value the code was holding, and that may be a secret.
+    what = (
+        f"internal error ({type(exc).__name__}); rerun with NETSETUP_DEBUG=1 for a traceback "
+        "and report it"
+    )
+    return Failure(what, None, int(ExitCode.INTERNAL))
+
+
+class _ClickFailure(Exception):
+    """A usage error Click found (an unknown option, a bad choice), already shown by Click."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.what)
+        self.failure = failure
+
+
+def _run(argv: list[str], streams: Streams) -> int:
+    """Run the app (not standalone: exceptions come back here, and its exit status is returned)."""
+    # Typer ships its own copy of Click (typer._click, since 0.26: see pyproject's pin)
+    from typer._click.exceptions import ClickException
+
+    from netsetup.cli.app import Failure, app
+
     try:
-        with _only_command(args):
-            app(args=argv, prog_name="netsetup")
-    except NetsetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(int(exc.exit_code))
+        with _only_command(app, argv):
+            code = app(args=argv, prog_name="netsetup", obj=streams, standalone_mode=False)
+    except ClickException as exc:
+        exc.show(file=streams.stderr)  # Click's usage line and hint, as people know them
+        param = getattr(exc, "param", None)  # the option or argument at fault, when known
+        where = "/".join(param.opts) if param is not None and param.opts else None
+        raise _ClickFailure(Failure(exc.format_message(), where, exc.exit_code)) from None
+    return int(code or 0)
+
+
+def package_version() -> str:
+    """The installed distribution's version; the source tree's when netsetup is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("netsetup")
+    except PackageNotFoundError:
+        from netsetup import __version__
+
+        return __version__
+
+
+def main(argv: list[str] | None = None, *, streams: Streams | None = None) -> None:
+    """Run the CLI and exit with its status. Every error becomes one `error: <what> (<where>)`
+    line on stderr, and with --json also a `netsetup.error/1` document on stdout."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if _asks_version(args):  # answered before Typer and the commands are imported
+        out = streams.stdout if streams else sys.stdout
+        out.write(f"netsetup {package_version()}\n")
+        sys.exit(int(ExitCode.OK))
+    signal.signal(signal.SIGINT, _on_sigint)
+    _register(args)
+    from netsetup.cli.app import Streams
+
+    streams = streams or Streams.system()
+    try:
+        sys.exit(_run(args, streams))
+    except _ClickFailure as exc:
+        failure = exc.failure
     except Exception as exc:
-        # A bug, not bad input. Only the exception's type is shown: its text or a traceback
-        # could carry a value the code was holding, and that may be a secret.
-        if os.environ.get("NETSETUP_DEBUG") == "1":
+        if os.environ.get("NETSETUP_DEBUG") == "1" and not isinstance(exc, NetsetupError):
             raise
-        print(
-            f"error: internal error ({type(exc).__name__}); rerun with NETSETUP_DEBUG=1 "
-            "for a traceback and report it",
-            file=sys.stderr,
-        )
-        sys.exit(int(ExitCode.USAGE))
+        failure = _failure(exc)
+        streams.stderr.write(failure.line + "\n")
+    if _wants_json(args):
+        streams.stdout.write(failure.as_json())
+    sys.exit(failure.exit_code)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import enum
+import inspect
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from netsetup.cli.app import app, emit_json, fail
-from netsetup.errors import ExitCode
+from netsetup.cli.app import app, emit_json
+from netsetup.errors import ChecksFailed, ExitCode
+from netsetup.lab.faults import KINDS, FaultKind
+
+if TYPE_CHECKING:
+    from netsetup.lab.lab import Lab
 
 lab_app = typer.Typer(
     help=(
@@ -45,8 +51,8 @@ def _start() -> None:
     install_sigterm_interrupt()
 
 
-def _load(prefix: str | None) -> Any:
-    from netsetup.lab import Lab
+def _load(prefix: str | None) -> Lab:
+    from netsetup.lab.lab import Lab
 
     return Lab.load(prefix)
 
@@ -62,21 +68,20 @@ def up(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> None
     _start()
     from netsetup.lab import Lab
 
-    lab = Lab.create(profile).up()
-    status = lab.status()
+    status = Lab.create(profile).up().status()
     if json_out:
-        emit_json("netsetup.lab.up/1", status)
+        emit_json("netsetup.lab.up/1", status.to_dict())
         return
-    typer.echo(f"lab {lab.prefix} is up ({lab.run_dir})")
-    typer.echo(f"  gateway   {status['gateway']['endpoint']} -> {status['gateway']['address']}")
-    typer.echo(f"  services  {', '.join(status['services'])}")
-    typer.echo(f"  profile   {status['lab_profile']} (state: {status['state_dir']})")
-    typer.echo(f"next: sudo netsetup lab connect maria --lab {lab.prefix}")
+    prefix, gateway = status.prefix, status.gateway
+    typer.echo(f"lab {prefix} is up ({status.run_dir})")
+    typer.echo(f"  gateway   {gateway.endpoint} -> {gateway.address}")
+    typer.echo(f"  services  {', '.join(status.services)}")
+    typer.echo(f"  profile   {status.lab_profile} (state: {status.state_dir})")
+    typer.echo(f"next: sudo netsetup lab connect maria --lab {prefix}")
     typer.echo(
-        f"      sudo netsetup lab exec home --lab {lab.prefix} -- ping -c1 "
-        f"{lab.profile().network.gateway_address_v4}"
+        f"      sudo netsetup lab exec home --lab {prefix} -- ping -c1 {gateway.tunnel_address}"
     )
-    typer.echo(f"      sudo netsetup lab down --lab {lab.prefix}")
+    typer.echo(f"      sudo netsetup lab down --lab {prefix}")
 
 
 @lab_app.command()
@@ -93,24 +98,12 @@ def down(
         sudo netsetup lab down --all
     """
     _start()
-    from netsetup.lab import cleanup
-    from netsetup.lab.lab import Lab, run_base
-    from netsetup.lab.proc import signals_deferred
+    from netsetup.lab.lab import down_all, down_lab
 
-    if all_labs:
-        prefixes = cleanup.all_prefixes(run_base())
-        problems: list[str] = []
-        with signals_deferred():
-            for prefix in prefixes:
-                problems += cleanup.teardown(prefix, run_base() / f"netsetup-lab-{prefix}")
-            cleanup.remove_created_dirs(run_base())
-    else:
-        target = Lab.load(lab)
-        prefixes = [target.prefix]
-        problems = target.down()
-    if problems:
-        fail("; ".join(problems), code=ExitCode.FINDINGS)
-    typer.echo(f"removed {', '.join(prefixes) or 'nothing (no lab)'}")
+    result = down_all() if all_labs else down_lab(lab)
+    if not result.ok:
+        raise ChecksFailed("; ".join(result.problems))
+    typer.echo(f"removed {', '.join(result.prefixes) or 'nothing (no lab)'}")
 
 
 @lab_app.command()
@@ -122,26 +115,26 @@ def status(lab: LabOpt = None, json_out: JsonOpt = False) -> None:
         sudo netsetup lab status --json
     """
     _start()
-    data = _load(lab).status()
+    status = _load(lab).status()
     if json_out:
-        emit_json("netsetup.lab.status/1", data)
+        emit_json("netsetup.lab.status/1", status.to_dict())
         return
-    typer.echo(f"lab {data['prefix']} ({'ready' if data['ready'] else 'not ready'})")
-    hosts = ", ".join(f"{h}{'' if ok else ' (missing)'}" for h, ok in data["hosts"].items())
+    typer.echo(f"lab {status.prefix} ({'ready' if status.ready else 'not ready'})")
+    hosts = ", ".join(f"{h}{'' if ok else ' (missing)'}" for h, ok in status.hosts.items())
     typer.echo(f"  hosts     {hosts}")
-    gw = data["gateway"]
-    typer.echo(f"  gateway   {gw['interface']} {'up' if gw['up'] else 'DOWN'} at {gw['endpoint']}")
-    for name, svc in data["services"].items():
-        state = "running" if svc["running"] else "stopped"
-        typer.echo(f"  service   {name} in {svc['host']}: {state}")
-    for host, tunnel in data["tunnels"].items():
-        if tunnel["peer"]:
+    gw = status.gateway
+    typer.echo(f"  gateway   {gw.interface} {'up' if gw.up else 'DOWN'} at {gw.endpoint}")
+    for name, service in status.services.items():
+        state = "running" if service.running else "stopped"
+        typer.echo(f"  service   {name} in {service.host}: {state}")
+    for host, tunnel in status.tunnels.items():
+        if tunnel.peer:
             typer.echo(
-                f"  tunnel    {host}: {tunnel['peer']} on {tunnel['interface']} "
-                f"(last handshake {tunnel['latest_handshake'] or 'never'})"
+                f"  tunnel    {host}: {tunnel.peer} on {tunnel.interface} "
+                f"(last handshake {tunnel.latest_handshake or 'never'})"
             )
-    for fault in data["faults"]:
-        typer.echo(f"  fault     {fault['id']}: {fault['what']}")
+    for fault in status.faults:
+        typer.echo(f"  fault     {fault.id}: {fault.what}")
 
 
 @lab_app.command(
@@ -169,6 +162,7 @@ def connect(
     mode: Annotated[str, typer.Option("--mode", help="dedicated or agency.")] = "dedicated",
     host: Annotated[str, typer.Option("--host", help="The client host.")] = "home",
     lab: LabOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Provision an assistant in the lab's profile copy and bring their tunnel up.
 
@@ -177,17 +171,15 @@ def connect(
         sudo netsetup lab connect maria --mode agency
     """
     _start()
-    target = _load(lab)
-    if host not in target.record.clients:
-        target.add_client_host(host)
-    existing = target.run_dir / "clients" / name
-    configs = sorted(existing.glob("*.conf")) if existing.is_dir() else []
-    config = configs[0] if configs else target.provision(name, mode)
-    target.tunnel_up(config, host)
-    seconds = target.wait_handshake(host, timeout=15)
-    if seconds is None:
-        fail(f"no handshake for {name} on {host} within 15 s", code=ExitCode.FINDINGS)
-    typer.echo(f"{name} connected from {host}: handshake after {seconds:.2f}s")
+    result = _load(lab).connect(name, mode, host)
+    if json_out:
+        emit_json("netsetup.lab.connect/1", result.to_dict())
+        if not result.ok:
+            raise typer.Exit(int(ExitCode.FINDINGS))
+        return
+    if not result.ok:
+        raise ChecksFailed(f"no handshake for {name} on {host} within {result.timeout:.0f} s")
+    typer.echo(f"{name} connected from {host}: handshake after {result.handshake_s:.2f}s")
 
 
 @lab_app.command()
@@ -212,19 +204,7 @@ def demo(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> No
         raise typer.Exit(int(ExitCode.FINDINGS))
 
 
-@fault_app.command("add")
-def fault_add(
-    kind: Annotated[str, typer.Argument(help="drop, loss, mtu, stop, wrong-key or home-subnet.")],
-    port: Annotated[int | None, typer.Option(help="drop: the port.")] = None,
-    proto: Annotated[str, typer.Option(help="drop: udp or tcp.")] = "udp",
-    host: Annotated[str, typer.Option(help="drop: where (gateway, internet ...).")] = "gateway",
-    percent: Annotated[int | None, typer.Option(help="loss: percent lost.")] = None,
-    direction: Annotated[str, typer.Option(help="loss: both, up or down.")] = "both",
-    mtu: Annotated[int | None, typer.Option(help="mtu: the home link's MTU.")] = None,
-    service: Annotated[str | None, typer.Option(help="stop: the service name.")] = None,
-    lab: LabOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
+def fault_add(kind: str, lab: str | None, json_out: bool, **given: object) -> None:
     """Inject a fault into a running lab.
 
     Example:
@@ -234,28 +214,59 @@ def fault_add(
         sudo netsetup lab fault add drop --proto udp --port 5060
     """
     _start()
-    params: dict[str, Any] = {}
-    if kind == "drop":
-        if port is None:
-            fail("drop needs --port")
-        params = {"proto": proto, "port": port, "host": host}
-    elif kind == "loss":
-        if percent is None:
-            fail("loss needs --percent")
-        params = {"percent": percent, "direction": direction}
-    elif kind == "mtu":
-        if mtu is None:
-            fail("mtu needs --mtu")
-        params = {"mtu": mtu}
-    elif kind == "stop":
-        if service is None:
-            fail("stop needs --service")
-        params = {"service": service}
-    fault = _load(lab).inject(kind, **params)
+    params = {name: value for name, value in given.items() if value is not None}
+    fault = _load(lab).inject(str(kind), **params)
     if json_out:
         emit_json("netsetup.lab.fault/1", fault.to_dict())
     else:
         typer.echo(f"{fault.id}: {fault.describe()}")
+
+
+def _fault_add_signature() -> inspect.Signature:
+    """`fault add`'s arguments, from the fault registry: KIND, one option per parameter of any
+    kind (the core checks which kind takes which, and fills in the defaults), --lab, --json."""
+    kinds = list(KINDS.values())
+    # Typer offers an Enum's values as the choices
+    choices = enum.StrEnum("FaultKindName", [(k, k) for k in KINDS])  # type: ignore[misc]
+    kind = typer.Argument(help="The fault: " + ", ".join(KINDS) + " (see below).", metavar="KIND")
+    params = [
+        _keyword("kind", Annotated[choices, kind]),
+        _keyword("lab", LabOpt, None),
+        _keyword("json_out", JsonOpt, False),
+    ]
+    for name, (type_, help_text) in _fault_options(kinds).items():
+        option = typer.Option(f"--{name}", help=help_text, show_default=False)
+        params.append(_keyword(name, Annotated[type_ | None, option], None))
+    return inspect.Signature(params, return_annotation=None)
+
+
+def _fault_kinds_epilog() -> str:
+    """The kinds, one paragraph each (Click rewraps a paragraph, not the list)."""
+    return "Kinds:\n\n" + "\n\n".join(f"{k.id}: {k.summary}." for k in KINDS.values())
+
+
+def _fault_options(kinds: list[FaultKind]) -> dict[str, tuple[type, str]]:
+    """Each parameter name with its type and help (`kind: help [default]`, for every kind that
+    takes it)."""
+    options: dict[str, tuple[type, list[str]]] = {}
+    for kind in kinds:
+        for param in kind.params:
+            default = "" if param.default is None else f" [default: {param.default}]"
+            type_, helps = options.setdefault(param.name, (param.type, []))
+            if type_ is not param.type:
+                raise TypeError(f"fault parameter {param.name} has two types")
+            helps.append(f"{kind.id}: {param.help}{default}")
+    return {name: (type_, "; ".join(helps)) for name, (type_, helps) in options.items()}
+
+
+def _keyword(name: str, annotation: object, default: object = inspect.Parameter.empty) -> Any:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+    )
+
+
+fault_add.__signature__ = _fault_add_signature()  # type: ignore[attr-defined]
+fault_app.command("add", epilog=_fault_kinds_epilog())(fault_add)
 
 
 @fault_app.command("clear")

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from netsetup.cli.app import app, emit_json, fail
-from netsetup.errors import ExitCode, NetsetupError
+from netsetup.cli.app import app, emit_json
+from netsetup.errors import ExitCode, InputError, NotFoundError
 
 
 @app.command()
@@ -44,9 +44,10 @@ def validate(
 ) -> None:
     """Check profiles offline: schema, addresses, keys, routes, secrets; findings at file:line.
 
-    Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage error, internal error or no
-    profile found. Silence one finding with a comment on its line or its table's header line:
-    `# netsetup: ignore[NS106] reason`. Explain a rule with `netsetup rule NS106`.
+    Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage error or no profile found,
+    4 the environment (a disk or permission problem), 70 internal error. Silence one finding
+    with a comment on its line or its table's header line: `# netsetup: ignore[NS106] reason`.
+    Explain a rule with `netsetup rule NS106`.
 
     Example:
 
@@ -59,26 +60,13 @@ def validate(
     try:
         threshold = Severity.parse(fail_on)
     except ValueError as exc:
-        fail(str(exc), "--fail-on")
+        raise InputError(str(exc), where="--fail-on") from None
     if as_json and output_format not in (None, "json"):
-        fail("--json and --format disagree", f"--json, --format {output_format}")
+        raise InputError("--json and --format disagree", where=f"--json, --format {output_format}")
     fmt = choose_format("json" if as_json else output_format, os.environ)
     moment = _parse_now(now) if now else datetime.now(UTC)
-    try:
-        report = run_validate(paths, now=moment, fail_on=threshold)
-    except NetsetupError:
-        raise
-    except Exception as exc:  # a bug must not look like "findings" (exit 1): report it as 2
-        # Only the exception's type: validate reads files that may hold keys, and the exception's
-        # text could carry what it was reading (as in main()).
-        if os.environ.get("NETSETUP_DEBUG") == "1":
-            raise
-        typer.echo(
-            f"error: internal error ({type(exc).__name__}); rerun with NETSETUP_DEBUG=1 for a "
-            "traceback and report it",
-            err=True,
-        )
-        raise typer.Exit(int(ExitCode.USAGE)) from None
+    # a bug raises through to main(): exit 70 with only the exception's type, never "findings"
+    report = run_validate(paths, now=moment, fail_on=threshold)
     if fmt == "json":
         emit_json(json_format.SCHEMA, json_format.payload(report))
     else:
@@ -90,7 +78,9 @@ def _parse_now(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        fail("not an ISO date-time such as 2026-06-01T00:00:00Z", f"--now {text!r}")
+        raise InputError(
+            "not an ISO date-time such as 2026-06-01T00:00:00Z", where=f"--now {text!r}"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -116,7 +106,7 @@ def rule(
     if code is not None:
         found = find_rule(code)
         if found is None:
-            fail("no such rule; `netsetup rule` lists them", code)
+            raise NotFoundError("no such rule; `netsetup rule` lists them", where=code)
         rules = [found]
     if as_json:
         emit_json(

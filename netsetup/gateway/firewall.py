@@ -1,11 +1,24 @@
 """The gateway's nftables ruleset: what each assistant may reach through the tunnel.
 
 The client's AllowedIPs only decide what the assistant's machine routes into the tunnel; anyone can
-edit them. This ruleset is the enforcement: everything arriving from the tunnel interface is dropped
-unless it is return traffic of an established flow or goes to a destination the sender's mode
-allows (`profile.access_for(mode)`, plus DNS and the VoIP path). Peers never reach each other.
-Revoked and expired peers are not in the address maps, so their packets fall through to the
-final drop.
+edit them. This ruleset is the enforcement, and it is written to be the only ruleset on the
+gateway:
+
+- forwarding is dropped unless a packet belongs to an active peer: a flow the peer's mode allows
+  (`profile.access_for(mode)`, plus DNS and the VoIP path), or a call the PBX or a media host
+  places to the peer's phone. Nothing else is forwarded, so a host on the WAN side reaches neither
+  the office nor the peers. Peers never reach each other.
+- every packet of a peer, in both directions, is checked against the peer's *current* state: the
+  check comes before anything conntrack knows, so established flows end with the peer's expiry
+  and with any access the profile takes away. The mode's rules match the connection's original
+  tuple (`ct original ...`), so one rule admits a flow's packets both ways and the ICMP errors
+  that belong to it, and nothing of a flow the mode does not allow.
+- the gateway itself answers the tunnel only with ping on its tunnel addresses and DNS when a DNS
+  server of the profile is one of its own addresses; its other interfaces are not filtered (the
+  profile does not say who administers the gateway).
+- expiry is an absolute time: an expiring peer passes through the chain of its expiry instant,
+  which drops it from then on by the kernel's clock (`meta time`, unix seconds). Loading the
+  same file again later never gives access back. Revoked and expired peers are not in the maps.
 
 The output is one `nft -f` file that atomically replaces the `netsetup` table (its name includes
 the interface, so two tunnels on one gateway keep separate tables).
@@ -14,15 +27,21 @@ the interface, so two tunnels on one gateway keep separate tables).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from netsetup.profile.model import MODES, AccessRule, Peer, Profile
-from netsetup.profile.values import IPNetwork, format_time
+from netsetup.profile.values import IPAddress, IPNetwork, format_time
 
 _SAFE_COMMENT = re.compile(r"[^A-Za-z0-9 ._:/@()+,-]")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+# nft keeps `meta time` in nanoseconds in 64 bits: later instants wrap around silently (checked
+# with nft 1.0.6), so an expiry after this one (2262-04-11) is enforced as this one
+MAX_NFT_TIME = 9_223_372_036
 
 
 def table_name(interface: str) -> str:
@@ -30,166 +49,271 @@ def table_name(interface: str) -> str:
     return "netsetup_" + _SAFE_NAME.sub("_", interface)
 
 
-def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> str:
-    """nftables ruleset for the gateway of `profile`: one chain per access mode, and a map from
-    each active peer's tunnel address to its mode's chain.
+def mode_chain(mode: str) -> str:
+    return f"mode_{_SAFE_NAME.sub('_', mode)}"
 
-    Rules are written once per mode, not once per peer, so the ruleset grows by one map element
-    per peer and loads in time linear in the inventory. Load it with `nft -f FILE`; loading again
-    replaces the previous version atomically.
+
+def expiry_seconds(expires: datetime) -> int:
+    """The unix second from which an expiring peer's packets are dropped (never later than its
+    expiry: a fraction of a second is cut, not granted)."""
+    return min(math.floor(expires.timestamp()), MAX_NFT_TIME)
+
+
+def expiry_chain(seconds: int) -> str:
+    return f"expires_{seconds}"
+
+
+def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> str:
+    """nftables ruleset for the gateway of `profile`: one chain per access mode, one tiny chain
+    per expiry instant, and maps from each active peer's tunnel address to both.
+
+    Rules are written once per mode, not once per peer, so the ruleset grows by map elements (and
+    one chain per distinct expiry) and loads in time linear in the inventory. Load it with
+    `nft -f FILE`; loading again replaces the previous version atomically.
     """
     iface = profile.gateway.interface
     table = table_name(iface)
     active = [p for p in peers if p.is_active(now)]
-    inactive = [p for p in peers if not p.is_active(now)]
-    gateway_addresses: list[str] = [str(profile.network.gateway_address_v4)]
-    if profile.network.gateway_address_v6 is not None:
-        gateway_addresses.append(str(profile.network.gateway_address_v6))
-
+    inactive = len(peers) - len(active)
     lines = [
         f"# netsetup: gateway firewall of {_comment(profile.id)} on {_comment(iface)}",
         f"# rendered {format_time(now)}: {len(active)} active peer(s); "
-        f"{len(inactive)} revoked or expired peer(s) get nothing",
+        f"{inactive} revoked or expired peer(s) get nothing",
         "# load with: nft -f FILE (replaces the previous version atomically)",
         f"table inet {table}",
         f"delete table inet {table}",
         f"table inet {table} {{",
     ]
     for mode in MODES:
-        lines.append(f"\t# what an assistant in {mode} mode may reach")
-        lines.append(f"\tchain {mode_chain(mode)} {{")
-        lines.extend(f"\t\t{rule}" for rule in peer_rules(profile, mode))
-        lines.append("\t}")
-        lines.append("")
-    lines.append("\t# the active peers, by tunnel address")
-    lines.extend(
-        f"\t#   {_comment(p.name)} ({p.mode}): {p.address_v4}"
-        + (f", {p.address_v6}" if p.address_v6 else "")
-        for p in active
+        lines.append(
+            f"\t# the flows an assistant in {mode} mode may have (checked on every packet)"
+        )
+        lines.extend(_chain(mode_chain(mode), peer_rules(profile, mode)))
+    lines.append(
+        "\t# calls to the assistants' phones: the PBX and the media hosts start these flows"
     )
-    v4_map = [(str(p.address_v4), mode_chain(p.mode), _timeout(p, now)) for p in active]
-    v6_map = [
-        (str(p.address_v6), mode_chain(p.mode), _timeout(p, now)) for p in active if p.address_v6
-    ]
-    lines.extend(_map("peers_v4", "ipv4_addr", v4_map))
-    lines.extend(_map("peers_v6", "ipv6_addr", v6_map))
-    lines += [
-        "",
-        "\tchain input {",
-        "\t\ttype filter hook input priority filter; policy accept;",
-        f'\t\tiifname "{iface}" jump from_tunnel',
-        "\t}",
-        "",
-        "\tchain forward {",
-        "\t\ttype filter hook forward priority filter; policy accept;",
-        f'\t\tiifname "{iface}" jump from_tunnel',
-        "\t}",
-        "",
-        "\t# everything from the tunnel: peers isolated, replies allowed, then the sender's mode",
-        "\tchain from_tunnel {",
-        f'\t\toifname "{iface}" drop comment "peers never reach each other"',
-        "\t\tct state established,related accept",
-        "\t\tct state invalid drop",
-    ]
-    lines.extend(_gateway_ping(gateway_addresses))
-    lines += [
-        "\t\tip saddr vmap @peers_v4",
-        "\t\tip6 saddr vmap @peers_v6",
-        '\t\tdrop comment "default: unknown, revoked and expired peers get nothing"',
-        "\t}",
-        "}",
-    ]
+    lines.extend(_chain("calls", call_rules(profile)))
+    lines.extend(_expiry_chains(active))
+    lines.extend(_peer_maps(active))
+    lines.extend(_hooks(profile))
+    lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def mode_chain(mode: str) -> str:
-    return f"mode_{_SAFE_NAME.sub('_', mode)}"
+def _chain(name: str, rules: Sequence[str], head: Sequence[str] = ()) -> list[str]:
+    return [f"\tchain {name} {{", *(f"\t\t{r}" for r in (*head, *rules)), "\t}", ""]
 
 
-# Expiry is enforced by the kernel too: a peer's map elements carry a timeout that ends at its
-# expiry, so its traffic stops then even if nobody re-renders the gateway (its WireGuard peer
-# stays until the next render, but reaches nothing). nft refuses timeouts beyond a few years;
-# expiries further out than a year get none and rely on the next render.
-MAX_TIMEOUT = timedelta(days=365)
-
-
-def _timeout(peer: Peer, now: datetime) -> int | None:
-    if peer.expires is None or peer.expires - now > MAX_TIMEOUT:
-        return None
-    return max(1, int((peer.expires - now).total_seconds()))
-
-
-def _map(name: str, kind: str, entries: list[tuple[str, str, int | None]]) -> list[str]:
-    out = [f"\tmap {name} {{", f"\t\ttype {kind} : verdict", "\t\tflags timeout"]
-    if entries:
-        out.append("\t\telements = {")
-        for address, chain, timeout in entries:
-            expiry = f" timeout {timeout}s" if timeout is not None else ""
-            out.append(f"\t\t\t{address}{expiry} : jump {chain},")
-        out.append("\t\t}")
-    out.append("\t}")
+def _expiry_chains(active: Sequence[Peer]) -> list[str]:
+    instants = sorted({expiry_seconds(p.expires) for p in active if p.expires is not None})
+    if not instants:
+        return []
+    out = ["\t# one chain per expiry instant: from that second on, by the kernel's clock, drop"]
+    for seconds in instants:
+        when = format_time(datetime.fromtimestamp(seconds, UTC))
+        rule = f'meta time >= {seconds} drop comment "expired at {when}"'
+        out.extend(_chain(expiry_chain(seconds), [rule]))
     return out
 
 
-def peer_rules(profile: Profile, mode: str) -> list[str]:
-    """The accept rules of one mode: its destinations, DNS and the VoIP path."""
-    rules: list[str] = []
-    for rule in profile.access_for(mode):
-        rules.append(_access(rule) + f' comment "{_comment(mode)}: {_comment(str(rule))}"')
+@dataclass(frozen=True)
+class _Entry:
+    address: IPAddress
+    verdict: str
+
+
+def _peer_maps(active: Sequence[Peer]) -> list[str]:
+    out = ["\t# the active peers, by tunnel address"]
+    out.extend(
+        f"\t#   {_comment(p.name)} ({p.mode}): {p.address_v4}"
+        + (f", {p.address_v6}" if p.address_v6 else "")
+        + (f", until {format_time(p.expires)}" if p.expires else "")
+        for p in active
+    )
+    modes: list[_Entry] = []
+    expiring: list[_Entry] = []
+    for peer in active:
+        addresses: list[IPAddress] = [peer.address_v4]
+        if peer.address_v6 is not None:
+            addresses.append(peer.address_v6)
+        for address in addresses:
+            modes.append(_Entry(address, f"jump {mode_chain(peer.mode)}"))
+            if peer.expires is not None:
+                expiring.append(
+                    _Entry(address, f"jump {expiry_chain(expiry_seconds(peer.expires))}")
+                )
+    for name, entries in (("peers", modes), ("expiring", expiring)):
+        out.extend(_map(f"{name}_v4", "ipv4_addr", [e for e in entries if e.address.version == 4]))
+        out.extend(_map(f"{name}_v6", "ipv6_addr", [e for e in entries if e.address.version == 6]))
+    return out
+
+
+def _map(name: str, kind: str, entries: Sequence[_Entry]) -> list[str]:
+    out = [f"\tmap {name} {{", f"\t\ttype {kind} : verdict"]
+    if entries:
+        out.append("\t\telements = {")
+        out.extend(f"\t\t\t{e.address} : {e.verdict}," for e in entries)
+        out.append("\t\t}")
+    return [*out, "\t}", ""]
+
+
+def _hooks(profile: Profile) -> list[str]:
+    iface = profile.gateway.interface
+    out = _chain(
+        "input",
+        [f'iifname "{iface}" jump peer_to_gateway'],
+        head=["type filter hook input priority filter; policy accept;"],
+    )
+    out += _chain(
+        "forward",
+        [
+            f'iifname "{iface}" oifname "{iface}" drop comment "peers never reach each other"',
+            f'iifname "{iface}" jump from_peer',
+            f'oifname "{iface}" jump to_peer',
+        ],
+        head=[
+            "type filter hook forward priority filter; policy drop;",
+            "# nothing else is forwarded: not from the WAN, not between the other interfaces",
+        ],
+    )
+    out.append("\t# a packet of a peer that is unknown, revoked or expired goes no further")
+    out += _chain(
+        "sender_active",
+        [
+            "ip saddr != @peers_v4 drop",
+            "ip6 saddr != @peers_v6 drop",
+            "ip saddr vmap @expiring_v4",
+            "ip6 saddr vmap @expiring_v6",
+        ],
+    )
+    out += _chain(
+        "receiver_active",
+        [
+            "ip daddr != @peers_v4 drop",
+            "ip6 daddr != @peers_v6 drop",
+            "ip daddr vmap @expiring_v4",
+            "ip6 daddr vmap @expiring_v6",
+        ],
+    )
+    out.append("\t# from a peer: its own flows by its mode, its answers to calls")
+    out += _chain(
+        "from_peer",
+        [
+            "jump sender_active",
+            "ct direction original ip saddr vmap @peers_v4",
+            "ct direction original ip6 saddr vmap @peers_v6",
+            "ct direction reply jump calls",
+        ],
+    )
+    # the calls rules trust a source address (the PBX's): strict reverse-path filtering makes
+    # sure it came in where the gateway routes that address, not from the WAN side
+    out.append("\t# to a peer: answers within its own flows by its mode, and calls")
+    out += _chain(
+        "to_peer",
+        [
+            'fib saddr . iif oif missing drop comment "a source that is not routed back there"',
+            "jump receiver_active",
+            "ct direction reply ip daddr vmap @peers_v4",
+            "ct direction reply ip6 daddr vmap @peers_v6",
+            "ct direction original jump calls",
+        ],
+    )
+    out.append("\t# the gateway itself, seen from the tunnel")
+    out += _chain("peer_to_gateway", ["jump sender_active", *gateway_rules(profile), "drop"])
+    return out
+
+
+def gateway_rules(profile: Profile) -> list[str]:
+    """What a peer may ask of the gateway itself: ping on its tunnel addresses, and DNS where a
+    DNS server of the profile is one of the gateway's own addresses (only those reach input)."""
+    v4 = profile.network.gateway_address_v4
+    rules = [f'ip daddr {v4} icmp type echo-request accept comment "ping"']
+    v6 = profile.network.gateway_address_v6
+    if v6 is not None:
+        rules.append(f'ip6 daddr {v6} icmpv6 type echo-request accept comment "ping"')
     for server in profile.dns.servers:
         rules.append(
             f"{_family(server)} daddr {server} meta l4proto {{ tcp, udp }} th dport 53 "
-            'accept comment "DNS"'
+            'accept comment "DNS on the gateway"'
         )
-    voip = profile.voip
-    if voip is not None:
-        server = voip.sip_server
-        ports: dict[str, set[int]] = {}
-        for transport in voip.transports:
-            proto = "udp" if transport == "udp" else "tcp"
-            port = voip.tls_port if transport == "tls" else voip.sip_port
-            ports.setdefault(proto, set()).add(port)
-        for proto in sorted(ports):
-            rules.append(
-                f"{_family(server)} daddr {server} {proto} dport {_set(sorted(ports[proto]))} "
-                'accept comment "SIP"'
-            )
-        low, high = voip.rtp_ports
-        for network in voip.media_networks:
-            rules.append(
-                f'{_family(network)} daddr {network} udp dport {low}-{high} accept comment "RTP"'
-            )
     return rules
 
 
-def _access(rule: AccessRule) -> str:
-    match = f"{_family(rule.network)} daddr {rule.network}"
+def peer_rules(profile: Profile, mode: str) -> list[str]:
+    """The flows of one mode: its destinations, DNS and the VoIP path, by the connection's
+    original tuple (the peer's side is the source)."""
+    rules: list[str] = []
+    for rule in profile.access_for(mode):
+        rules += _flow("daddr", rule, f"{_comment(mode)}: {_comment(str(rule))}")
+    for server in profile.dns.servers:
+        network = ipaddress.ip_network(server)
+        rules += _flow("daddr", AccessRule(network, "udp", ((53, 53),)), "DNS")
+        rules += _flow("daddr", AccessRule(network, "tcp", ((53, 53),)), "DNS")
+    voip = profile.voip
+    if voip is not None:
+        sip = ipaddress.ip_network(voip.sip_server)
+        for proto, port in _sip_ports(profile):
+            rules += _flow("daddr", AccessRule(sip, proto, ((port, port),)), "SIP")
+        for network in voip.media_networks:
+            rules += _flow("daddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP")
+    return rules
+
+
+def call_rules(profile: Profile) -> list[str]:
+    """Flows the PBX (SIP, its ports and transports) and the media hosts (RTP range) open to an
+    assistant's phone."""
+    voip = profile.voip
+    if voip is None:
+        return []
+    rules: list[str] = []
+    sip = ipaddress.ip_network(voip.sip_server)
+    for proto, port in _sip_ports(profile):
+        rules += _flow("saddr", AccessRule(sip, proto, ((port, port),)), "SIP from the PBX")
+    for network in voip.media_networks:
+        rules += _flow("saddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP to the phone")
+    return rules
+
+
+def _sip_ports(profile: Profile) -> list[tuple[str, int]]:
+    voip = profile.voip
+    if voip is None:
+        return []
+    ports = {
+        ("udp" if t == "udp" else "tcp", voip.tls_port if t == "tls" else voip.sip_port)
+        for t in voip.transports
+    }
+    return sorted(ports, key=lambda p: (p[0] != "udp", p[1]))
+
+
+def _flow(side: str, rule: AccessRule, comment: str) -> list[str]:
+    """Rules admitting the flows of `rule`, where `side` is the end the rule names: `daddr` for
+    flows the peer opens, `saddr` for flows opened to the peer. They match the connection's
+    original tuple, so a flow's replies and its ICMP errors (`related`) pass with it."""
+    family = _family(rule.network)
+    match = f"ct original {family} {side} {rule.network}"
     if rule.proto is None:
-        return f"{match} accept"
+        return [f'{match} accept comment "{comment}"']
     if not rule.ports:
-        return f"{match} meta l4proto {rule.proto} accept"
-    ports = [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in rule.ports]
-    return f"{match} {rule.proto} dport {_set(ports)} accept"
-
-
-def _gateway_ping(addresses: list[str]) -> list[str]:
+        return [f'{match} ct protocol {rule.proto} accept comment "{comment}"']
+    icmp = "icmp" if family == "ip" else "ipv6-icmp"
     out = []
-    for address in addresses:
-        if ipaddress.ip_address(address).version == 4:
-            out.append(f"ip daddr {address} icmp type echo-request accept")
-        else:
-            out.append(f"ip6 daddr {address} icmpv6 type echo-request accept")
-    return [f"\t\t{rule}" for rule in out]
+    for low, high in rule.ports:
+        port = str(low) if low == high else f"{low}-{high}"
+        # nft 1.0.6 can only read a port for `ct original proto-dst` after a single
+        # `meta l4proto`: one rule for the flow itself, one for the ICMP errors about it
+        out.append(
+            f"meta l4proto {rule.proto} {match} ct original proto-dst {port} "
+            f'accept comment "{comment}"'
+        )
+        out.append(
+            f"meta l4proto {icmp} {match} ct protocol {rule.proto} ct original proto-dst {port} "
+            f'accept comment "{comment} (ICMP errors)"'
+        )
+    return out
 
 
-def _family(value: IPNetwork | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+def _family(value: IPNetwork | IPAddress) -> str:
     return "ip" if value.version == 4 else "ip6"
-
-
-def _set(items: Sequence[object]) -> str:
-    if len(items) == 1:
-        return str(items[0])
-    return "{ " + ", ".join(str(i) for i in items) + " }"
 
 
 def _comment(text: str) -> str:

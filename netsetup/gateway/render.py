@@ -1,16 +1,32 @@
-"""The gateway's WireGuard config: its interface and every active peer with its preshared key."""
+"""The gateway's side of a profile: its WireGuard config (its interface and every active peer with
+its preshared key) and its nftables ruleset, as `netsetup render` produces them.
+
+`render_gateway` makes every decision of the command (refuse stdout when it is not a terminal,
+check the peers' AllowedIPs, read the gateway key, write the file) and returns a `RenderResult`
+for the CLI to show.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Literal
 
 from netsetup import wgconf
-from netsetup.errors import InputError
+from netsetup.errors import EnvironmentProblem, InputError
+from netsetup.fsutil import atomic_write, ensure_dir, write_secret
 from netsetup.keys import SecretKey
 from netsetup.profile.model import Peer, Profile
-from netsetup.profile.values import format_time
+from netsetup.profile.store import load_peers, parse_peer_file, parse_profile_file, peer_path
+from netsetup.profile.values import IPAddress, format_time
 from netsetup.provision.client_config import peer_addresses
 from netsetup.state import StateDir
+
+TunnelSubnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def gateway_addresses(profile: Profile) -> list[str]:
@@ -68,3 +84,212 @@ def render_gateway_config(
     if private_key is None:
         header.append("No PrivateKey: set it on the gateway (wg set <iface> private-key FILE)")
     return wgconf.render_config(interface, sections, header=header, reveal=reveal)
+
+
+# -- the AllowedIPs the gateway would route into the tunnel ------------------------------------
+
+
+def address_problem(
+    address: IPAddress, subnet: TunnelSubnet, gateway: IPAddress | None
+) -> str | None:
+    """Why `address` cannot be a peer's tunnel address in `subnet`, or None when it can."""
+    if address.version != subnet.version or address not in subnet:
+        return f"is outside the tunnel subnet {subnet}"
+    if address == gateway:
+        return "is the gateway's own tunnel address"
+    if subnet.num_addresses > 2 and address == subnet.network_address:
+        return f"is the network address of {subnet}"
+    if subnet.version == 4 and subnet.num_addresses > 2 and address == subnet.broadcast_address:
+        return f"is the broadcast address of {subnet}"
+    return None
+
+
+def _tunnel_addresses(peer: Peer) -> Iterator[tuple[str, IPAddress]]:
+    yield "address_v4", peer.address_v4
+    if peer.address_v6 is not None:
+        yield "address_v6", peer.address_v6
+
+
+def _shown(path: Path) -> str:
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _peer_file_line(profile: Profile, peer: Peer, key: str) -> str:
+    """`peers/<name>.toml:<line>` of `key` (looked up only when there is something to report)."""
+    path = peer_path(profile, peer.name)
+    line, _ = parse_peer_file(path)[1].locate((key,))
+    return f"{_shown(path)}:{line}"
+
+
+def _profile_file_line(profile: Profile, key: str) -> str:
+    line, _ = parse_profile_file(profile.directory)[1].locate(("network", key))
+    return f"{_shown(profile.profile_file)}:{line}"
+
+
+def _check_inside(profile: Profile, peer: Peer, key: str, address: IPAddress) -> None:
+    network = profile.network
+    family = "tunnel_v4" if address.version == 4 else "tunnel_v6"
+    subnet = network.tunnel_v4 if address.version == 4 else network.tunnel_v6
+    gateway = network.gateway_address_v4 if address.version == 4 else network.gateway_address_v6
+    if subnet is None:
+        problem: str | None = "is set but the profile has no network.tunnel_v6"
+    else:
+        problem = address_problem(address, subnet, gateway)
+    if problem:
+        raise InputError(
+            f"peer {peer.name!r} has AllowedIPs {address}/{address.max_prefixlen}, which "
+            f"{problem}: the gateway would route that address into the tunnel to this peer; "
+            "correct the peer file (`netsetup validate` shows every such problem)",
+            where=f"{_peer_file_line(profile, peer, key)}, {_profile_file_line(profile, family)}",
+        )
+
+
+def check_allowed_ips(profile: Profile, peers: Sequence[Peer], now: datetime) -> None:
+    """Refuse what would make the gateway route an address to the wrong place: an active peer's
+    address outside the tunnel subnets (a hand-edited peer file claiming the portal's address,
+    say) or the same address on two active peers (WireGuard silently keeps it on the last)."""
+    holders: dict[IPAddress, Peer] = {}
+    for peer in peers:
+        if not peer.is_active(now):
+            continue
+        for key, address in _tunnel_addresses(peer):
+            _check_inside(profile, peer, key, address)
+            first = holders.setdefault(address, peer)
+            if first is not peer:
+                raise InputError(
+                    f"peers {first.name!r} and {peer.name!r} both have AllowedIPs "
+                    f"{address}/{address.max_prefixlen}: WireGuard would silently keep it on one "
+                    "of them only; give one of them a free address",
+                    where=f"{_peer_file_line(profile, first, key)}, "
+                    f"{_peer_file_line(profile, peer, key)}",
+                )
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderWarning:
+    """Something the user must do before the rendered file works, and how."""
+
+    what: str
+    fixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What `render` produced. `text` is what may go to stdout (the nftables ruleset, or the
+    config with its keys redacted); it is None when the output was written to `written`."""
+
+    kind: Literal["wireguard", "firewall"]
+    text: str | None
+    written: Path | None
+    active: int
+    left_out: int
+    warnings: tuple[RenderWarning, ...] = ()
+
+
+def read_gateway_key(path: Path) -> SecretKey:
+    """The gateway's private key from a file given on the command line."""
+    try:
+        return SecretKey(path.read_text().strip())
+    except FileNotFoundError:
+        raise InputError("no such file", where=str(path)) from None
+    except ValueError:
+        raise InputError("not a WireGuard private key", where=str(path)) from None
+
+
+def _write(path: Path, text: str, *, secret: bool) -> None:
+    """Write atomically (0600); an OS error names the file asked for, not the temporary one."""
+    try:
+        if secret:
+            write_secret(path, text)
+        else:
+            ensure_dir(path.parent)
+            atomic_write(path, text, mode=0o600)
+    except OSError as exc:
+        raise EnvironmentProblem.from_os_error(exc, where=path) from None
+
+
+def _missing_key(profile: Profile, state: StateDir, out: Path) -> RenderWarning:
+    return RenderWarning(
+        f"{out} has no PrivateKey: the gateway's tunnel carries nothing until its private key is "
+        "set; add it in one of these ways",
+        (
+            f"save it as {state.gateway_key_path(profile.id)} (mode 0600, in a 0700 folder) and "
+            "render again",
+            "render again with --gateway-key FILE",
+            f"on the gateway, after loading the file: wg set {profile.gateway.interface} "
+            "private-key FILE",
+        ),
+    )
+
+
+def _render_firewall(
+    profile: Profile, peers: list[Peer], now: datetime, out: Path | None
+) -> RenderResult:
+    from netsetup.gateway.firewall import render_firewall
+
+    text = render_firewall(profile, peers, now)
+    active = sum(1 for p in peers if p.is_active(now))
+    if out is not None:
+        _write(out, text, secret=False)
+    return RenderResult("firewall", None if out else text, out, active, len(peers) - active)
+
+
+def _render_wireguard(
+    profile: Profile,
+    peers: list[Peer],
+    state: StateDir,
+    now: datetime,
+    *,
+    out: Path | None,
+    gateway_key_file: Path | None,
+) -> RenderResult:
+    if gateway_key_file is not None:
+        key: SecretKey | None = read_gateway_key(gateway_key_file)
+    else:
+        key = state.load_gateway_key(profile.id)
+    active = sum(1 for p in peers if p.is_active(now))
+    text = render_gateway_config(
+        profile, peers, state, now, private_key=key, reveal=out is not None
+    )
+    if out is None:
+        return RenderResult("wireguard", text, None, active, len(peers) - active)
+    from netsetup.provision.service import refuse_inside_profiles
+
+    refuse_inside_profiles(out.parent, profile)
+    _write(out, text, secret=True)
+    warnings = (_missing_key(profile, state, out),) if key is None else ()
+    return RenderResult("wireguard", None, out, active, len(peers) - active, warnings)
+
+
+def render_gateway(
+    profile: Profile,
+    state: StateDir,
+    now: datetime,
+    *,
+    out: Path | None = None,
+    firewall: bool = False,
+    gateway_key_file: Path | None = None,
+    to_terminal: bool = False,
+) -> RenderResult:
+    """Render the gateway's WireGuard config (or with firewall=True its nftables ruleset) and
+    write it to `out`, or return it for stdout.
+
+    The WireGuard config goes to stdout only with its keys redacted, which `wg` rejects, so it
+    is refused unless a person is looking (`to_terminal`): `render > wg0.conf` would otherwise
+    leave an unusable file. The ruleset holds no secret and may go to a pipe.
+    """
+    if not firewall and out is None and not to_terminal:
+        raise InputError(
+            "the gateway config on stdout has its keys redacted and wg rejects such a file; "
+            "write it with --out FILE (0600), or run render in a terminal to look at it",
+            where="stdout is not a terminal",
+        )
+    peers = load_peers(profile)
+    check_allowed_ips(profile, peers, now)
+    if firewall:
+        return _render_firewall(profile, peers, now, out)
+    return _render_wireguard(profile, peers, state, now, out=out, gateway_key_file=gateway_key_file)

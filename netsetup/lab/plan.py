@@ -222,47 +222,42 @@ def _v4(net: IPv4Net, host: int) -> ipaddress.IPv4Interface:
     return ipaddress.IPv4Interface(f"{net.network_address + host}/{net.prefixlen}")
 
 
-def plan_lab(profile: Profile) -> LabPlan:
-    """Lay out the lab for `profile`. Raises InputError when the profile can't be labbed."""
-    hosts = company_hosts(profile)
-    networks = company_networks(profile, hosts)
-    used: list[IPNetwork] = [*networks, profile.network.tunnel_v4]
-    if profile.network.tunnel_v6 is not None:
-        used.append(profile.network.tunnel_v6)
-
+def _gateway_wan(
+    profile: Profile, used: list[IPNetwork]
+) -> tuple[IPv4Net, ipaddress.IPv4Address, str | None]:
+    """The gateway's internet /24, its address there, and the endpoint's name (if it has one)."""
     endpoint = profile.gateway.endpoint_host
-    endpoint_name: str | None = None
     if isinstance(endpoint, str):
-        endpoint_name = endpoint
         wan_net = _take([*_PUBLIC_CANDIDATES, *_BENCH_CANDIDATES], used, "gateway WAN")  # type: ignore[list-item]
-        gateway_ip = wan_net.network_address + 10
-    elif isinstance(endpoint, ipaddress.IPv4Address):
-        wan_net = IPv4Net(f"{endpoint}/24", strict=False)
-        if _overlaps(wan_net, used):
-            raise InputError(
-                f"the gateway endpoint {endpoint} lies in the company or tunnel network: "
-                "the lab can't put the internet there"
-            )
-        used.append(wan_net)
-        gateway_ip = endpoint
-    else:
+        return wan_net, wan_net.network_address + 10, endpoint
+    if not isinstance(endpoint, ipaddress.IPv4Address):
         raise InputError("the lab supports IPv4 gateway endpoints (or a name) only")
-    isp_host = 1 if int(gateway_ip) - int(wan_net.network_address) != 1 else 254
+    wan_net = IPv4Net(f"{endpoint}/24", strict=False)
+    if _overlaps(wan_net, used):
+        raise InputError(
+            f"the gateway endpoint {endpoint} lies in the company or tunnel network: "
+            "the lab can't put the internet there"
+        )
+    used.append(wan_net)
+    return wan_net, endpoint, None
 
-    home_wan = _take([*_PUBLIC_CANDIDATES, *_BENCH_CANDIDATES], used, "home WAN")  # type: ignore[list-item]
-    home_lan = _take(_BENCH_CANDIDATES, used, "home LAN")
-    transit = _take(_BENCH_CANDIDATES, used, "gateway-office link")
-    spare = [_take(_BENCH_CANDIDATES, used, "extra home LANs") for _ in range(4)]
-    transit6 = next(
-        (n for n in _V6_TRANSIT if not _overlaps(n, used)), None
-    )  # only matters when the company has v6
 
+def _office_v6(
+    profile: Profile, hosts: list[IPAddress], used: list[IPNetwork]
+) -> tuple[ipaddress.IPv6Interface | None, ipaddress.IPv6Interface | None]:
+    """The gateway's and the office's v6 addresses on their link, when the company has v6."""
     has_v6 = any(h.version == 6 for h in hosts) or profile.network.tunnel_v6 is not None
-    v6_gw = v6_office = None
-    if has_v6 and transit6 is not None:
-        v6_gw = ipaddress.IPv6Interface(f"{transit6.network_address + 1}/64")
-        v6_office = ipaddress.IPv6Interface(f"{transit6.network_address + 2}/64")
+    transit6 = next((n for n in _V6_TRANSIT if not _overlaps(n, used)), None)
+    if not has_v6 or transit6 is None:
+        return None, None
+    return (
+        ipaddress.IPv6Interface(f"{transit6.network_address + 1}/64"),
+        ipaddress.IPv6Interface(f"{transit6.network_address + 2}/64"),
+    )
 
+
+def _target_services(profile: Profile) -> tuple[list[OfficeService], set[int]]:
+    """TCP services and SSH ports the profile's diagnose targets expect in the office."""
     tcp_services: list[OfficeService] = []
     ssh_ports = {22}
     for target in profile.diagnose.targets:
@@ -273,15 +268,42 @@ def plan_lab(profile: Profile) -> LabPlan:
             ssh_ports.add(target.port)
         elif target.kind == "tcp":
             tcp_services.append(OfficeService(target.name, address, target.port))
+    return tcp_services, ssh_ports
+
+
+def _tcp_services(profile: Profile) -> tuple[list[OfficeService], list[int]]:
+    """Every TCP port that answers in the office (targets, portals, single agency hosts), and
+    the SSH ports."""
+    tcp_services, ssh_ports = _target_services(profile)
     for portal in profile.portals:
         if portal.proto == "tcp":
             tcp_services.append(OfficeService(portal.name, portal.host, portal.port))
     for rule in profile.access_for("agency"):
-        if rule.proto == "tcp" and rule.network.num_addresses == 1:
-            for low, _ in rule.ports:
-                service = OfficeService("agency", rule.network.network_address, low)
-                if all((s.host, s.port) != (service.host, service.port) for s in tcp_services):
-                    tcp_services.append(service)
+        if rule.proto != "tcp" or rule.network.num_addresses != 1:
+            continue
+        for low, _ in rule.ports:
+            service = OfficeService("agency", rule.network.network_address, low)
+            if all((s.host, s.port) != (service.host, service.port) for s in tcp_services):
+                tcp_services.append(service)
+    return tcp_services, sorted(ssh_ports)
+
+
+def plan_lab(profile: Profile) -> LabPlan:
+    """Lay out the lab for `profile`. Raises InputError when the profile can't be labbed."""
+    hosts = company_hosts(profile)
+    networks = company_networks(profile, hosts)
+    used: list[IPNetwork] = [*networks, profile.network.tunnel_v4]
+    if profile.network.tunnel_v6 is not None:
+        used.append(profile.network.tunnel_v6)
+
+    wan_net, gateway_ip, endpoint_name = _gateway_wan(profile, used)
+    isp_host = 1 if int(gateway_ip) - int(wan_net.network_address) != 1 else 254
+    home_wan = _take([*_PUBLIC_CANDIDATES, *_BENCH_CANDIDATES], used, "home WAN")  # type: ignore[list-item]
+    home_lan = _take(_BENCH_CANDIDATES, used, "home LAN")
+    transit = _take(_BENCH_CANDIDATES, used, "gateway-office link")
+    spare = [_take(_BENCH_CANDIDATES, used, "extra home LANs") for _ in range(4)]
+    v6_gw, v6_office = _office_v6(profile, hosts, used)
+    tcp_services, ssh_ports = _tcp_services(profile)
 
     return LabPlan(
         gateway_wan=LinkEnd("gateway", "wan", ipaddress.IPv4Interface(f"{gateway_ip}/24")),
@@ -301,6 +323,6 @@ def plan_lab(profile: Profile) -> LabPlan:
         sip_server=profile.voip.sip_server if profile.voip else None,
         dns_servers=list(profile.dns.servers),
         tcp_services=tcp_services,
-        ssh_ports=sorted(ssh_ports),
+        ssh_ports=ssh_ports,
         spare_v4=spare,
     )

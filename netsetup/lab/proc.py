@@ -171,6 +171,11 @@ def ns_run(namespace: str, args: Sequence[str], **kwargs: object) -> Result:
     return run(in_ns(namespace, args), **kwargs)  # type: ignore[arg-type]
 
 
+def nft_load(namespace: str, ruleset: str) -> None:
+    """Load an nftables ruleset (`nft -f -`) inside `namespace`."""
+    ns_run(namespace, ["nft", "-f", "-"], input=ruleset)
+
+
 def spawn(
     namespace: str, args: Sequence[str], log: Path, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -188,30 +193,33 @@ def spawn(
 
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie counts as gone, and is reaped if it is our child)."""
+    import psutil
+
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:  # gone (NoSuchProcess), or not ours to look at
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def process_start_time(pid: int) -> int:
-    """When `pid` started (clock ticks since boot, /proc/PID/stat field 22); 0 if it is gone.
-    With the pid it identifies one process: a reused pid has a later start time."""
+def process_start_time(pid: int) -> float:
+    """When `pid` started (seconds since the epoch); 0 if it is gone. With the pid it identifies
+    one process: a reused pid has a later start time."""
+    import psutil
+
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return int(stat.rsplit(")", 1)[-1].split()[19])
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return 0.0
 
 
 def pid_in_namespace(pid: int, namespace: str) -> bool:
     """True when `pid` runs in the named network namespace (/run/netns/NAME, as `ip netns` keeps
-    it): same nsfs inode."""
+    it): same nsfs inode. psutil has no view of namespaces, so this one stays with os.stat on
+    /proc/PID/ns/net."""
     try:
         mine = os.stat(f"/proc/{pid}/ns/net")
         named = os.stat(f"/run/netns/{namespace}")
@@ -220,7 +228,7 @@ def pid_in_namespace(pid: int, namespace: str) -> bool:
     return (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino)
 
 
-def pid_belongs(pid: int, namespace: str, started: int = 0) -> bool:
+def pid_belongs(pid: int, namespace: str, started: float = 0.0) -> bool:
     """True only for the process the lab started: alive, and either the start time recorded
     when it was spawned matches, or it runs inside the lab's namespace. A pid from a record may
     have been reused by an unrelated process, which must never be signalled."""

@@ -5,15 +5,20 @@ with its config, keys, pid file and log in the lab's run directory.
 
 from __future__ import annotations
 
-import datetime as _dt
 import ipaddress
 import os
 import sys
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netsetup.lab.plan import LabPlan
 from netsetup.lab.proc import LabError, pid_belongs, process_start_time, run, spawn, stop_pids
+
+if TYPE_CHECKING:
+    from netsetup.profile.model import Profile
 
 SSHD = "/usr/sbin/sshd"  # sshd re-executes itself and insists on an absolute path
 PRIVSEP_DIR = Path("/run/sshd")
@@ -29,7 +34,7 @@ class Service:
     log: str
     pid: int = 0
     listens: list[str] = field(default_factory=list)  # "proto:address:port", for readiness
-    started: int = 0  # the pid's start time (clock ticks since boot): whose pid it still is
+    started: float = 0.0  # the pid's start time (epoch seconds): whose pid it still is
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -51,7 +56,7 @@ class Service:
             log=str(data["log"]),
             pid=int(data["pid"]),  # type: ignore[call-overload]
             listens=[str(a) for a in data["listens"]],  # type: ignore[attr-defined]
-            started=int(data.get("started", 0)),  # type: ignore[call-overload]
+            started=float(data.get("started", 0)),  # type: ignore[arg-type]
         )
 
     @property
@@ -65,8 +70,6 @@ def start(service: Service, timeout: float = 10.0) -> None:
     process = spawn(service.namespace, service.argv, Path(service.log))
     service.pid = process.pid
     service.started = process_start_time(process.pid)
-    import time
-
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -132,8 +135,11 @@ def _listening(service: Service) -> bool:
 # -- TLS certificate for Kamailio -----------------------------------------------------------
 
 
-def make_certificate(directory: Path, common_name: str, addresses: list[str]) -> tuple[Path, Path]:
-    """A self-signed certificate (EC P-256, one day) for the SIP server's TLS port."""
+def make_certificate(
+    directory: Path, common_name: str, addresses: list[str], now: datetime
+) -> tuple[Path, Path]:
+    """A self-signed certificate (EC P-256, valid one day from `now`) for the SIP server's TLS
+    port. TLS clients check it against the kernel's clock, so the lab passes the real time."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -141,7 +147,6 @@ def make_certificate(directory: Path, common_name: str, addresses: list[str]) ->
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = _dt.datetime.now(_dt.UTC)
     alt: list[x509.GeneralName] = [x509.DNSName(common_name)]
     alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
     cert = (
@@ -150,8 +155,8 @@ def make_certificate(directory: Path, common_name: str, addresses: list[str]) ->
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=1))
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -180,6 +185,7 @@ def kamailio_service(
     tls_port: int,
     domain: str,
     directory: Path,
+    now: datetime,
 ) -> Service:
     """Kamailio answering OPTIONS with 200 on the SIP server's address (UDP, TCP, TLS)."""
     assert plan.sip_server is not None
@@ -206,7 +212,7 @@ def kamailio_service(
         *listen_lines,
     ]
     if tls:
-        key, cert = make_certificate(directory, domain, [address])
+        key, cert = make_certificate(directory, domain, [address], now)
         (directory / "tls.cfg").write_text(
             "[server:default]\n"
             "method = TLSv1.2+\n"
@@ -353,3 +359,80 @@ def tcp_service(namespace: str, endpoints: list[tuple[str, int]], directory: Pat
         argv += ["--listen", f"[{address}]:{port}" if ":" in address else f"{address}:{port}"]
     listens = [f"tcp:{a}:{p}" for a, p in endpoints]
     return Service("files", namespace, argv, str(directory / "files.log"), listens=listens)
+
+
+# -- which services one lab runs ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceHosts:
+    """Where a lab's services run and keep their files."""
+
+    office: str  # the office's namespace
+    gateway: str  # the gateway's namespace
+    directory: Path  # the lab's `services` directory
+    authorized_keys: Path  # the lab's SSH client key, accepted by every sshd
+
+
+def lab_services(
+    profile: Profile, plan: LabPlan, hosts: ServiceHosts, now: datetime
+) -> list[Service]:
+    """Every service a lab for `profile` runs, in the order they start: the company's DNS and SIP
+    server when the profile has them, SSH in the office and on the gateway, and the TCP stand-in
+    for the file server and portals."""
+    wanted = [_dns_service(profile, plan, hosts), _sip_service(profile, plan, hosts, now)]
+    wanted += [
+        sshd_service(
+            "sshd",
+            hosts.office,
+            [str(h) for h in plan.office_hosts],
+            plan.ssh_ports,
+            hosts.directory / "sshd-office",
+            hosts.authorized_keys,
+        ),
+        sshd_service(
+            "gateway-sshd",
+            hosts.gateway,
+            [str(plan.gateway_wan.v4.ip), str(plan.gateway_lan.v4.ip)],
+            [22],
+            hosts.directory / "sshd-gateway",
+            hosts.authorized_keys,
+        ),
+    ]
+    endpoints = sorted({(str(s.host), s.port) for s in plan.tcp_services})
+    if endpoints:
+        wanted.append(tcp_service(hosts.office, endpoints, hosts.directory / "files"))
+    return [s for s in wanted if s is not None]
+
+
+def _dns_service(profile: Profile, plan: LabPlan, hosts: ServiceHosts) -> Service | None:
+    if not plan.dns_servers:
+        return None
+    domains = list(profile.dns.search)
+    if profile.voip and profile.voip.sip_domain:
+        domains.append(profile.voip.sip_domain)
+    return dnsmasq_service(
+        hosts.office,
+        [str(s) for s in plan.dns_servers],
+        [(n, str(a)) for n, a in plan.dns_records],
+        sorted(set(domains)),
+        hosts.directory / "dnsmasq",
+    )
+
+
+def _sip_service(
+    profile: Profile, plan: LabPlan, hosts: ServiceHosts, now: datetime
+) -> Service | None:
+    voip = profile.voip
+    if voip is None:
+        return None
+    return kamailio_service(
+        hosts.office,
+        plan,
+        list(voip.transports),
+        voip.sip_port,
+        voip.tls_port,
+        voip.sip_domain or profile.id,
+        hosts.directory / "kamailio",
+        now,
+    )

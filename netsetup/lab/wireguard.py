@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from pathlib import Path
 
@@ -30,10 +29,35 @@ def install_config(source: Path, directory: Path, interface: str) -> Path:
 
 
 def set_allowed_ips(config: Path, allowed: str) -> None:
-    """Rewrite every AllowedIPs line (what an assistant might do to "get more access")."""
-    text = config.read_text()
-    text = re.sub(r"(?m)^AllowedIPs\s*=.*$", f"AllowedIPs = {allowed}", text)
-    config.write_text(text)
+    """Give every [Peer] of a wg-quick config exactly `allowed` as its AllowedIPs (what an
+    assistant might do to "get more access"). The config is read as sections of `key = value`
+    lines, as `wg` reads it (keys case-insensitive, a key may repeat and then adds up), so every
+    spelling of the key is replaced; the [Interface] section and comments are kept."""
+    config.write_text(with_allowed_ips(config.read_text(), allowed))
+
+
+def with_allowed_ips(text: str, allowed: str) -> str:
+    """`text` (a wg-quick config) with each [Peer]'s AllowedIPs replaced by `allowed` (one line,
+    right under the section's header)."""
+    out: list[str] = []
+    section = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped.strip("[]").strip().lower()
+            out.append(line)
+            if section == "peer":
+                out.append(f"AllowedIPs = {allowed}")
+        elif section != "peer" or _key(stripped) != "allowedips":
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _key(line: str) -> str | None:
+    """The key of a `key = value` line, lower-cased (None for comments and blank lines)."""
+    if not line or line.startswith("#") or "=" not in line:
+        return None
+    return line.split("=", 1)[0].strip().lower()
 
 
 def up(namespace: str, config: Path) -> None:

@@ -2,15 +2,92 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from netsetup.profile.values import IPAddress, IPNetwork
+from netsetup.profile.values import IPAddress, IPNetwork, format_duration
 
-MODES = ("dedicated", "agency")
+
+class AccessMode(enum.StrEnum):
+    """How an assistant works, which decides what they reach (`access.<mode>` in a profile).
+
+    Member names equal their values so that a Typer option over this enum lists `dedicated` and
+    `agency`, the words written in profiles and peer files.
+    """
+
+    dedicated = "dedicated"  # works for one company: its internal network
+    agency = "agency"  # placed by a service firm: the portal and the phones, expiring
+
+
+MODES: tuple[str, ...] = tuple(AccessMode)  # the same facts, for code that wants plain strings
 PEER_STATUSES = ("active", "revoked")
+
+
+@dataclass(frozen=True)
+class ProfileDefaults:
+    """What a profile gets for a key it leaves out. The parser, the model and the docs read these
+    values; nothing else writes them down. `key` is the path the docs print."""
+
+    interface: str = field(default="wg0", metadata={"key": "gateway.interface"})
+    mtu: int = field(default=1380, metadata={"key": "network.mtu"})
+    keepalive: int = field(default=25, metadata={"key": "network.keepalive"})
+    quarantine_days: int = field(default=30, metadata={"key": "network.quarantine_days"})
+    agency_expires: timedelta = field(
+        default=timedelta(days=30), metadata={"key": "access.agency_expires"}
+    )
+    portal_proto: str = field(default="tcp", metadata={"key": "portal.proto"})
+    transports: tuple[str, ...] = field(
+        default=("udp", "tcp", "tls"), metadata={"key": "voip.transports"}
+    )
+    sip_port: int = field(default=5060, metadata={"key": "voip.sip_port"})
+    tls_port: int = field(default=5061, metadata={"key": "voip.tls_port"})
+    rtp_ports: tuple[int, int] = field(default=(10000, 20000), metadata={"key": "voip.rtp_ports"})
+    target_kind: str = field(default="tcp", metadata={"key": "diagnose.targets.kind"})
+    ssh_port: int = field(default=22, metadata={"key": "diagnose.targets.port", "when": "kind ssh"})
+
+
+DEFAULTS = ProfileDefaults()
+
+# Defaults that follow from other values of the profile rather than being constants.
+DERIVED_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("gateway.listen_port", "the port of gateway.endpoint"),
+    ("network.gateway_v4", "the first address of network.tunnel_v4"),
+    ("network.gateway_v6", "the first address of network.tunnel_v6"),
+    ("network.client_interface", '"wg-<profile id>", cut to 15 characters'),
+)
+
+# Agency access is meant to end: a longer default belongs to a dedicated peer or to --expires.
+MAX_AGENCY_EXPIRES = timedelta(days=365)
+
+
+def default_client_interface(profile_id: str) -> str:
+    return ("wg-" + profile_id)[:15].rstrip("-.")
+
+
+def describe_defaults() -> list[str]:
+    """Every default as one line (`network.mtu = 1380`, `gateway.listen_port: the port of ...`),
+    for the README and `netsetup rule`: the docs read the values, they do not repeat them."""
+    constant = [
+        f"{f.metadata['key']} = {_as_toml(getattr(DEFAULTS, f.name))}"
+        + (f" ({f.metadata['when']})" if "when" in f.metadata else "")
+        for f in fields(DEFAULTS)
+    ]
+    return constant + [f"{key}: {how}" for key, how in DERIVED_DEFAULTS]
+
+
+def _as_toml(value: object) -> str:
+    if isinstance(value, timedelta):
+        return f'"{format_duration(value)}"'
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(p, int) for p in value):
+        return f'"{value[0]}-{value[1]}"'  # a port range, written as in rtp_ports
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_as_toml(item) for item in value) + "]"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -44,8 +121,8 @@ class Gateway:
     endpoint_host: str | IPAddress
     endpoint_port: int
     public_key: str
-    interface: str = "wg0"
-    listen_port: int = 51820
+    listen_port: int  # by default the endpoint's port (DERIVED_DEFAULTS)
+    interface: str = DEFAULTS.interface
 
     @property
     def endpoint(self) -> str:
@@ -57,13 +134,13 @@ class Gateway:
 @dataclass(frozen=True)
 class Network:
     tunnel_v4: ipaddress.IPv4Network
+    client_interface: str  # by default derived from the profile id (DERIVED_DEFAULTS)
     tunnel_v6: ipaddress.IPv6Network | None = None
     gateway_v4: ipaddress.IPv4Address | None = None
     gateway_v6: ipaddress.IPv6Address | None = None
-    mtu: int = 1380
-    keepalive: int = 25
-    quarantine_days: int = 30
-    client_interface: str = "wg-company"
+    mtu: int = DEFAULTS.mtu
+    keepalive: int = DEFAULTS.keepalive
+    quarantine_days: int = DEFAULTS.quarantine_days
 
     @property
     def gateway_address_v4(self) -> ipaddress.IPv4Address:
@@ -87,10 +164,10 @@ class Dns:
 class Voip:
     sip_server: IPAddress
     sip_domain: str | None = None
-    transports: tuple[str, ...] = ("udp", "tcp", "tls")
-    sip_port: int = 5060
-    tls_port: int = 5061
-    rtp_ports: tuple[int, int] = (10000, 20000)
+    transports: tuple[str, ...] = DEFAULTS.transports
+    sip_port: int = DEFAULTS.sip_port
+    tls_port: int = DEFAULTS.tls_port
+    rtp_ports: tuple[int, int] = DEFAULTS.rtp_ports
     media: tuple[IPNetwork, ...] = ()
 
     @property
@@ -103,7 +180,7 @@ class Target:
     name: str
     host: str | IPAddress
     port: int | None = None
-    kind: str = "tcp"  # tcp | ssh | ping
+    kind: str = DEFAULTS.target_kind  # tcp | ssh | ping
 
 
 @dataclass(frozen=True)
@@ -122,7 +199,7 @@ class Profile:
     dns: Dns = field(default_factory=Dns)
     dedicated: tuple[AccessRule, ...] = ()
     agency: tuple[AccessRule, ...] = ()
-    agency_expires: timedelta = timedelta(days=30)
+    agency_expires: timedelta = DEFAULTS.agency_expires
     portals: tuple[Portal, ...] = ()
     voip: Voip | None = None
     diagnose: Diagnose = field(default_factory=Diagnose)
@@ -136,8 +213,8 @@ class Profile:
     def profile_file(self) -> Path:
         return self.directory / "profile.toml"
 
-    def access_for(self, mode: str) -> tuple[AccessRule, ...]:
-        if mode == "dedicated":
+    def access_for(self, mode: AccessMode | str) -> tuple[AccessRule, ...]:
+        if mode == AccessMode.dedicated:
             return self.dedicated
         return self.agency or tuple(p.as_rule() for p in self.portals)
 

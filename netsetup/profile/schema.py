@@ -3,6 +3,11 @@
 Parsing never stops at the first mistake: it collects `SchemaIssue`s (a key path, a code, a
 message) so `validate` can report all of them, while `load_profile` raises the first one. Unknown
 keys come with a "did you mean".
+
+`parse_toml` turns any text into data or one syntax issue with a line. `parse_profile_data` hands
+each table of `profile.toml` to its reader (`read_company`, `read_gateway`, `read_network`,
+`read_dns`, `read_access`, `read_portals`, `read_voip`, `read_diagnose`), which take their defaults
+from `model.DEFAULTS`.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,8 +25,11 @@ from typing import Any, TypeVar
 from netsetup.keys import key_error
 from netsetup.profile import values as v
 from netsetup.profile.model import (
+    DEFAULTS,
+    MAX_AGENCY_EXPIRES,
     MODES,
     PEER_STATUSES,
+    AccessMode,
     AccessRule,
     Diagnose,
     Dns,
@@ -31,8 +40,9 @@ from netsetup.profile.model import (
     Profile,
     Target,
     Voip,
+    default_client_interface,
 )
-from netsetup.profile.tomlpos import KeyPath
+from netsetup.profile.tomlpos import KeyPath, nesting_start_line
 
 T = TypeVar("T")
 
@@ -55,6 +65,42 @@ class SchemaIssue:
     message: str
     line: int | None = None  # known directly for syntax errors
     column: int | None = None
+
+
+def parse_toml(text: str) -> tuple[dict[str, Any] | None, SchemaIssue | None]:
+    """tomllib's data for `text`, or the syntax issue with its line. Any text gives one of the two:
+    tomllib also fails with RecursionError (deep nesting) and ValueError (a number too long for
+    Python), neither of which has a position."""
+    try:
+        return tomllib.loads(text), None
+    except tomllib.TOMLDecodeError as exc:
+        line, column = _toml_error_position(str(exc))
+        message = str(exc).split(" (at ")[0]
+        return None, SchemaIssue((), SYNTAX, f"TOML syntax error: {message}", line, column)
+    except RecursionError:
+        message = "arrays or inline tables nested too deeply to read"
+        return None, _syntax(message, nesting_start_line(text))
+    except ValueError as exc:
+        match = _LONG_NUMBER.search(text)
+        if match is None:
+            return None, _syntax(str(exc), 1)
+        line = text.count("\n", 0, match.start()) + 1
+        return None, _syntax("a number with too many digits", line)
+
+
+# Python refuses to read integers longer than this many digits (sys.get_int_max_str_digits).
+_LONG_NUMBER = re.compile(r"[0-9][0-9_]{4300,}")
+
+
+def _syntax(message: str, line: int) -> SchemaIssue:
+    return SchemaIssue((), SYNTAX, f"TOML syntax error: {message}", line, 1)
+
+
+def _toml_error_position(message: str) -> tuple[int, int]:
+    match = re.search(r"at line (\d+), column (\d+)", message)
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    return 1, 1
 
 
 class _Reader:
@@ -146,7 +192,9 @@ def _dotted(path: KeyPath) -> str:
 def _range(low: int, high: int, what: str) -> Callable[[int], int]:
     def check(value: int) -> int:
         if not low <= value <= high:
-            raise ValueError(f"{what} {value} is outside {low}-{high}")
+            # TOML integers have no size limit; thousands of digits say nothing to the reader
+            shown = str(value) if abs(value) < 10**12 else "(a number far too large)"
+            raise ValueError(f"{what} {shown} is outside {low}-{high}")
         return value
 
     return check
@@ -166,7 +214,7 @@ def parse_access_rule(text: str) -> AccessRule:
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"access rule {text!r} must be 'CIDR' or 'CIDR proto/ports'")
     network_text = parts[0] if "/" in parts[0] else _host_cidr(parts[0])
-    network = v.parse_network(network_text)
+    network = v.parse_destination(network_text)
     if len(parts) == 1:
         return AccessRule(network)
     proto, _, ports = parts[1].partition("/")
@@ -182,205 +230,278 @@ def _host_cidr(host: str) -> str:
 
 PROFILE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PROFILE_KEYS = ("company", "gateway", "network", "dns", "access", "portal", "voip", "diagnose")
+REQUIRED_TABLES = ("company", "gateway", "network")
+COMPANY_KEYS = ("name", "contact")
+GATEWAY_KEYS = ("endpoint", "public_key", "interface", "listen_port")
+NETWORK_KEYS = (
+    "tunnel_v4",
+    "tunnel_v6",
+    "gateway_v4",
+    "gateway_v6",
+    "mtu",
+    "keepalive",
+    "quarantine_days",
+    "client_interface",
+)
+DNS_KEYS = ("servers", "search", "records")
+ACCESS_KEYS = (*MODES, "agency_expires")  # one list per access mode
+PORTAL_KEYS = ("name", "host", "proto", "port")
+VOIP_KEYS = ("sip_server", "sip_domain", "transports", "sip_port", "tls_port", "rtp_ports", "media")
+DIAGNOSE_KEYS = ("responder", "targets")
+TARGET_KEYS = ("name", "host", "port", "kind")
+# The longest tunnel prefix that still leaves an address for a peer beside the gateway.
+LONGEST_TUNNEL = {4: 30, 6: 126}
+
+
+@dataclass(frozen=True)
+class CompanyTable:
+    name: str
+    contact: str | None
+
+
+@dataclass(frozen=True)
+class AccessTable:
+    dedicated: tuple[AccessRule, ...] = ()
+    agency: tuple[AccessRule, ...] = ()
+    agency_expires: timedelta = DEFAULTS.agency_expires
 
 
 def parse_profile_data(
     data: dict[str, Any], profile_dir: Path
 ) -> tuple[Profile | None, list[SchemaIssue]]:
+    """Read every table of a parsed `profile.toml`; the profile is None if a required part is."""
     r = _Reader()
     if not PROFILE_ID_RE.fullmatch(profile_dir.name):
         r.issue(
             (), BAD_VALUE, f"profile folder name {profile_dir.name!r} must be 1-64 of [a-z0-9._-]"
         )
-    r.table(data, (), PROFILE_KEYS, ("company", "gateway", "network"))
-
-    company = r.table(data.get("company", {}), ("company",), ("name", "contact"), ("name",))
-    company_name = r.get(company, ("company",), "name", str, lambda s: v.check_text(s, "name"))
-    contact = r.get(company, ("company",), "contact", str, lambda s: v.check_text(s, "contact"))
-
-    gw = r.table(
-        data.get("gateway", {}),
-        ("gateway",),
-        ("endpoint", "public_key", "interface", "listen_port"),
-        ("endpoint", "public_key"),
-    )
-    endpoint = r.get(gw, ("gateway",), "endpoint", str, v.parse_endpoint, BAD_ENDPOINT)
-    gw_key = r.get(gw, ("gateway",), "public_key", str, _key, BAD_KEY)
-    gw_iface = r.get(gw, ("gateway",), "interface", str, v.parse_interface) or "wg0"
-    listen = r.get(gw, ("gateway",), "listen_port", int, _range(1, 65535, "port"))
-
-    net = r.table(
-        data.get("network", {}),
-        ("network",),
-        (
-            "tunnel_v4",
-            "tunnel_v6",
-            "gateway_v4",
-            "gateway_v6",
-            "mtu",
-            "keepalive",
-            "quarantine_days",
-            "client_interface",
-        ),
-        ("tunnel_v4",),
-    )
-    p = ("network",)
-    tunnel_v4 = r.get(net, p, "tunnel_v4", str, _family(v.parse_network, 4), BAD_CIDR)
-    tunnel_v6 = r.get(net, p, "tunnel_v6", str, _family(v.parse_network, 6), BAD_CIDR)
-    gateway_v4 = r.get(net, p, "gateway_v4", str, _family(v.parse_address, 4), BAD_CIDR)
-    gateway_v6 = r.get(net, p, "gateway_v6", str, _family(v.parse_address, 6), BAD_CIDR)
-    mtu = r.get(net, p, "mtu", int, _range(576, 9000, "MTU"))
-    keepalive = r.get(net, p, "keepalive", int, _range(0, 65535, "keepalive"))
-    quarantine = r.get(net, p, "quarantine_days", int, _range(0, 3650, "quarantine"))
-    client_iface = r.get(net, p, "client_interface", str, v.parse_interface)
-    for key, tunnel, longest in (("tunnel_v4", tunnel_v4, 30), ("tunnel_v6", tunnel_v6, 126)):
-        if tunnel is not None and tunnel.prefixlen > longest:
-            r.issue(
-                (*p, key),
-                BAD_VALUE,
-                f"network.{key} {tunnel} leaves no address for peers beside the gateway "
-                f"(use /{longest} or shorter)",
-            )
-    if gateway_v4 is not None and tunnel_v4 is not None and gateway_v4 not in tunnel_v4:
-        r.issue(
-            (*p, "gateway_v4"), BAD_VALUE, f"network.gateway_v4 {gateway_v4} is not in {tunnel_v4}"
-        )
-    if gateway_v6 is not None and tunnel_v6 is not None and gateway_v6 not in tunnel_v6:
-        r.issue(
-            (*p, "gateway_v6"), BAD_VALUE, f"network.gateway_v6 {gateway_v6} is not in {tunnel_v6}"
-        )
-
-    dns_t = r.table(data.get("dns", {}), ("dns",), ("servers", "search", "records"))
-    servers = r.items(dns_t, ("dns",), "servers", v.parse_address, BAD_CIDR)
-    search = r.items(dns_t, ("dns",), "search", v.parse_hostname, BAD_VALUE)
-    records: list[tuple[str, v.IPAddress]] = []
-    rec_t = r.table(
-        dns_t.get("records", {}), ("dns", "records"), tuple(dns_t.get("records", {}) or ())
-    )
-    for name, address in rec_t.items():
-        where = ("dns", "records", name)
-        try:
-            if not isinstance(address, str):
-                raise ValueError("must be an address string")
-            records.append((v.parse_hostname(name), v.parse_address(address)))
-        except ValueError as exc:
-            r.issue(where, BAD_VALUE, f"dns.records.{name}: {exc}")
-
-    acc = r.table(data.get("access", {}), ("access",), ("dedicated", "agency", "agency_expires"))
-    dedicated = r.items(acc, ("access",), "dedicated", parse_access_rule, BAD_CIDR)
-    agency = r.items(acc, ("access",), "agency", parse_access_rule, BAD_CIDR)
-    agency_expires = r.get(acc, ("access",), "agency_expires", str, v.parse_duration)
-
-    portals: list[Portal] = []
-    raw_portals = data.get("portal", [])
-    if not isinstance(raw_portals, list):
-        r.issue(("portal",), WRONG_TYPE, "portal must be an array of tables: [[portal]]")
-        raw_portals = []
-    for index, raw in enumerate(raw_portals):
-        pp = ("portal", index)
-        t = r.table(raw, pp, ("name", "host", "proto", "port"), ("name", "host", "port"))
-        portal_name = r.get(t, pp, "name", str, v.parse_name)
-        portal_host = r.get(t, pp, "host", str, v.parse_address, BAD_CIDR)
-        proto = r.get(t, pp, "proto", str, _choice(("tcp", "udp"), "proto")) or "tcp"
-        port = r.get(t, pp, "port", int, _range(1, 65535, "port"))
-        if portal_name and portal_host and port:
-            portals.append(Portal(portal_name, portal_host, proto, port))
-
-    voip: Voip | None = None
-    if "voip" in data:
-        vt = r.table(
-            data["voip"],
-            ("voip",),
-            (
-                "sip_server",
-                "sip_domain",
-                "transports",
-                "sip_port",
-                "tls_port",
-                "rtp_ports",
-                "media",
-            ),
-            ("sip_server",),
-        )
-        pv = ("voip",)
-        sip_server = r.get(vt, pv, "sip_server", str, v.parse_address, BAD_CIDR)
-        sip_domain = r.get(vt, pv, "sip_domain", str, v.parse_hostname)
-        transports = r.items(
-            vt, pv, "transports", _choice(("udp", "tcp", "tls"), "transport"), BAD_VALUE
-        )
-        sip_port = r.get(vt, pv, "sip_port", int, _range(1, 65535, "port"))
-        tls_port = r.get(vt, pv, "tls_port", int, _range(1, 65535, "port"))
-        rtp = r.get(vt, pv, "rtp_ports", str, _single_range)
-        media = r.items(vt, pv, "media", v.parse_network, BAD_CIDR)
-        if sip_server is not None:
-            voip = Voip(
-                sip_server=sip_server,
-                sip_domain=sip_domain,
-                transports=tuple(transports) or ("udp", "tcp", "tls"),
-                sip_port=sip_port or 5060,
-                tls_port=tls_port or 5061,
-                rtp_ports=rtp or (10000, 20000),
-                media=tuple(media),
-            )
-
-    diagnose = Diagnose()
-    if "diagnose" in data:
-        dt = r.table(data["diagnose"], ("diagnose",), ("responder", "targets"))
-        responder = r.get(dt, ("diagnose",), "responder", str, v.parse_endpoint, BAD_ENDPOINT)
-        targets: list[Target] = []
-        raw_targets = dt.get("targets", [])
-        if not isinstance(raw_targets, list):
-            r.issue(
-                ("diagnose", "targets"), WRONG_TYPE, "diagnose.targets must be [[diagnose.targets]]"
-            )
-            raw_targets = []
-        for index, raw in enumerate(raw_targets):
-            tp = ("diagnose", "targets", index)
-            t = r.table(raw, tp, ("name", "host", "port", "kind"), ("name", "host"))
-            target_name = r.get(t, tp, "name", str, v.parse_name)
-            target_host = r.get(t, tp, "host", str, v.parse_host)
-            port = r.get(t, tp, "port", int, _range(1, 65535, "port"))
-            kind = r.get(t, tp, "kind", str, _choice(("tcp", "ssh", "ping"), "kind")) or "tcp"
-            if kind in ("tcp", "ssh") and port is None and "port" not in t and kind == "tcp":
-                r.issue(tp, MISSING_KEY, f"diagnose.targets[{index}] of kind tcp needs a port")
-            if target_name and target_host is not None:
-                targets.append(
-                    Target(target_name, target_host, port or (22 if kind == "ssh" else None), kind)
-                )
-        diagnose = Diagnose(responder, tuple(targets))
-
-    if company_name is None or endpoint is None or gw_key is None or tunnel_v4 is None:
+    r.table(data, (), PROFILE_KEYS, REQUIRED_TABLES)
+    company = read_company(r, data.get("company", {}))
+    gateway = read_gateway(r, data.get("gateway", {}))
+    network = read_network(r, data.get("network", {}), profile_dir.name)
+    dns = read_dns(r, data.get("dns", {}))
+    access = read_access(r, data.get("access", {}))
+    portals = read_portals(r, data.get("portal", []))
+    voip = read_voip(r, data["voip"]) if "voip" in data else None
+    diagnose = read_diagnose(r, data["diagnose"]) if "diagnose" in data else Diagnose()
+    if company is None or gateway is None or network is None:
         return None, r.issues
-    assert isinstance(tunnel_v4, ipaddress.IPv4Network)
     profile = Profile(
         id=profile_dir.name,
         directory=profile_dir,
-        company=company_name,
-        contact=contact,
-        gateway=Gateway(endpoint[0], endpoint[1], gw_key, gw_iface, listen or endpoint[1]),
-        network=Network(
-            tunnel_v4=tunnel_v4,
-            tunnel_v6=tunnel_v6,  # type: ignore[arg-type]
-            gateway_v4=gateway_v4,  # type: ignore[arg-type]
-            gateway_v6=gateway_v6,  # type: ignore[arg-type]
-            mtu=mtu or 1380,
-            keepalive=25 if keepalive is None else keepalive,
-            quarantine_days=30 if quarantine is None else quarantine,
-            client_interface=client_iface or _default_client_interface(profile_dir.name),
-        ),
-        dns=Dns(tuple(servers), tuple(search), tuple(records)),
-        dedicated=tuple(dedicated),
-        agency=tuple(agency),
-        agency_expires=agency_expires or timedelta(days=30),
-        portals=tuple(portals),
+        company=company.name,
+        contact=company.contact,
+        gateway=gateway,
+        network=network,
+        dns=dns,
+        dedicated=access.dedicated,
+        agency=access.agency,
+        agency_expires=access.agency_expires,
+        portals=portals,
         voip=voip,
         diagnose=diagnose,
     )
     return profile, r.issues
 
 
-def _default_client_interface(profile_id: str) -> str:
-    return ("wg-" + profile_id)[:15].rstrip("-.")
+def read_company(r: _Reader, raw: Any) -> CompanyTable | None:
+    """`[company]`: name (required) and contact."""
+    p = ("company",)
+    table = r.table(raw, p, COMPANY_KEYS, ("name",))
+    name = r.get(table, p, "name", str, lambda s: v.check_text(s, "name"))
+    contact = r.get(table, p, "contact", str, lambda s: v.check_text(s, "contact"))
+    return None if name is None else CompanyTable(name, contact)
+
+
+def read_gateway(r: _Reader, raw: Any) -> Gateway | None:
+    """`[gateway]`: where assistants connect (endpoint, public_key) and the gateway's interface."""
+    p = ("gateway",)
+    table = r.table(raw, p, GATEWAY_KEYS, ("endpoint", "public_key"))
+    endpoint = r.get(table, p, "endpoint", str, v.parse_endpoint, BAD_ENDPOINT)
+    key = r.get(table, p, "public_key", str, _key, BAD_KEY)
+    interface = r.get(table, p, "interface", str, v.parse_interface)
+    listen = r.get(table, p, "listen_port", int, _range(1, 65535, "port"))
+    if endpoint is None or key is None:
+        return None
+    host, port = endpoint
+    return Gateway(
+        endpoint_host=host,
+        endpoint_port=port,
+        public_key=key,
+        listen_port=port if listen is None else listen,
+        interface=interface or DEFAULTS.interface,
+    )
+
+
+def read_network(r: _Reader, raw: Any, profile_id: str) -> Network | None:
+    """`[network]`: the tunnel's subnets and the settings every client config carries."""
+    p = ("network",)
+    table = r.table(raw, p, NETWORK_KEYS, ("tunnel_v4",))
+    tunnel_v4 = r.get(table, p, "tunnel_v4", str, _family(v.parse_tunnel, 4), BAD_CIDR)
+    tunnel_v6 = r.get(table, p, "tunnel_v6", str, _family(v.parse_tunnel, 6), BAD_CIDR)
+    gateway_v4 = r.get(table, p, "gateway_v4", str, _family(v.parse_address, 4), BAD_CIDR)
+    gateway_v6 = r.get(table, p, "gateway_v6", str, _family(v.parse_address, 6), BAD_CIDR)
+    mtu = r.get(table, p, "mtu", int, _range(576, 9000, "MTU"))
+    keepalive = r.get(table, p, "keepalive", int, _range(0, 65535, "keepalive"))
+    quarantine = r.get(table, p, "quarantine_days", int, _range(0, 3650, "quarantine"))
+    client_interface = r.get(table, p, "client_interface", str, v.parse_interface)
+    _check_tunnel_room(r, "tunnel_v4", tunnel_v4)
+    _check_tunnel_room(r, "tunnel_v6", tunnel_v6)
+    _check_gateway_inside(r, "gateway_v4", gateway_v4, tunnel_v4)
+    _check_gateway_inside(r, "gateway_v6", gateway_v6, tunnel_v6)
+    if tunnel_v4 is None:
+        return None
+    assert isinstance(tunnel_v4, ipaddress.IPv4Network)  # _family(..., 4) made sure
+    return Network(
+        tunnel_v4=tunnel_v4,
+        tunnel_v6=tunnel_v6,  # type: ignore[arg-type]  # _family(..., 6)
+        gateway_v4=gateway_v4,  # type: ignore[arg-type]
+        gateway_v6=gateway_v6,  # type: ignore[arg-type]
+        mtu=DEFAULTS.mtu if mtu is None else mtu,
+        keepalive=DEFAULTS.keepalive if keepalive is None else keepalive,
+        quarantine_days=DEFAULTS.quarantine_days if quarantine is None else quarantine,
+        client_interface=client_interface or default_client_interface(profile_id),
+    )
+
+
+def _check_tunnel_room(r: _Reader, key: str, tunnel: v.IPNetwork | None) -> None:
+    if tunnel is None:
+        return
+    longest = LONGEST_TUNNEL[tunnel.version]
+    if tunnel.prefixlen > longest:
+        r.issue(
+            ("network", key),
+            BAD_VALUE,
+            f"network.{key} {tunnel} leaves no address for peers beside the gateway "
+            f"(use /{longest} or shorter)",
+        )
+
+
+def _check_gateway_inside(
+    r: _Reader, key: str, gateway: v.IPAddress | None, tunnel: v.IPNetwork | None
+) -> None:
+    if gateway is not None and tunnel is not None and gateway not in tunnel:
+        r.issue(("network", key), BAD_VALUE, f"network.{key} {gateway} is not in {tunnel}")
+
+
+def read_dns(r: _Reader, raw: Any) -> Dns:
+    """`[dns]`: servers and search domains for the client, `[dns.records]` name = address."""
+    p = ("dns",)
+    table = r.table(raw, p, DNS_KEYS)
+    servers = r.items(table, p, "servers", v.parse_service_address, BAD_CIDR)
+    search = r.items(table, p, "search", v.parse_hostname, BAD_VALUE)
+    records = _read_records(r, table.get("records", {}))
+    return Dns(tuple(servers), tuple(search), tuple(records))
+
+
+def _read_records(r: _Reader, raw: Any) -> list[tuple[str, v.IPAddress]]:
+    # every name is allowed: the table check only reports when records is not a table at all
+    table = r.table(raw, ("dns", "records"), tuple(raw) if isinstance(raw, dict) else ())
+    records: list[tuple[str, v.IPAddress]] = []
+    for name, address in table.items():
+        try:
+            if not isinstance(address, str):
+                raise ValueError("must be an address string")
+            records.append((v.parse_hostname(name), v.parse_address(address)))
+        except ValueError as exc:
+            r.issue(("dns", "records", name), BAD_VALUE, f"dns.records.{name}: {exc}")
+    return records
+
+
+def read_access(r: _Reader, raw: Any) -> AccessTable:
+    """`[access]`: what each mode reaches, and how long agency access lasts by default."""
+    p = ("access",)
+    table = r.table(raw, p, ACCESS_KEYS)
+    dedicated = r.items(table, p, AccessMode.dedicated, parse_access_rule, BAD_CIDR)
+    agency = r.items(table, p, AccessMode.agency, parse_access_rule, BAD_CIDR)
+    expires = r.get(table, p, "agency_expires", str, _agency_duration)
+    return AccessTable(
+        tuple(dedicated), tuple(agency), DEFAULTS.agency_expires if expires is None else expires
+    )
+
+
+def _agency_duration(text: str) -> timedelta:
+    span = v.parse_duration(text)
+    if span > MAX_AGENCY_EXPIRES:
+        longest = v.format_duration(MAX_AGENCY_EXPIRES)
+        raise ValueError(
+            f"duration {text!r} is longer than {longest}; agency access is meant to expire "
+            "(give a peer a later expiry with provision --expires)"
+        )
+    return span
+
+
+def read_portals(r: _Reader, raw: Any) -> tuple[Portal, ...]:
+    """`[[portal]]`: the services an agency assistant reaches when access.agency is empty."""
+    if not isinstance(raw, list):
+        r.issue(("portal",), WRONG_TYPE, "portal must be an array of tables: [[portal]]")
+        return ()
+    portals: list[Portal] = []
+    for index, item in enumerate(raw):
+        p = ("portal", index)
+        table = r.table(item, p, PORTAL_KEYS, ("name", "host", "port"))
+        name = r.get(table, p, "name", str, v.parse_name)
+        host = r.get(table, p, "host", str, v.parse_service_address, BAD_CIDR)
+        proto = r.get(table, p, "proto", str, _choice(("tcp", "udp"), "proto"))
+        port = r.get(table, p, "port", int, _range(1, 65535, "port"))
+        if name and host and port:
+            portals.append(Portal(name, host, proto or DEFAULTS.portal_proto, port))
+    return tuple(portals)
+
+
+def read_voip(r: _Reader, raw: Any) -> Voip | None:
+    """`[voip]`: the SIP server and the media path every mode gets; None without a sip_server."""
+    p = ("voip",)
+    table = r.table(raw, p, VOIP_KEYS, ("sip_server",))
+    sip_server = r.get(table, p, "sip_server", str, v.parse_service_address, BAD_CIDR)
+    sip_domain = r.get(table, p, "sip_domain", str, v.parse_hostname)
+    transport = _choice(("udp", "tcp", "tls"), "transport")
+    transports = r.items(table, p, "transports", transport, BAD_VALUE)
+    sip_port = r.get(table, p, "sip_port", int, _range(1, 65535, "port"))
+    tls_port = r.get(table, p, "tls_port", int, _range(1, 65535, "port"))
+    rtp = r.get(table, p, "rtp_ports", str, _single_range)
+    media = r.items(table, p, "media", v.parse_destination, BAD_CIDR)
+    if sip_server is None:
+        return None
+    return Voip(
+        sip_server=sip_server,
+        sip_domain=sip_domain,
+        transports=tuple(transports) or DEFAULTS.transports,
+        sip_port=sip_port or DEFAULTS.sip_port,
+        tls_port=tls_port or DEFAULTS.tls_port,
+        rtp_ports=rtp or DEFAULTS.rtp_ports,
+        media=tuple(media),
+    )
+
+
+def read_diagnose(r: _Reader, raw: Any) -> Diagnose:
+    """`[diagnose]`: the office's UDP responder and `[[diagnose.targets]]` to check."""
+    p = ("diagnose",)
+    table = r.table(raw, p, DIAGNOSE_KEYS)
+    responder = r.get(table, p, "responder", str, v.parse_endpoint, BAD_ENDPOINT)
+    targets = table.get("targets", [])
+    if not isinstance(targets, list):
+        r.issue((*p, "targets"), WRONG_TYPE, "diagnose.targets must be [[diagnose.targets]]")
+        targets = []
+    read = (_read_target(r, index, item) for index, item in enumerate(targets))
+    return Diagnose(responder, tuple(t for t in read if t is not None))
+
+
+def _read_target(r: _Reader, index: int, raw: Any) -> Target | None:
+    p = ("diagnose", "targets", index)
+    table = r.table(raw, p, TARGET_KEYS, ("name", "host"))
+    name = r.get(table, p, "name", str, v.parse_name)
+    host = r.get(table, p, "host", str, v.parse_host)
+    port = r.get(table, p, "port", int, _range(1, 65535, "port"))
+    kind = r.get(table, p, "kind", str, _choice(("tcp", "ssh", "ping"), "kind"))
+    kind = kind or DEFAULTS.target_kind
+    if kind == "tcp" and "port" not in table:
+        r.issue(p, MISSING_KEY, f"diagnose.targets[{index}] of kind tcp needs a port")
+    if not name or host is None:
+        return None
+    if port is None and kind == "ssh":
+        port = DEFAULTS.ssh_port
+    return Target(name, host, port, kind)
 
 
 def _family(parse: Callable[[str], T], version: int) -> Callable[[str], T]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,13 @@ from typing import Any
 from netsetup.errors import NotFoundError, ProfileError
 from netsetup.fsutil import atomic_write, ensure_dir
 from netsetup.profile.model import Peer, Profile
-from netsetup.profile.schema import SYNTAX, SchemaIssue, parse_peer_data, parse_profile_data
+from netsetup.profile.schema import (
+    SYNTAX,
+    SchemaIssue,
+    parse_peer_data,
+    parse_profile_data,
+    parse_toml,
+)
 from netsetup.profile.tomlpos import KeyLocator
 from netsetup.profile.values import format_time
 
@@ -52,21 +57,8 @@ def read_toml(path: Path) -> tuple[str, dict[str, Any] | None, SchemaIssue | Non
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return "", None, SchemaIssue((), SYNTAX, f"not UTF-8 text (byte {exc.start})", 1, 1)
-    try:
-        return text, tomllib.loads(text), None
-    except tomllib.TOMLDecodeError as exc:
-        line, column = _toml_error_position(str(exc))
-        message = str(exc).split(" (at ")[0]
-        return text, None, SchemaIssue((), SYNTAX, f"TOML syntax error: {message}", line, column)
-
-
-def _toml_error_position(message: str) -> tuple[int, int]:
-    import re
-
-    match = re.search(r"at line (\d+), column (\d+)", message)
-    if match:
-        return int(match.group(1)), int(match.group(2))
-    return 1, 1
+    data, syntax = parse_toml(text)
+    return text, data, syntax
 
 
 def parse_profile_file(profile_dir: Path) -> tuple[Profile | None, ParsedFile]:

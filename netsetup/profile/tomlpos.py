@@ -95,37 +95,52 @@ class _Scanner:
                 if self.at_end():
                     break
                 if self.peek(2) == "[[":
-                    start = self.pos()
-                    self.i += 2
-                    raw = self.key()
-                    resolved = self.resolve(raw)
-                    index = self.aot.get(resolved, 0)
-                    self.aot[resolved] = index + 1
-                    prefix = (*resolved, index)
-                    self.out.setdefault(resolved, start)
-                    self.out[prefix] = start
-                    self.skip_line()
+                    prefix = self.array_header()
                 elif self.peek() == "[":
-                    start = self.pos()
-                    self.i += 1
-                    prefix = self.resolve(self.key())
-                    self.out.setdefault(prefix, start)
-                    self.skip_line()
+                    prefix = self.table_header()
                 else:
-                    start = self.pos()
-                    key = self.key()
-                    path = (*prefix, *key)
-                    for depth in range(len(prefix) + 1, len(path) + 1):  # a.b.c = 1 defines a.b
-                        self.out.setdefault(path[:depth], start)
-                    self.skip_ws()
-                    if self.peek() == "=":
-                        self.advance()
-                    self.skip_ws()
-                    self.value(path)
-                    self.skip_line()
-        except IndexError:
-            pass  # a broken file: keep what was found before the break
+                    self.key_value(prefix)
+        except (IndexError, RecursionError):
+            pass  # a broken or absurdly nested file: keep what was found before the break
         return self.out
+
+    def array_header(self) -> KeyPath:
+        """`[[a.b]]`: the next element of array a.b; returns the prefix of the keys that follow."""
+        start = self.pos()
+        self.i += 2
+        resolved = self.resolve(self.key())
+        index = self.aot.get(resolved, 0)
+        self.aot[resolved] = index + 1
+        prefix = (*resolved, index)
+        self.define(resolved, start)
+        self.out[prefix] = start
+        self.skip_line()
+        return prefix
+
+    def table_header(self) -> KeyPath:
+        start = self.pos()
+        self.i += 1
+        prefix = self.resolve(self.key())
+        self.define(prefix, start)
+        self.skip_line()
+        return prefix
+
+    def key_value(self, prefix: KeyPath) -> None:
+        start = self.pos()
+        path = (*prefix, *self.key())
+        self.define(path, start, below=len(prefix))  # a.b.c = 1 defines a.b
+        self.skip_ws()
+        if self.peek() == "=":
+            self.advance()
+        self.skip_ws()
+        self.value(path)
+        self.skip_line()
+
+    def define(self, path: KeyPath, start: Position, below: int = 0) -> None:
+        """Record `start` for `path` and every prefix longer than `below` not seen before: a
+        header `[a.b]` is where table `a` first appears if nothing named it earlier."""
+        for depth in range(below + 1, len(path) + 1):
+            self.out.setdefault(path[:depth], start)
 
     def resolve(self, raw: KeyPath) -> KeyPath:
         """Insert the current index after every array-of-tables segment of a header path."""
@@ -187,43 +202,96 @@ class _Scanner:
         if ch in "\"'":
             self.string()
         elif ch == "[":
-            self.advance()
-            index = 0
-            while True:
-                self.skip_ws(newlines=True)
-                if self.at_end() or self.peek() == "]":
-                    break
-                self.out.setdefault((*path, index), self.pos())
-                self.value((*path, index))
-                index += 1
-                self.skip_ws(newlines=True)
-                if self.peek() == ",":
-                    self.advance()
-                elif self.peek() != "]":
-                    break
-            if self.peek() == "]":
-                self.advance()
+            self.array(path)
         elif ch == "{":
-            self.advance()
-            while True:
-                self.skip_ws()
-                if self.at_end() or self.peek() in "}\n":
-                    break
-                start = self.pos()
-                key = self.key()
-                if not key:
-                    break
-                self.out.setdefault((*path, *key), start)
-                self.skip_ws()
-                if self.peek() == "=":
-                    self.advance()
-                self.skip_ws()
-                self.value((*path, *key))
-                self.skip_ws()
-                if self.peek() == ",":
-                    self.advance()
-            if self.peek() == "}":
-                self.advance()
+            self.inline_table(path)
         else:
             while not self.at_end() and self.peek() not in ",]}\n#":
                 self.advance()
+
+    def array(self, path: KeyPath) -> None:
+        self.advance()
+        index = 0
+        while True:
+            self.skip_ws(newlines=True)
+            if self.at_end() or self.peek() == "]":
+                break
+            self.out.setdefault((*path, index), self.pos())
+            self.value((*path, index))
+            index += 1
+            self.skip_ws(newlines=True)
+            if self.peek() == ",":
+                self.advance()
+            elif self.peek() != "]":
+                break
+        if self.peek() == "]":
+            self.advance()
+
+    def inline_table(self, path: KeyPath) -> None:
+        self.advance()
+        while True:
+            self.skip_ws()
+            if self.at_end() or self.peek() in "}\n":
+                break
+            start = self.pos()
+            key = self.key()
+            if not key:
+                break
+            self.out.setdefault((*path, *key), start)
+            self.skip_ws()
+            if self.peek() == "=":
+                self.advance()
+            self.skip_ws()
+            self.value((*path, *key))
+            self.skip_ws()
+            if self.peek() == ",":
+                self.advance()
+        if self.peek() == "}":
+            self.advance()
+
+
+# Deeper than this, a value is not a setting: the nesting is what broke the parser.
+DEEP_NESTING = 64
+
+
+def nesting_start_line(text: str, depth: int = DEEP_NESTING) -> int:
+    """The line where the first value nested more than `depth` arrays or inline tables deep
+    begins (1 if there is none). tomllib gives no position when deep nesting exhausts its stack.
+    """
+    level = 0
+    start = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "\"'":
+            i = _after_string(text, i)
+            continue
+        if ch == "#":
+            i = _line_end(text, i)
+            continue
+        if ch in "[{":
+            start = i if level == 0 else start
+            level += 1
+            if level > depth:
+                return text.count("\n", 0, start) + 1
+        elif ch in "]}":
+            level = max(level - 1, 0)
+        i += 1
+    return 1
+
+
+def _line_end(text: str, i: int) -> int:
+    end = text.find("\n", i)
+    return len(text) if end < 0 else end
+
+
+def _after_string(text: str, i: int) -> int:
+    """Index just past the string that starts at `i` (or the end of a broken one)."""
+    quote = text[i]
+    if text.startswith(quote * 3, i):
+        end = text.find(quote * 3, i + 3)
+        return len(text) if end < 0 else end + 3
+    j = i + 1
+    while j < len(text) and text[j] not in (quote, "\n"):
+        j += 2 if quote == '"' and text[j] == "\\" else 1
+    return j + 1

@@ -137,6 +137,61 @@ def parse_address(value: str) -> IPAddress:
         raise ValueError(f"{value!r} is not an IP address") from None
 
 
+# Ranges nothing can be reached at through a tunnel: a route or an address inside one of them is a
+# mistake (255.255.255.255 is the limited broadcast, inside 240.0.0.0/4). IPv6 `::/8` also holds
+# the IPv4-mapped and -compatible forms, whose small numbers read back as IPv4 addresses.
+_UNUSABLE: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), what)
+    for net, what in (
+        ("0.0.0.0/8", "'this host on this network' (0.0.0.0/8)"),
+        ("127.0.0.0/8", "loopback (127.0.0.0/8)"),
+        ("224.0.0.0/4", "multicast (224.0.0.0/4)"),
+        ("240.0.0.0/4", "reserved or broadcast (240.0.0.0/4, with 255.255.255.255)"),
+        ("::/8", "reserved (::/8: unspecified, loopback, IPv4-mapped)"),
+        ("ff00::/8", "multicast (ff00::/8)"),
+    )
+)
+
+
+def unusable_range(network: IPNetwork) -> str | None:
+    """What `network` lies inside when nothing there can be routed to (loopback, multicast...)."""
+    for special, what in _UNUSABLE:
+        # two CIDR blocks are nested or disjoint: overlapping and no wider means inside
+        inside = network.prefixlen >= special.prefixlen and network.overlaps(special)
+        if special.version == network.version and inside:
+            return what
+    return None
+
+
+def parse_destination(value: str) -> IPNetwork:
+    """A network the tunnel routes to: any CIDR, `0.0.0.0/0` included, but none of `_UNUSABLE`."""
+    network = parse_network(value)
+    what = unusable_range(network) if network.prefixlen else None
+    if what is not None:
+        raise ValueError(f"{value!r} is {what}: nothing there is reachable through the tunnel")
+    return network
+
+
+def parse_service_address(value: str) -> IPAddress:
+    """The address of a server reached through the tunnel (DNS, SIP, a portal)."""
+    address = parse_address(value)
+    what = unusable_range(ipaddress.ip_network(address))
+    if what is not None:
+        raise ValueError(f"{value!r} is {what}, not the address of a server")
+    return address
+
+
+def parse_tunnel(value: str) -> IPNetwork:
+    """The tunnel's own subnet: neither everything (/0) nor touching an unusable range."""
+    network = parse_network(value)
+    if network.prefixlen == 0:
+        raise ValueError(f"{value!r} is every address; the tunnel needs its own subnet")
+    for special, what in _UNUSABLE:
+        if special.version == network.version and network.overlaps(special):
+            raise ValueError(f"{value!r} overlaps {what}; peers cannot have addresses there")
+    return network
+
+
 def parse_port_ranges(value: str) -> tuple[tuple[int, int], ...]:
     """`443`, `80,443`, `10000-20000` -> ((443, 443),) ..."""
     ranges: list[tuple[int, int]] = []
@@ -203,3 +258,15 @@ def _expiry_moment(value: str, now: datetime) -> datetime:
 
 def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def format_duration(span: timedelta) -> str:
+    """The shortest of `2w`, `30d`, `12h` that `parse_duration` reads back as `span`."""
+    hours, rest = divmod(span, timedelta(hours=1))
+    if rest or hours <= 0:
+        raise ValueError(f"{span} is not a whole number of hours")
+    if hours % (24 * 7) == 0:
+        return f"{hours // (24 * 7)}w"
+    if hours % 24 == 0:
+        return f"{hours // 24}d"
+    return f"{hours}h"

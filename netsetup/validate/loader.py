@@ -110,7 +110,7 @@ def _load_peer(path: Path, ctx: Context) -> PeerEntry:
     try:
         text = raw.decode("utf-8")
         data = canonical_peer_data(text) or tomllib.loads(text)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # TOMLDecodeError is a ValueError
         peer, parsed = parse_peer_file(path)  # the slow path words the syntax error
         _report_schema(parsed, ctx)
         return PeerEntry(peer, parsed)

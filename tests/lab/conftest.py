@@ -13,10 +13,12 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from netsetup.lab import Lab
-from netsetup.lab.proc import missing_programs
+
+from .prereq import require_lab
 
 REPO = Path(__file__).resolve().parents[2]
 ACME = REPO / "profiles" / "acme-dental"
@@ -42,27 +44,6 @@ def _keep_session_signal_handlers() -> Iterator[None]:
     yield
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
-
-
-def lab_required() -> bool:
-    return os.environ.get("NETSETUP_REQUIRE_LAB") == "1"
-
-
-def require_lab() -> None:
-    """Skip (or, with NETSETUP_REQUIRE_LAB=1, fail) when the lab can't run here."""
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("not root")
-    missing = missing_programs()
-    if missing:
-        problems.append("missing " + ", ".join(missing))
-    if not Path("/dev/net/tun").exists():
-        problems.append("no /dev/net/tun")
-    if problems:
-        reason = "the lab needs: " + "; ".join(problems)
-        if lab_required():
-            pytest.fail(f"NETSETUP_REQUIRE_LAB=1 but {reason}")
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -103,19 +84,15 @@ def connect(lab: Lab) -> Iterator[Callable[..., str]]:
     def _connect(
         name: str, mode: str = "dedicated", host: str = "home", allowed_ips: str | None = None
     ) -> str:
-        if host not in lab.record.clients:
-            lab.add_client_host(host)
-        existing = lab.run_dir / "clients" / name
-        configs = sorted(existing.glob("*.conf")) if existing.is_dir() else []
-        config = configs[0] if configs else lab.provision(name, mode)
-        iface = lab.tunnel_up(config, host, allowed_ips=allowed_ips)
         used.append(host)
-        assert lab.wait_handshake(host, timeout=15) is not None, f"no handshake for {name}"
-        return iface
+        result = lab.connect(name, mode, host, allowed_ips=allowed_ips)
+        assert result.ok, f"no handshake for {name}"
+        return result.interface
 
     yield _connect
     for host in used:
-        lab.tunnel_down(host)
+        if host in lab.record.clients:  # a host that could not be made has no tunnel
+            lab.tunnel_down(host)
 
 
 @contextlib.contextmanager
@@ -157,14 +134,21 @@ def lab_leftovers() -> list[str]:
     wg_dir = Path("/var/run/wireguard")
     if wg_dir.is_dir():
         found += [f"wireguard socket {p}" for p in wg_dir.glob("nl*")]
+    found += [_describe(p) for p in _lab_processes()]
+    return found
+
+
+def _lab_processes() -> list[psutil.Process]:
+    """Processes a lab started that are still running: its programs in any namespace but the
+    host's, and anything whose command line names a lab (but not this test session)."""
     root_netns = os.readlink("/proc/self/ns/net")  # the test runs in the host namespace
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    left = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        comm = process.info["name"] or ""
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            netns = os.readlink(proc / "ns" / "net")
-            comm = (proc / "comm").read_text().strip()
+            # psutil has no view of namespaces: the nsfs link of the process tells which it is in
+            netns = os.readlink(f"/proc/{process.pid}/ns/net")
         except OSError:
             continue
         lab_made = "netsetup-lab-" in cmdline or "netsetup.lab." in cmdline
@@ -172,5 +156,13 @@ def lab_leftovers() -> list[str]:
         if (program and (lab_made or netns != root_netns)) or (
             lab_made and "pytest" not in cmdline
         ):
-            found.append(f"process {proc.name} {comm}: {cmdline[:120]}")
-    return found
+            left.append(process)
+    return left
+
+
+def _describe(process: psutil.Process) -> str:
+    try:
+        cmdline = " ".join(process.cmdline())
+        return f"process {process.pid} {process.name()}: {cmdline[:120]}"
+    except psutil.Error:
+        return f"process {process.pid} (gone meanwhile)"

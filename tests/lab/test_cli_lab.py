@@ -67,7 +67,10 @@ def test_every_lab_command_checks_root_first(
     out, err = capsys.readouterr()
     assert exited.value.code == 2, (out, err)
     assert err.startswith("error: the lab needs root"), err
-    assert out == ""
+    if "--json" in argv:  # the error, as JSON where the command's JSON would have gone
+        assert json.loads(out)["error"]["exit_code"] == 2, out
+    else:
+        assert out == ""
     assert sorted(run_base().glob("netsetup-lab-*")) == before
 
 
@@ -89,9 +92,22 @@ def test_up_status_exec_connect_fault_down(host_resolv_conf: bytes) -> None:
     try:
         status = json.loads(_netsetup("lab", "status", "--lab", prefix, "--json").stdout)
         assert all(status["hosts"].values()) and status["gateway"]["up"]
+        assert status["gateway"]["tunnel_address"] == "198.18.10.1"
         assert all(s["running"] for s in status["services"].values())
         connected = _netsetup("lab", "connect", "maria", "--lab", prefix)
         assert connected.returncode == 0 and "handshake after" in connected.stdout, connected
+        again = _netsetup("lab", "connect", "maria", "--lab", prefix, "--json")
+        assert again.returncode == 0, again.stderr
+        document = json.loads(again.stdout)
+        assert document["schema"] == "netsetup.lab.connect/1"
+        assert document["provisioned"] is False and document["handshake_s"] is not None
+        for args, error in [
+            (["loss"], "error: fault loss needs percent"),
+            (["loss", "--percent", "5", "--port", "22"], "takes percent, direction, not port"),
+            (["drop", "--port", "22", "--proto", "sctp"], "proto must be one of udp, tcp"),
+        ]:
+            refused = _netsetup("lab", "fault", "add", *args, "--lab", prefix)
+            assert refused.returncode == 2 and error in refused.stderr, refused
         ping = _netsetup(
             "lab", "exec", "home", "--lab", prefix, "--", "ping", "-c1", "-W2", "198.18.10.1"
         )

@@ -115,3 +115,22 @@ def test_bad_client_host_names_are_refused(lab: Lab) -> None:
         with pytest.raises(InputError, match="host"):
             lab.add_client_host(bad)
         assert bad not in lab.record.clients
+
+
+def test_connect_provisions_once_and_reuses_the_config(lab: Lab) -> None:
+    first = lab.connect("reuse-me", "dedicated")
+    try:
+        assert first.ok and first.provisioned and first.host == "home"
+        assert first.config.parent.name == "reuse-me"
+        tunnel = lab.status().tunnels["home"]
+        assert (tunnel.peer, tunnel.up) == ("reuse-me", True) and tunnel.latest_handshake > 0
+        lab.tunnel_down()
+        assert lab.status().tunnels["home"].up is False
+        again = lab.connect("reuse-me", "dedicated")
+        assert again.ok and not again.provisioned and again.config == first.config
+        listed = lab.netsetup("list", str(lab.profile_dir), "--json").stdout
+        assert listed.count('"reuse-me"') == 1
+    finally:
+        lab.tunnel_down()
+    with pytest.raises(InputError, match="must be 1-32 characters"):
+        lab.connect("../reuse-me")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from netsetup.gateway.firewall import render_firewall, table_name
+from netsetup.gateway.firewall import MAX_NFT_TIME, render_firewall, table_name
 from netsetup.profile.model import Peer
 from netsetup.profile.store import load_profile
 
@@ -45,51 +45,107 @@ def _chain(text: str, name: str) -> str:
     return text[start : text.index("\n\t}", start)]
 
 
-def test_default_drop_isolation_and_established() -> None:
+def _rules(text: str, name: str) -> list[str]:
+    return [line.strip() for line in _chain(text, name).splitlines()[1:] if line.strip()]
+
+
+def test_forward_drops_by_default_and_peers_are_checked_before_conntrack() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
-    tunnel = _chain(text, "from_tunnel")
-    lines = [line.strip() for line in tunnel.splitlines()[1:] if line.strip()]
-    assert lines[0].startswith('oifname "wg0" drop')  # isolation before anything is accepted
-    assert lines[1] == "ct state established,related accept"
-    assert lines[-1].startswith("drop")
-    assert 'iifname "wg0" jump from_tunnel' in _chain(text, "forward")
+    forward = _rules(text, "forward")
+    assert forward[0] == "type filter hook forward priority filter; policy drop;"
+    rules = [r for r in forward[1:] if not r.startswith("#")]
+    assert rules == [
+        'iifname "wg0" oifname "wg0" drop comment "peers never reach each other"',
+        'iifname "wg0" jump from_peer',
+        'oifname "wg0" jump to_peer',
+    ]
+    # the peer's state is checked first, in both directions; no blanket established/related
+    assert _rules(text, "from_peer")[0] == "jump sender_active"
+    assert _rules(text, "to_peer")[1] == "jump receiver_active"
+    assert "established" not in text and "related" not in text.split("table inet", 1)[1]
+    assert _rules(text, "sender_active")[:2] == [
+        "ip saddr != @peers_v4 drop",
+        "ip6 saddr != @peers_v6 drop",
+    ]
+    assert _rules(text, "to_peer")[0].startswith("fib saddr . iif oif missing drop")
     assert f"delete table inet {table_name('wg0')}" in text
+
+
+def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None:
+    text = render_firewall(load_profile(ACME), PEERS, NOW)
+    assert _rules(text, "input") == [
+        "type filter hook input priority filter; policy accept;",
+        'iifname "wg0" jump peer_to_gateway',
+    ]
+    assert _rules(text, "peer_to_gateway") == [
+        "jump sender_active",
+        'ip daddr 198.18.10.1 icmp type echo-request accept comment "ping"',
+        'ip6 daddr 2001:db8:10::1 icmpv6 type echo-request accept comment "ping"',
+        "ip daddr 192.0.2.53 meta l4proto { tcp, udp } th dport 53 accept"
+        ' comment "DNS on the gateway"',
+        "drop",
+    ]
 
 
 def test_only_active_peers_are_in_the_maps() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
     assert "198.18.10.2 : jump mode_dedicated," in text
-    assert "198.18.10.3 timeout 259200s : jump mode_agency," in text
-    assert "2001:db8:10::3 timeout 259200s : jump mode_agency," in text
+    assert "198.18.10.3 : jump mode_agency," in text
+    assert "2001:db8:10::3 : jump mode_agency," in text
     assert "198.18.10.4" not in text and "198.18.10.5" not in text
     assert "#   maria (dedicated): 198.18.10.2" in text and "#   temp (agency)" in text
     assert "gone" not in text.split("table inet", 1)[1]
-    tunnel = _chain(text, "from_tunnel")
-    assert "ip saddr vmap @peers_v4" in tunnel and "ip6 saddr vmap @peers_v6" in tunnel
+    assert "ct direction original ip saddr vmap @peers_v4" in _chain(text, "from_peer")
+    assert "ct direction reply ip6 daddr vmap @peers_v6" in _chain(text, "to_peer")
 
 
-def test_modes_get_their_destinations_plus_dns_and_voip() -> None:
+def test_modes_get_their_flows_plus_dns_and_voip_by_the_original_tuple() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
     dedicated, agency = _chain(text, "mode_dedicated"), _chain(text, "mode_agency")
-    assert "ip daddr 192.0.2.0/24 accept" in dedicated
-    assert "ip6 daddr 2001:db8:20::/64 accept" in dedicated
-    assert "ip daddr 192.0.2.20/32 tcp dport 443 accept" in agency
+    assert "ct original ip daddr 192.0.2.0/24 accept" in dedicated
+    assert "ct original ip6 daddr 2001:db8:20::/64 accept" in dedicated
+    portal = "ct original ip daddr 192.0.2.20/32"
+    assert f"meta l4proto tcp {portal} ct original proto-dst 443 accept" in agency
+    assert f"meta l4proto icmp {portal} ct protocol tcp ct original proto-dst 443 accept" in agency
     assert "192.0.2.0/24" not in agency
     for chain in (dedicated, agency):
-        assert "ip daddr 192.0.2.53 meta l4proto { tcp, udp } th dport 53 accept" in chain
-        assert "ip daddr 192.0.2.40 udp dport 5060 accept" in chain
-        assert "ip daddr 192.0.2.40 tcp dport { 5060, 5061 } accept" in chain
-        assert "ip daddr 192.0.2.40/32 udp dport 10000-20000 accept" in chain
+        dns = "ct original ip daddr 192.0.2.53/32"
+        assert f"meta l4proto udp {dns} ct original proto-dst 53 accept" in chain
+        assert f"meta l4proto tcp {dns} ct original proto-dst 53 accept" in chain
+        sip = "ct original ip daddr 192.0.2.40/32"
+        assert f"meta l4proto udp {sip} ct original proto-dst 5060 accept" in chain
+        assert f"meta l4proto tcp {sip} ct original proto-dst 5060 accept" in chain
+        assert f"meta l4proto tcp {sip} ct original proto-dst 5061 accept" in chain
+        assert f"meta l4proto udp {sip} ct original proto-dst 10000-20000 accept" in chain
+
+
+def test_calls_come_from_the_pbx_and_the_media_hosts_only() -> None:
+    calls = _rules(render_firewall(load_profile(ACME), PEERS, NOW), "calls")
+    flows = [r.split(" accept")[0] for r in calls if "ICMP" not in r]
+    pbx = "ct original ip saddr 192.0.2.40/32"
+    assert flows == [
+        f"meta l4proto udp {pbx} ct original proto-dst 5060",
+        f"meta l4proto tcp {pbx} ct original proto-dst 5060",
+        f"meta l4proto tcp {pbx} ct original proto-dst 5061",
+        f"meta l4proto udp {pbx} ct original proto-dst 10000-20000",
+    ]
+    assert len(calls) == 2 * len(flows)  # each with its ICMP errors
 
 
 def test_voip_transports_follow_the_profile() -> None:
     profile = load_profile(BRIGHTDESK)
     text = render_firewall(profile, [_peer("a", "agency", 2)], NOW)
-    chain = _chain(text, "mode_agency")
-    assert "ip daddr 198.51.100.40 udp dport 5060 accept" in chain
-    assert "ip daddr 198.51.100.40 tcp dport 5061 accept" in chain  # tls only, no tcp/5060
-    assert "tcp dport 5060" not in chain
-    assert "udp dport 16384-32767" in chain
+    for name in ("mode_agency", "calls"):
+        chain = _chain(text, name)
+        assert (
+            "meta l4proto udp" in chain and "198.51.100.40/32 ct original proto-dst 5060" in chain
+        )
+        assert (
+            "meta l4proto tcp" in chain and "198.51.100.40/32 ct original proto-dst 5061" in chain
+        )
+        assert "tcp ct original ip daddr 198.51.100.40/32 ct original proto-dst 5060" not in chain
+        assert "tcp ct original ip saddr 198.51.100.40/32 ct original proto-dst 5060" not in chain
+        assert "ct original proto-dst 16384-32767" in chain
 
 
 def test_hostile_peer_name_cannot_break_out_of_a_comment() -> None:
@@ -153,52 +209,62 @@ def test_nft_accepts_edge_profiles(tmp_path: Path, drop: tuple[str, ...]) -> Non
     _nft_check(text)
 
 
-def test_the_ruleset_grows_by_one_map_element_per_peer() -> None:
-    """Rules are per mode: 5,000 peers add 10,000 map elements and no rules (nft checks it)."""
+def _rule_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip().endswith(('"', "accept", "drop"))]
+
+
+def test_the_ruleset_grows_by_map_elements_and_one_rule_per_expiry_instant() -> None:
+    """Rules are per mode: 5,000 peers (half of them expiring, each at its own second) add
+    15,000 map elements and one rule per expiry instant (nft checks it). Load times are in
+    the report of benchmarks, not here."""
     profile = load_profile(ACME)
     base = int(ipaddress.IPv4Address("198.18.0.2"))
-    many = [_peer(f"p{i}", "dedicated" if i % 2 else "agency", 2) for i in range(5000)]
     many = [
         replace(
-            p,
+            _peer(f"p{i}", "dedicated" if i % 2 else "agency", 2),
             address_v4=ipaddress.IPv4Address(base + i),
             address_v6=ipaddress.IPv6Address(f"2001:db8:10::{i + 2:x}"),
+            expires=NOW + timedelta(days=1, seconds=i) if i % 2 == 0 else None,
         )
-        for i, p in enumerate(many)
+        for i in range(5000)
     ]
     text = render_firewall(profile, many, NOW)
-    few = render_firewall(profile, many[:2], NOW)
-    rules = [line for line in text.splitlines() if line.strip().endswith(('"', "accept", "drop"))]
-    few_rules = [
-        line for line in few.splitlines() if line.strip().endswith(('"', "accept", "drop"))
-    ]
-    assert len(rules) == len(few_rules)
+    few = render_firewall(profile, many[:2], NOW)  # one of them expiring
+    assert len(_rule_lines(text)) == len(_rule_lines(few)) - 1 + 2500
     assert text.count(": jump mode_") == 10_000
+    assert text.count(": jump expires_") == 5_000
     _nft_check(text)
 
 
-def test_expiring_peers_carry_a_timeout_in_the_map() -> None:
+def test_expiry_is_an_absolute_time_in_its_own_chain() -> None:
     text = render_firewall(load_profile(ACME), PEERS, NOW)
-    assert "198.18.10.3 timeout 259200s : jump mode_agency," in text  # expires in 3 days
-    assert "198.18.10.2 : jump mode_dedicated," in text  # no expiry: no timeout
-    far = _peer("far", "agency", 6, expires=NOW + timedelta(days=3000))
-    assert "198.18.10.6 : jump mode_agency," in render_firewall(load_profile(ACME), [far], NOW)
+    seconds = int((NOW + timedelta(days=3)).timestamp())  # temp expires in 3 days
+    assert _rules(text, f"expires_{seconds}") == [
+        f'meta time >= {seconds} drop comment "expired at 2026-01-18T12:00:00Z"'
+    ]
+    assert f"198.18.10.3 : jump expires_{seconds}," in text
+    assert f"2001:db8:10::3 : jump expires_{seconds}," in text
+    assert "198.18.10.2 : jump expires" not in text  # no expiry, no expiry chain
+    assert "timeout" not in text  # nothing counts from the moment of loading
+    # the same instant whenever it is rendered: a later render names the same second
+    later = render_firewall(load_profile(ACME), PEERS, NOW + timedelta(days=1))
+    assert f"meta time >= {seconds} drop" in later
+    far = _peer("far", "agency", 6, expires=datetime(2400, 1, 1, tzinfo=UTC))
+    text = render_firewall(load_profile(ACME), [far], NOW)
+    assert f"meta time >= {MAX_NFT_TIME} drop" in text  # beyond what nft holds: its last second
 
 
-def test_the_kernel_drops_an_expired_peer_without_a_re_render() -> None:
-    """Loaded for real (in a private network namespace): the element of a peer that expires in
-    one second is gone from the map two seconds later, so its traffic meets the final drop."""
+def test_nft_reads_the_expiry_as_utc_unix_seconds_whatever_the_local_timezone() -> None:
+    """Loaded for real (in a private network namespace) under a far-off local timezone: nft
+    lists the expiry instant in UTC as the rendered second, so no timezone shifts it."""
     require_lab()
-    soon = _peer("soon", "agency", 7, expires=NOW + timedelta(seconds=1))
+    soon = _peer("soon", "agency", 7, expires=datetime(2026, 11, 27, 8, 30, tzinfo=UTC))
     text = render_firewall(load_profile(ACME), [PEERS[0], soon], NOW)
-    script = (
-        "nft -f - && nft list map inet netsetup_wg0 peers_v4 && sleep 2.5 && "
-        "echo AFTER && nft list map inet netsetup_wg0 peers_v4"
-    )
+    seconds = int(datetime(2026, 11, 27, 8, 30, tzinfo=UTC).timestamp())
+    listing = f"nft list chain inet netsetup_wg0 expires_{seconds}"
+    script = f"TZ=Pacific/Kiritimati nft -f - && TZ=UTC {listing}"
     done = subprocess.run(
         ["unshare", "--net", "sh", "-c", script], input=text, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    before, after = done.stdout.split("AFTER")
-    assert "198.18.10.7" in before and "198.18.10.2" in before
-    assert "198.18.10.7" not in after and "198.18.10.2" in after
+    assert 'meta time >= "2026-11-27 08:30:00" drop' in done.stdout, done.stdout

@@ -76,8 +76,8 @@ def test_a_recorded_pid_reused_by_another_process_is_left_alone() -> None:
         lab.record.services["files"].pid = bystander.pid
         lab.save()
         loaded = Lab.load(lab.prefix)
-        assert loaded.status()["services"]["files"]["running"] is False
-        assert loaded.status()["services"]["sshd"]["running"] is True
+        assert loaded.status().services["files"].running is False
+        assert loaded.status().services["sshd"].running is True
         problems = loaded.down()
         assert problems == []
         time.sleep(0.2)

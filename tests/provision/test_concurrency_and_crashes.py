@@ -97,7 +97,15 @@ def test_sigkill_at_random_moments_leaves_everything_whole(acme: Path, state_dir
     assert done.returncode == 0, done.stderr
     assert not [p for p in peers_dir.iterdir() if p.name.endswith(".tmp")]
     render = subprocess.run(
-        [sys.executable, "-m", "netsetup", "render", str(acme)],
+        [
+            sys.executable,
+            "-m",
+            "netsetup",
+            "render",
+            str(acme),
+            "--out",
+            str(state_dir.parent / "wg0.conf"),
+        ],
         env=env,
         capture_output=True,
         text=True,

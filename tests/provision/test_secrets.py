@@ -47,15 +47,15 @@ def test_whole_lifecycle_never_shows_a_secret(acme: Path, state_dir: Path, tmp_p
     run("renew", str(acme), "temp", "--expires", "3d")
     run("list", str(acme))
     run("list", str(acme), "--json")
-    run("render", str(acme))
-    run("render", str(acme), "--gateway-key", str(gateway_key))
+    run("render", str(acme), expect=2)  # stdout is a pipe here: refused, points to --out
+    run("render", str(acme), "--gateway-key", str(gateway_key), expect=2)
     run("render", str(acme), "--gateway-key", str(gateway_key), "--out", str(tmp_path / "wg0.conf"))
     secrets.update(collect_secrets(tmp_path, [tmp_path / "wg0.conf"]))
     run("revoke", str(acme), "temp")
     # errors, including one where a secret file is damaged, must not leak either
     psk_file = next((state_dir / "acme-dental" / "psk").glob("maria.*.psk"))
     psk_file.write_text(psk_file.read_text().strip()[:-3] + "!!\n")
-    run("render", str(acme), expect=2)
+    run("render", str(acme), "--out", str(tmp_path / "wg-damaged.conf"), expect=2)
     run("provision", str(acme), "maria", expect=2)
 
     assert len(secrets) >= 6, secrets  # keys were really collected

@@ -1,7 +1,8 @@
 """The real `wg-quick` and `wg` accept what provision and render write.
 
 `wg setconf` runs against a real userspace WireGuard device (wireguard-go) inside a network
-namespace this test makes and removes; no packet leaves it.
+namespace this test makes and removes; no packet leaves it. Like the lab's tests, these need root
+(marked `lab`): without it they skip, and under NETSETUP_REQUIRE_LAB=1 they fail instead.
 """
 
 from __future__ import annotations
@@ -19,15 +20,11 @@ from netsetup.keys import generate_keypair
 from netsetup.profile.store import load_peer, load_profile
 from netsetup.provision import service
 from netsetup.state import StateDir
-from tests.conftest import lab_required, need_root
+from tests.lab.prereq import require_lab
 
+pytestmark = pytest.mark.lab
 
-def need_tools(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        if lab_required():
-            pytest.fail(f"NETSETUP_REQUIRE_LAB=1 but missing: {', '.join(missing)}")
-        pytest.skip(f"missing: {', '.join(missing)}")
+WG_PROGRAMS = ("wg", "wg-quick", "wireguard-go", "ip")
 
 
 def strip(config: Path) -> str:
@@ -38,8 +35,7 @@ def strip(config: Path) -> str:
 
 @pytest.fixture
 def wg_device() -> Iterator[tuple[str, str]]:
-    need_root("wg setconf needs a WireGuard device in a network namespace")
-    need_tools("wg", "wireguard-go", "ip")
+    require_lab(WG_PROGRAMS)  # a WireGuard device in a network namespace needs root
     tag = uuid.uuid4().hex[:6]
     namespace, device = f"ns-test-{tag}", f"wgt{tag}"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
@@ -82,9 +78,7 @@ def setconf(namespace: str, device: str, text: str, tmp_path: Path) -> str:
 def test_wg_quick_strip_accepts_client_and_gateway_configs(
     acme: Path, state_dir: Path, tmp_path: Path
 ) -> None:
-    need_tools("wg-quick")
-    if os.geteuid() != 0:
-        need_root("wg-quick strip re-executes itself with sudo")
+    require_lab(WG_PROGRAMS)  # wg-quick strip re-executes itself with sudo without root
     profile = load_profile(acme)
     result = service.provision(profile, "maria", "dedicated", state=StateDir())
     stripped = strip(result.config)

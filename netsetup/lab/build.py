@@ -1,0 +1,80 @@
+"""Building a lab, in the order `down` can undo from any point: the run directory and its record
+first, then namespaces and links, the profile copy with a fresh gateway key, the gateway's
+WireGuard and firewall, and the office's services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from netsetup.lab import admin, cleanup, services, topology, tunnels, wireguard
+from netsetup.lab.labprofile import write_lab_profile
+from netsetup.lab.proc import LabError, require_kamailio_tls, require_programs
+from netsetup.lab.record import ClientHost, run_base
+
+if TYPE_CHECKING:
+    from netsetup.lab.lab import Lab
+
+
+def check_prerequisites(source_profile: Path) -> None:
+    """Every program and module a lab of `source_profile` uses is installed, or one error naming
+    the missing Debian packages, before anything is built."""
+    from netsetup.profile.store import load_profile
+
+    require_programs()
+    voip = load_profile(source_profile).voip
+    if voip is not None and "tls" in voip.transports:
+        require_kamailio_tls()
+
+
+def build(lab: Lab) -> None:
+    """Everything of `lab`; the caller removes what was built when this fails."""
+    lab.run_dir.mkdir(parents=True, mode=0o700)
+    # host directories the lab's tools need; the ones that did not exist go again at `down`
+    lab.record.created_dirs = [str(d) for d in cleanup.HOST_DIRS if not d.exists()]
+    cleanup.note_created_dirs(run_base(), [Path(d) for d in lab.record.created_dirs])
+    lab.save()  # from here on, `down` finds this lab even if we die
+    topology.build(lab.names, lab.plan, lab.run_dir)
+    prepare_profile(lab)
+    start_gateway(lab)
+    start_services(lab)
+    lab.record.clients["home"] = ClientHost("home", lab.names.client_wg(0), index=0)
+    tunnels.check_interface_names(lab)
+    lab.record.ready = True
+    lab.save()
+
+
+def prepare_profile(lab: Lab) -> None:
+    """The lab's gateway key (0600), its state directory, and its copy of the profile."""
+    from netsetup.fsutil import write_secret
+    from netsetup.keys import generate_keypair
+    from netsetup.profile.store import load_profile
+
+    keypair = generate_keypair()
+    write_secret(lab.gateway_key_file, keypair.private.reveal() + "\n")
+    lab.state_dir.mkdir(mode=0o700)
+    source = load_profile(lab.record.source_profile)
+    write_lab_profile(source, lab.profile_dir.parent, keypair.public, lab.gateway_interface)
+    if lab.profile().gateway.public_key != keypair.public:
+        raise LabError("the lab's profile copy did not take the lab's gateway key")
+
+
+def start_gateway(lab: Lab) -> None:
+    admin.render_gateway(lab)
+    wireguard.up(lab.ns("gateway"), lab.gateway_config)
+    admin.load_firewall(lab)
+
+
+def start_services(lab: Lab) -> None:
+    services.ensure_client_key(lab.run_dir / "ssh-client")
+    hosts = services.ServiceHosts(
+        office=lab.ns("office"),
+        gateway=lab.ns("gateway"),
+        directory=lab.run_dir / "services",
+        authorized_keys=lab.run_dir / "ssh-client" / "authorized_keys",
+    )
+    for service in services.lab_services(lab.profile(), lab.plan, hosts, lab.clock.now()):
+        lab.record.add_service(service)
+        lab.save()  # recorded before it starts: `down` stops it even if we die meanwhile
+        services.start(service)
+        lab.save()
