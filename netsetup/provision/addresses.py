@@ -274,20 +274,23 @@ class AddressIndex:
         return index
 
     def _match(self, folder: int) -> list[tuple[str, Stamp]]:
-        """Keep the cached rows whose stamp still matches; return the other peer files."""
-        row = self._cached.row
-        ino, size, mtime, ctime = self._cached.columns[:4]
-        changed: list[tuple[str, Stamp]] = []
+        """Keep the cached rows whose stamp still matches; return the other peer files.
+
+        The loop runs once per peer file on every provision: names are bound locally and the
+        cached stamp is compared column by column, ctime first (what every change moves)."""
+        row = self._cached.row.get
+        ino, size, mtime, ctime = (column.tolist() for column in self._cached.columns[:4])
+        keep, changed, stat = self._kept.append, [], os.stat
         for name in os.listdir(folder):
             if not name.endswith(".toml") or name.startswith("."):
                 _sweep(folder, name)
                 continue
             try:
-                st = os.stat(name, dir_fd=folder)
+                st = stat(name, dir_fd=folder)
             except OSError as exc:
                 self._stat_failed(name, exc)
                 continue
-            i = row.get(name[:-5])
+            i = row(name[:-5])
             if (
                 i is not None
                 and ctime[i] == st.st_ctime_ns
@@ -295,7 +298,7 @@ class AddressIndex:
                 and size[i] == st.st_size
                 and ino[i] == st.st_ino
             ):
-                self._kept.append(i)
+                keep(i)
             else:
                 changed.append((name, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
         return changed
