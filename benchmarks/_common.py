@@ -70,12 +70,18 @@ class Goal:
     at_most: float | None = None
     at_least: float | None = None
 
+    @property
+    def informative(self) -> bool:
+        return self.at_most is None and self.at_least is None
+
     def met(self, ratio: float) -> bool:
         if self.at_most is not None and ratio > self.at_most:
             return False
         return self.at_least is None or ratio >= self.at_least
 
     def __str__(self) -> str:
+        if self.informative:
+            return "none: for context"
         return f"<= {self.at_most}x" if self.at_most is not None else f">= {self.at_least}x"
 
 
@@ -93,7 +99,7 @@ class Report:
             figures = f"{ours * 1000:9.1f} ms vs {theirs * 1000:9.1f} ms"
         else:
             figures = f"{ours:9.0f}{unit} vs {theirs:9.0f}{unit}"
-        verdict = "ok" if goal.met(ratio) else "GOAL MISSED"
+        verdict = "" if goal.informative else "ok" if goal.met(ratio) else "GOAL MISSED"
         print(f"{title:<58} {figures}  ratio {ratio:5.2f}x  (goal {goal})  {verdict}", flush=True)
         if not goal.met(ratio):
             self.missed.append(f"{title}: {ratio:.2f}x, goal {goal}")

@@ -10,6 +10,8 @@ Prints medians of interleaved whole-process runs, their ratios and each goal; ex
     (cold: no index file, as in a fresh clone or for another admin; warm: the index of the
     previous run, which is what one admin meets from the second provision on)
   * provision at 10,000 peers vs at 0, warm index                         (goal <= 1.3x)
+    and the extra time for 10,000 peers next to its floor: a process that only lists and
+    stats 10,000 peer files, minus one that lists none (for context, no goal)
   * `netsetup --help` vs `wg-meshconf --help`                             (goal <= 1.2x)
   * key pairs per second: netsetup (cryptography) vs wireguard_tools      (goal >= 40x)
 Both tools run from the console scripts pip installed beside this interpreter (see
@@ -139,6 +141,16 @@ class Runs:
 
         return run
 
+    def stat_floor(self, profile: str) -> Callable[[int], float]:
+        """A Python process that only lists peers/ and stats every file: what a warm index
+        cannot avoid (a file edited in place changes nothing but its own stat)."""
+        code = (
+            "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "for name in os.listdir(fd): os.stat(name, dir_fd=fd)"
+        )
+        argv = [sys.executable, "-c", code, str(self.profiles[profile] / "peers")]
+        return lambda _: time_process(argv)
+
     def meshconf_addpeer(self, existing: int) -> Callable[[int], float]:
         def run(_: int) -> float:
             self.counter += 1
@@ -169,13 +181,25 @@ def compare_processes(rounds: int, report: Report, runs: Runs) -> None:
     )
     m = side_by_side(
         rounds,
-        {"cold": runs.netsetup_cold(), "warm": runs.netsetup("10k"), "zero": runs.netsetup("0")},
+        {
+            "cold": runs.netsetup_cold(),
+            "warm": runs.netsetup("10k"),
+            "zero": runs.netsetup("0"),
+            "stat10k": runs.stat_floor("10k"),
+            "stat0": runs.stat_floor("0"),
+        },
     )
     report.compare(
         "provision at 10,000 peers, cold index vs warm", m["cold"], m["warm"], Goal(at_most=1.5)
     )
     report.compare(
         "provision at 10,000 peers vs at 0 (warm index)", m["warm"], m["zero"], Goal(at_most=1.3)
+    )
+    report.compare(
+        "  its extra time vs listing + stat of 10,000 files alone",
+        m["warm"] - m["zero"],
+        m["stat10k"] - m["stat0"],
+        Goal(),
     )
     m = side_by_side(
         rounds,
