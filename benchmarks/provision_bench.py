@@ -127,7 +127,7 @@ class Runs:
 
     def _provision(self, profile: Path) -> float:
         self.counter += 1
-        argv = [*self.ours, "provision", str(profile), f"b{self.counter}"]
+        argv = [*self.ours, "provision", str(profile), f"b{self.counter}", "--mode", "dedicated"]
         return time_process(argv, self.env)
 
     def netsetup(self, profile: str) -> Callable[[int], float]:

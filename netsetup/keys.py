@@ -41,11 +41,11 @@ def key_error(text: str) -> str | None:
 
 def fingerprint(public_key: str) -> str:
     """A short, stable, non-secret name for a public key (as shown by `list` and the audit log)."""
-    digest = _sha256(base64.b64decode(public_key)).hexdigest()
+    digest = sha256(base64.b64decode(public_key)).hexdigest()
     return f"SHA256:{digest[:16]}"
 
 
-def _sha256(data: bytes) -> Any:
+def sha256(data: bytes) -> Any:
     """hashlib.sha256, without loading the system's OpenSSL for one small digest.
 
     `import hashlib` loads libcrypto (~5 ms, a twentieth of a `provision`); the interpreter's

@@ -6,22 +6,34 @@ Layout (everything 0700 / 0600):
         <profile-id>/psk/<peer>.<key-tag>.psk the preshared key the gateway needs
         <profile-id>/clients/<peer>/        default output folder of a client config and QR code
         <profile-id>/gateway/private.key    optional: lets `render --out` write a complete config
+        <profile-id>/pending/<peer>.json    a change in flight (see netsetup.provision.journal)
+
+Every path builder takes a checked `ProfileId` and `PeerName` (never a plain str), so a name that
+could climb out of its folder (`../x`) cannot reach one; mypy finds a caller that skips the check.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from netsetup.errors import InputError
-from netsetup.fsutil import SECRET_DIR_MODE, append_line, ensure_dir, private_dir, write_secret
+from netsetup.fsutil import (
+    SECRET_DIR_MODE,
+    append_line,
+    ensure_dir,
+    private_dir,
+    remove_file,
+    remove_tree,
+    write_secret,
+)
 from netsetup.keys import SecretKey, fingerprint
-from netsetup.profile.values import format_time
+from netsetup.profile.values import PeerName, ProfileId, format_time
+
+AUDIT_TAIL_BYTES = 1 << 20  # how far back a recovered change looks for its own audit line
 
 
 def default_state_root() -> Path:
@@ -54,9 +66,10 @@ class StateDir:
     def __repr__(self) -> str:
         return f"StateDir({str(self.root)!r})"
 
-    def _secret_dir(self, *parts: str) -> Path:
+    def _secret_dir(self, profile_id: ProfileId, *parts: str) -> Path:
+        """The folder root/<profile>/<parts...>, created 0700 down from the root."""
         private_dir(self.root)  # created 0700, or an existing one that is already private
-        path = self.root.joinpath(*parts)
+        path = self.root.joinpath(ProfileId(profile_id), *parts)
         for parent in reversed([path, *path.parents]):
             if self.root in parent.parents:  # our own folders below the root: forced 0700
                 ensure_dir(parent, SECRET_DIR_MODE)
@@ -65,15 +78,22 @@ class StateDir:
     # -- preshared keys --------------------------------------------------------------------
     # A preshared key file is named after the peer and the public key it belongs to, so a
     # rotation interrupted before its peer file is written leaves the old pair matching.
-    def psk_path(self, profile_id: str, peer: str, public_key: str) -> Path:
+    def psk_dir(self, profile_id: ProfileId) -> Path:
+        return self.root / ProfileId(profile_id) / "psk"
+
+    def psk_path(self, profile_id: ProfileId, peer: PeerName, public_key: str) -> Path:
         tag = fingerprint(public_key).removeprefix("SHA256:")
-        return self.root / profile_id / "psk" / f"{peer}.{tag}.psk"
+        return self.psk_dir(profile_id) / f"{PeerName(peer)}.{tag}.psk"
 
-    def save_psk(self, profile_id: str, peer: str, public_key: str, psk: SecretKey) -> None:
+    def save_psk(
+        self, profile_id: ProfileId, peer: PeerName, public_key: str, psk: SecretKey
+    ) -> Path:
         self._secret_dir(profile_id, "psk")
-        write_secret(self.psk_path(profile_id, peer, public_key), psk.reveal() + "\n")
+        path = self.psk_path(profile_id, peer, public_key)
+        write_secret(path, psk.reveal() + "\n")
+        return path
 
-    def load_psk(self, profile_id: str, peer: str, public_key: str) -> SecretKey | None:
+    def load_psk(self, profile_id: ProfileId, peer: PeerName, public_key: str) -> SecretKey | None:
         path = self.psk_path(profile_id, peer, public_key)
         try:
             return SecretKey(path.read_text().strip())
@@ -84,34 +104,53 @@ class StateDir:
                 f"the stored preshared key of {peer!r} is damaged", where=str(path)
             ) from None
 
-    def delete_psk(self, profile_id: str, peer: str, *, keep: str | None = None) -> None:
-        """Remove the peer's preshared keys, except the one of public key `keep`."""
-        folder = self.root / profile_id / "psk"
-        kept = self.psk_path(profile_id, peer, keep).name if keep else None
+    def psk_files(self, profile_id: ProfileId, peer: PeerName) -> list[Path]:
+        """Every preshared key file of the peer, whatever public key it belongs to."""
+        folder = self.psk_dir(profile_id)
+        prefix = f"{PeerName(peer)}."
         try:
             names = os.listdir(folder)
         except OSError:
-            return  # as glob did: nothing there it can see (missing, or a file in the way)
-        prefix = f"{peer}."
-        for name in names:
-            # <peer>.<key-tag>.psk, matched without compiling a glob pattern for every peer name
-            ours = name.startswith(prefix) and name.endswith(".psk") and name.count(".") == 2
-            if ours and name != kept:
-                with contextlib.suppress(FileNotFoundError):
-                    (folder / name).unlink()
+            return []  # as glob did: nothing there it can see (missing, or a file in the way)
+        # peer names hold no '.', so `<peer>.<tag>.psk` never matches another peer's file;
+        # matched by hand, not by a glob pattern compiled anew for every peer name
+        ours = (
+            n for n in names if n.startswith(prefix) and n.endswith(".psk") and n.count(".") == 2
+        )
+        return sorted(folder / name for name in ours)
+
+    def delete_psk(self, profile_id: ProfileId, peer: PeerName, *, keep: str | None = None) -> None:
+        """Remove the peer's preshared keys, except the one of public key `keep`."""
+        kept = self.psk_path(profile_id, peer, keep) if keep else None
+        for path in self.psk_files(profile_id, peer):
+            if path != kept:
+                remove_file(path)
 
     # -- client configs --------------------------------------------------------------------
-    def client_dir(self, profile_id: str, peer: str) -> Path:
-        return self.root / profile_id / "clients" / peer
+    def client_dir(self, profile_id: ProfileId, peer: PeerName) -> Path:
+        return self.root / ProfileId(profile_id) / "clients" / PeerName(peer)
 
-    def delete_client_dir(self, profile_id: str, peer: str) -> None:
-        shutil.rmtree(self.client_dir(profile_id, peer), ignore_errors=True)
+    def make_client_dir(self, profile_id: ProfileId, peer: PeerName) -> Path:
+        return self._secret_dir(profile_id, "clients", PeerName(peer))
+
+    def delete_client_dir(self, profile_id: ProfileId, peer: PeerName) -> None:
+        remove_tree(self.client_dir(profile_id, peer))
+
+    # -- changes in flight -----------------------------------------------------------------
+    def journal_dir(self, profile_id: ProfileId) -> Path:
+        return self.root / ProfileId(profile_id) / "pending"
+
+    def journal_path(self, profile_id: ProfileId, peer: PeerName) -> Path:
+        return self.journal_dir(profile_id) / f"{PeerName(peer)}.json"
+
+    def make_journal_dir(self, profile_id: ProfileId) -> Path:
+        return self._secret_dir(profile_id, "pending")
 
     # -- gateway key -----------------------------------------------------------------------
-    def gateway_key_path(self, profile_id: str) -> Path:
-        return self.root / profile_id / "gateway" / "private.key"
+    def gateway_key_path(self, profile_id: ProfileId) -> Path:
+        return self.root / ProfileId(profile_id) / "gateway" / "private.key"
 
-    def load_gateway_key(self, profile_id: str) -> SecretKey | None:
+    def load_gateway_key(self, profile_id: ProfileId) -> SecretKey | None:
         path = self.gateway_key_path(profile_id)
         try:
             return SecretKey(path.read_text().strip())
@@ -125,8 +164,40 @@ class StateDir:
     def audit_path(self) -> Path:
         return self.root / "audit.jsonl"
 
-    def audit(self, action: str, moment: datetime, **fields: Any) -> None:
-        """Append one audit line. Callers pass only non-secret fields (names, fingerprints)."""
+    @staticmethod
+    def audit_line(
+        action: str, moment: datetime, *, profile: ProfileId, peer: PeerName, **fields: Any
+    ) -> str:
+        """The audit line of one change. Names come only as checked `ProfileId`/`PeerName`
+        (checked again here: the log never receives an unvalidated name); the other fields are
+        never secret (fingerprints, addresses, times)."""
+        record = {
+            "time": format_time(moment),
+            "actor": current_actor(),
+            "action": action,
+            "profile": ProfileId(profile),
+            "peer": PeerName(peer),
+            **fields,
+        }
+        return json.dumps(record, sort_keys=True, default=str)
+
+    def append_audit(self, line: str) -> None:
         private_dir(self.root)
-        record = {"time": format_time(moment), "actor": current_actor(), "action": action, **fields}
-        append_line(self.audit_path, json.dumps(record, sort_keys=True, default=str))
+        append_line(self.audit_path, line)
+
+    def audit_has(self, line: str) -> bool:
+        """True when `line` is among the recent audit lines (a recovered change logs once)."""
+        try:
+            with self.audit_path.open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - AUDIT_TAIL_BYTES))
+                tail = handle.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return False
+        return line in tail.splitlines()
+
+    def audit(
+        self, action: str, moment: datetime, *, profile: ProfileId, peer: PeerName, **fields: Any
+    ) -> None:
+        """Append one audit line (see `audit_line`)."""
+        self.append_audit(self.audit_line(action, moment, profile=profile, peer=peer, **fields))

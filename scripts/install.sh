@@ -11,7 +11,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 echo "== Debian packages"
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends python3 python3-pip python3-venv >/dev/null
+# faketime: CI runs the provisioning tests a year ahead (no test may depend on today's date)
+apt-get install -y -qq --no-install-recommends python3 python3-pip python3-venv faketime >/dev/null
 bash .ci/lab-setup.sh
 echo "== Python packages"
 # Debian's own Python refuses system-wide pip installs (PEP 668); a pyenv or venv Python does not.

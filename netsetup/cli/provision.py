@@ -1,22 +1,18 @@
-"""`provision`, `revoke`, `rotate`, `renew` and `render`: the IT admin's commands (`list` and
-`show` live in cli/inventory.py)."""
+"""`provision`, `revoke`, `rotate` and `renew`: the IT admin's commands (`list` and `show` live
+in cli/inventory.py, `render` in cli/render.py)."""
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from netsetup.cli.app import app, emit_json
+from netsetup.profile.model import AccessMode as Mode
 
-
-class Mode(enum.StrEnum):
-    """The access modes (netsetup.profile.model.MODES), as choices Click can list in --help."""
-
-    dedicated = "dedicated"
-    agency = "agency"
+if TYPE_CHECKING:
+    from netsetup.profile.values import PeerName
 
 
 ProfileArg = Annotated[
@@ -55,8 +51,25 @@ def _load(profile: str):  # type: ignore[no-untyped-def]
     return load_profile(profile)
 
 
-def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str) -> None:
-    from netsetup.provision.service import ProvisionResult
+def _name(name: str) -> PeerName:
+    """The NAME argument as a checked PeerName, before anything is read or written."""
+    from netsetup.errors import InputError
+    from netsetup.profile.values import PeerName
+
+    try:
+        return PeerName(name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _next_steps(profile: str) -> None:
+    """The gateway only changes when both of its files are rendered again and applied."""
+    typer.echo(f"next: netsetup render {profile} --out FILE  (the gateway's WireGuard config)")
+    typer.echo(f"      netsetup render {profile} --firewall --out FILE  (the gateway's firewall)")
+
+
+def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str, profile: str) -> None:
+    from netsetup.provision.service import ProvisionResult, terminal_qr_of
 
     assert isinstance(result, ProvisionResult)
     if json_out:
@@ -74,10 +87,8 @@ def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str) -> No
         typer.echo(f"  QR code          {path}")
     typer.echo(f"  peer file        {result.peer_file}")
     if qr:
-        import segno
-
-        segno.make(result.config.read_text(), error="l").terminal(compact=True)
-    typer.echo(f"next: netsetup render {result.profile} --out FILE  (update the gateway)")
+        typer.echo(terminal_qr_of(result), nl=False)
+    _next_steps(profile)
 
 
 @app.command()
@@ -86,8 +97,11 @@ def provision(
     name: NameArg,
     mode: Annotated[
         Mode,
-        typer.Option("--mode", help="dedicated: the company network; agency: the portal only."),
-    ] = Mode.dedicated,
+        typer.Option(
+            "--mode",
+            help="Required. dedicated: the company network; agency: the portal only.",
+        ),
+    ],
     expires: Annotated[
         str | None,
         typer.Option(
@@ -97,9 +111,19 @@ def provision(
     client_pubkey: ClientKeyOpt = None,
     out: OutOpt = None,
     qr: QrOpt = False,
+    reuse_name: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-name",
+            help="Give a revoked peer's name to this new peer before its quarantine ends "
+            "(the old address stays in quarantine).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a WireGuard peer for an assistant: keys, address, client config, QR code.
+
+    --mode is required: forgetting it must never give an assistant the wrong network.
 
     Example:
 
@@ -107,22 +131,26 @@ def provision(
 
         netsetup provision acme-dental temp --mode agency --expires 7d
 
-        netsetup provision acme-dental ines --out ./handoff/ines
+        netsetup provision acme-dental ines --mode dedicated --out ./handoff/ines
     """
+    from netsetup.clock import SystemClock
     from netsetup.provision.service import provision as do_provision
     from netsetup.state import StateDir
 
+    checked = _name(name)
     result = do_provision(
         _load(profile),
-        name,
+        checked,
         mode.value,
         state=StateDir(),
         expires=expires,
         client_pubkey=client_pubkey,
         out_dir=out,
         qr=qr,
+        reuse_name=reuse_name,
+        clock=SystemClock(),
     )
-    _show_provisioned(result, json_out, qr, "provision")
+    _show_provisioned(result, json_out, qr, "provision", profile)
 
 
 @app.command()
@@ -136,15 +164,18 @@ def revoke(profile: ProfileArg, name: NameArg, json_out: JsonOpt = False) -> Non
 
         netsetup render acme-dental --out /etc/wireguard/wg0.conf
     """
+    from netsetup.clock import SystemClock
     from netsetup.provision.service import revoke as do_revoke
     from netsetup.state import StateDir
 
+    checked = _name(name)
     loaded = _load(profile)
-    view = do_revoke(loaded, name, state=StateDir())
+    view = do_revoke(loaded, checked, state=StateDir(), clock=SystemClock())
     if json_out:
         emit_json("netsetup.revoke/1", {"profile": loaded.id, "peer": view.as_dict()})
-    else:
-        typer.echo(f"revoked {view.name} ({view.fingerprint}); re-render the gateway to apply")
+        return
+    typer.echo(f"revoked {view.name} ({view.fingerprint}); re-render the gateway to apply")
+    _next_steps(profile)
 
 
 @app.command()
@@ -162,13 +193,21 @@ def rotate(
 
         netsetup rotate acme-dental maria --qr
     """
+    from netsetup.clock import SystemClock
     from netsetup.provision.service import rotate as do_rotate
     from netsetup.state import StateDir
 
+    checked = _name(name)
     result = do_rotate(
-        _load(profile), name, state=StateDir(), client_pubkey=client_pubkey, out_dir=out, qr=qr
+        _load(profile),
+        checked,
+        state=StateDir(),
+        client_pubkey=client_pubkey,
+        out_dir=out,
+        qr=qr,
+        clock=SystemClock(),
     )
-    _show_provisioned(result, json_out, qr, "rotate")
+    _show_provisioned(result, json_out, qr, "rotate", profile)
 
 
 @app.command()
@@ -186,12 +225,15 @@ def renew(
 
         netsetup renew brightdesk-agency temp-week --expires 14d
     """
+    from netsetup.clock import SystemClock
     from netsetup.provision.service import renew as do_renew
     from netsetup.state import StateDir
 
+    checked = _name(name)
     loaded = _load(profile)
-    view = do_renew(loaded, name, expires, state=StateDir())
+    view = do_renew(loaded, checked, expires, state=StateDir(), clock=SystemClock())
     if json_out:
         emit_json("netsetup.renew/1", {"profile": loaded.id, "peer": view.as_dict()})
-    else:
-        typer.echo(f"renewed {view.name}: expires {view.expires}")
+        return
+    typer.echo(f"renewed {view.name}: expires {view.expires}")
+    _next_steps(profile)

@@ -22,7 +22,7 @@ from netsetup.fsutil import atomic_write, ensure_dir, write_secret
 from netsetup.keys import SecretKey
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.store import load_peers, parse_peer_file, parse_profile_file, peer_path
-from netsetup.profile.values import IPAddress, format_time
+from netsetup.profile.values import IPAddress, PeerName, ProfileId, format_time
 from netsetup.provision.client_config import peer_addresses
 from netsetup.state import StateDir
 
@@ -57,12 +57,13 @@ def render_gateway_config(
     active = [p for p in peers if p.is_active(now)]
     sections: list[tuple[list[str], list[tuple[str, wgconf.Value]]]] = []
     for peer in active:
-        psk = state.load_psk(profile.id, peer.name, peer.public_key)
+        pid, name = ProfileId(profile.id), PeerName(peer.name)  # what the state folder takes
+        psk = state.load_psk(pid, name, peer.public_key)
         if psk is None:
             raise InputError(
                 f"no preshared key for peer {peer.name!r} in the state directory "
                 f"(provisioned by another admin? run `netsetup rotate {profile.id} {peer.name}`)",
-                where=str(state.psk_path(profile.id, peer.name, peer.public_key)),
+                where=str(state.psk_path(pid, name, peer.public_key)),
             )
         expiry = f", expires {format_time(peer.expires)}" if peer.expires else ""
         sections.append(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from netsetup.profile.values import IPAddress, IPNetwork, format_duration
+from netsetup.profile.values import IPAddress, IPNetwork, PeerName, ProfileId, format_duration
 
 
 class AccessMode(enum.StrEnum):
@@ -191,7 +191,7 @@ class Diagnose:
 
 @dataclass(frozen=True)
 class Profile:
-    id: str
+    id: ProfileId
     directory: Path
     company: str
     gateway: Gateway
@@ -221,7 +221,7 @@ class Profile:
 
 @dataclass(frozen=True)
 class Peer:
-    name: str
+    name: PeerName
     mode: str
     public_key: str
     address_v4: ipaddress.IPv4Address

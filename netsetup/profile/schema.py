@@ -228,7 +228,6 @@ def _host_cidr(host: str) -> str:
     return f"{address}/{address.max_prefixlen}"
 
 
-PROFILE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PROFILE_KEYS = ("company", "gateway", "network", "dns", "access", "portal", "voip", "diagnose")
 REQUIRED_TABLES = ("company", "gateway", "network")
 COMPANY_KEYS = ("name", "contact")
@@ -271,7 +270,7 @@ def parse_profile_data(
 ) -> tuple[Profile | None, list[SchemaIssue]]:
     """Read every table of a parsed `profile.toml`; the profile is None if a required part is."""
     r = _Reader()
-    if not PROFILE_ID_RE.fullmatch(profile_dir.name):
+    if not v.PROFILE_ID_RE.fullmatch(profile_dir.name):
         r.issue(
             (), BAD_VALUE, f"profile folder name {profile_dir.name!r} must be 1-64 of [a-z0-9._-]"
         )
@@ -286,8 +285,10 @@ def parse_profile_data(
     diagnose = read_diagnose(r, data["diagnose"]) if "diagnose" in data else Diagnose()
     if company is None or gateway is None or network is None:
         return None, r.issues
+    if not v.PROFILE_ID_RE.fullmatch(profile_dir.name):
+        return None, r.issues
     profile = Profile(
-        id=profile_dir.name,
+        id=v.ProfileId(profile_dir.name),
         directory=profile_dir,
         company=company.name,
         contact=company.contact,
@@ -566,7 +567,7 @@ def parse_peer_data(data: dict[str, Any], file_stem: str) -> tuple[Peer | None, 
     if None in (name, mode, key, a4, created):
         return None, r.issues
     peer = Peer(
-        name=name,  # type: ignore[arg-type]
+        name=v.PeerName(name),  # type: ignore[arg-type]
         mode=mode,  # type: ignore[arg-type]
         public_key=key,  # type: ignore[arg-type]
         address_v4=a4,  # type: ignore[arg-type]

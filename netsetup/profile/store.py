@@ -12,6 +12,7 @@ from typing import Any
 
 from netsetup.errors import NotFoundError, ProfileError
 from netsetup.fsutil import atomic_write, ensure_dir
+from netsetup.keys import fingerprint
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.schema import (
     SYNTAX,
@@ -21,7 +22,7 @@ from netsetup.profile.schema import (
     parse_toml,
 )
 from netsetup.profile.tomlpos import KeyLocator
-from netsetup.profile.values import format_time
+from netsetup.profile.values import PeerName, format_time
 
 PROFILE_FILE = "profile.toml"
 PEERS_DIR = "peers"
@@ -75,14 +76,15 @@ def parse_peer_file(path: Path) -> tuple[Peer | None, ParsedFile]:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, UnicodeDecodeError):
         text = None
+    name = expected_peer_name(path)
     fast = canonical_peer_data(text) if text is not None else None
     if fast is not None:
-        peer, issues = parse_peer_data(fast, path.stem)
+        peer, issues = parse_peer_data(fast, name)
         return peer, ParsedFile(path, text or "", issues)
     text, data, syntax = read_toml(path)
     if data is None:
         return None, ParsedFile(path, text, [syntax] if syntax else [])
-    peer, issues = parse_peer_data(data, path.stem)
+    peer, issues = parse_peer_data(data, name)
     return peer, ParsedFile(path, text, issues)
 
 
@@ -99,15 +101,19 @@ def _display(path: Path) -> str:
 
 
 def resolve_profile_dir(ref: str | Path) -> Path:
-    """A profile given as a folder path, or as an id under ./profiles or $NETSETUP_PROFILES."""
+    """A profile given as a folder path, or as an id under ./profiles or $NETSETUP_PROFILES.
+
+    The folder comes back resolved: a profile reached through a symlink (profiles/alias ->
+    acme-dental) is the real folder, so its id (the folder's name) is the same everywhere: the
+    state folder's paths, the audit log and the client config."""
     candidate = Path(ref)
     if candidate.name in ("", ".", ".."):  # `provision .` from inside a profile folder
         candidate = candidate.resolve()
     if (candidate / PROFILE_FILE).is_file():
-        return candidate
+        return candidate.resolve()
     base = Path(os.environ.get("NETSETUP_PROFILES", "profiles"))
     if (base / str(ref) / PROFILE_FILE).is_file():
-        return base / str(ref)
+        return (base / str(ref)).resolve()
     if candidate.is_dir():
         raise NotFoundError(f"{candidate} has no {PROFILE_FILE}", where=str(candidate))
     raise NotFoundError(f"no profile {str(ref)!r} (looked for {candidate} and {base / str(ref)})")
@@ -122,23 +128,44 @@ def load_profile(ref: str | Path) -> Profile:
     return profile
 
 
-def peer_path(profile: Profile, name: str) -> Path:
-    return profile.peers_dir / f"{name}.toml"
+def peer_path(profile: Profile, name: PeerName) -> Path:
+    return profile.peers_dir / f"{PeerName(name)}.toml"
+
+
+# A revoked peer whose name was given to a new peer before its quarantine ended keeps holding its
+# address under this name: still peers/*.toml (the allocator and `validate` read it), but never a
+# peer name (names hold no '.'), so `list` and `render` do not take it for a peer.
+RETIRED_RE = re.compile(r"^([a-z0-9][a-z0-9-]{0,31})\.revoked-([0-9a-f]{16})$")
+
+
+def retired_path(profile: Profile, name: PeerName, public_key: str) -> Path:
+    """Where the revoked record of `name` with `public_key` goes when the name is reused."""
+    tag = fingerprint(public_key).removeprefix("SHA256:")
+    return profile.peers_dir / f"{PeerName(name)}.revoked-{tag}.toml"
+
+
+def expected_peer_name(path: Path) -> str:
+    """The name a peer file must carry: its stem, or the peer's name for a retired record."""
+    retired = RETIRED_RE.fullmatch(path.stem)
+    return retired.group(1) if retired else path.stem
 
 
 def peer_names(profile: Profile, *, sort: bool = True) -> list[str]:
+    """The stems of the peer files (retired records left out); not yet checked as names."""
     try:
         names = [
             name[:-5]
             for name in os.listdir(profile.peers_dir)
-            if name.endswith(".toml") and not name.startswith(".")
+            if name.endswith(".toml")
+            and not name.startswith(".")
+            and not RETIRED_RE.fullmatch(name[:-5])
         ]
     except FileNotFoundError:
         return []
     return sorted(names) if sort else names
 
 
-def load_peer(profile: Profile, name: str) -> Peer:
+def load_peer(profile: Profile, name: PeerName) -> Peer:
     path = peer_path(profile, name)
     if not path.is_file():
         raise NotFoundError(f"no peer {name!r} in profile {profile.id!r}", where=_display(path))
@@ -149,7 +176,14 @@ def load_peer(profile: Profile, name: str) -> Peer:
 
 
 def load_peers(profile: Profile) -> list[Peer]:
-    return [load_peer(profile, name) for name in peer_names(profile)]
+    peers = []
+    for stem in peer_names(profile):
+        try:
+            name = PeerName(stem, "peer file name")
+        except ValueError as exc:
+            raise ProfileError.at(str(exc), _display(profile.peers_dir / f"{stem}.toml")) from None
+        peers.append(load_peer(profile, name))
+    return peers
 
 
 def _toml_string(value: str) -> str:
@@ -237,10 +271,10 @@ def canonical_peer_data(text: str) -> dict[str, Any] | None:
 
 
 def write_peer(profile: Profile, peer: Peer) -> Path:
-    return write_peer_text(profile, peer.name, peer_to_toml(peer))
+    return write_peer_text(profile, PeerName(peer.name), peer_to_toml(peer))
 
 
-def write_peer_text(profile: Profile, name: str, text: str) -> Path:
+def write_peer_text(profile: Profile, name: PeerName, text: str) -> Path:
     ensure_dir(profile.peers_dir)
     path = peer_path(profile, name)
     atomic_write(path, text, mode=0o644)

@@ -53,15 +53,22 @@ class PeerName(str):
         return super().__new__(cls, parse_name(value, what))
 
 
+# A profile id is its folder's name: no '/', and never '.' or '..' (the first character is a-z0-9).
+PROFILE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
 class ProfileId(str):
-    """A profile id (its folder's name) that has been checked like a peer name."""
+    """A profile id (its folder's name) that has been checked: 1-64 of a-z, 0-9, '.', '_' and
+    '-', starting with a letter or digit, so it is safe as one path component."""
 
     __slots__ = ()
 
     def __new__(cls, value: str, what: str = "profile id") -> ProfileId:
         if isinstance(value, ProfileId):
             return value
-        return super().__new__(cls, parse_name(value, what))
+        if not isinstance(value, str) or not PROFILE_ID_RE.fullmatch(value):
+            raise ValueError(f"{what} {value!r} must be 1-64 of [a-z0-9._-], starting with a-z0-9")
+        return super().__new__(cls, value)
 
 
 def parse_hostname(value: str) -> str:

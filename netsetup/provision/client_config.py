@@ -66,3 +66,48 @@ def render_client_config(
     if profile.network.keepalive:
         section.append(("PersistentKeepalive", profile.network.keepalive))
     return wgconf.render_config(interface, [((), section)], header=header)
+
+
+# -- QR codes for the WireGuard mobile app --------------------------------------------------------
+QR_KINDS = ("png", "svg")
+TERMINAL_BORDER = 1  # the quiet zone the terminal's own background extends; 4 would not fit 80
+
+
+def qr_payload(config_text: str) -> str:
+    """What a QR code carries: the config without its comment and blank lines.
+
+    wg-quick and the mobile app ignore comments, and every line left out makes the code smaller:
+    a dedicated config with IPv6 then fits an 80-column terminal."""
+    lines = [line for line in config_text.splitlines() if line.strip() and not _comment(line)]
+    return "\n".join(lines) + "\n"
+
+
+def _comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def qr_images(config_text: str) -> list[tuple[str, bytes]]:
+    """(kind, image) for each of QR_KINDS: the images written beside the config (0600)."""
+    import io
+
+    import segno
+
+    code = segno.make(qr_payload(config_text), error="l", micro=False)
+    images: list[tuple[str, bytes]] = []
+    for kind in QR_KINDS:
+        buffer = io.BytesIO()
+        code.save(buffer, kind=kind, scale=4, border=4)
+        images.append((kind, buffer.getvalue()))
+    return images
+
+
+def terminal_qr(config_text: str) -> str:
+    """The QR code as text for a terminal, two modules per character cell."""
+    import io
+
+    import segno
+
+    buffer = io.StringIO()
+    code = segno.make(qr_payload(config_text), error="l", micro=False)
+    code.terminal(out=buffer, compact=True, border=TERMINAL_BORDER)
+    return buffer.getvalue()

@@ -1,22 +1,26 @@
-"""Provision, revoke, rotate, renew and list peers. Every change holds the profile lock, writes
-atomically and appends one audit line.
+"""Provision, revoke, rotate and renew peers. Every change holds the profile lock, is written
+down first (netsetup.provision.journal) and has one commit point, the atomic write of the peer
+file: a failure before it takes every write back, a crash before it is undone by the next command
+on the profile, and anything after it (staged client files put in place, stale secrets removed,
+the audit line) is finished by the next command if a crash interrupts it.
 
-The order of writes makes a crash harmless: secrets (state dir, client config) first, then the peer
-file (the commit point), then the address index (a cache that heals itself), then the audit line.
-A crash before the peer file leaves no peer; one after leaves a whole peer.
+Names are checked `PeerName` values before anything is read or written, and the time comes from
+the injected clock, read once per command.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from netsetup.clock import SYSTEM_CLOCK, Clock
 from netsetup.errors import ConflictError, InputError
-from netsetup.fsutil import ensure_dir, locked, private_dir, write_secret
+from netsetup.fsutil import ensure_dir, locked, private_dir, rename, write_secret
 from netsetup.keys import (
     SecretKey,
     fingerprint,
@@ -30,19 +34,25 @@ from netsetup.profile.store import (
     load_peers,
     peer_path,
     peer_to_toml,
-    write_peer,
+    retired_path,
     write_peer_text,
 )
-from netsetup.profile.values import format_time, parse_expiry, parse_name
+from netsetup.profile.values import PeerName, ProfileId, format_time, parse_expiry
 from netsetup.provision.addresses import AddressIndex, allocate_address, holding_for
-from netsetup.provision.client_config import render_client_config
+from netsetup.provision.client_config import qr_images, render_client_config, terminal_qr
+from netsetup.provision.journal import (
+    Journal,
+    begin,
+    finish,
+    missing_dirs,
+    recover,
+    staged,
+    text_hash,
+    undo,
+)
 from netsetup.state import StateDir
 
 LOCK_FILE = ".lock"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,49 @@ class ProvisionResult:
         }
 
 
+def terminal_qr_of(result: ProvisionResult) -> str:
+    """The QR code of the config just written, as text for a terminal (it holds the private
+    key: shown only when asked for with --qr)."""
+    return terminal_qr(result.config.read_text(encoding="utf-8"))
+
+
+# -- checks made before anything is written ------------------------------------------------------
+
+
+def checked_name(name: str) -> PeerName:
+    """A peer name from any caller, checked: a bad one is an InputError and nothing happens."""
+    try:
+        return PeerName(name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _prepare(profile: Profile, state: StateDir) -> ProfileId:
+    """The profile's checked id, once the state folder is known to be outside the profiles."""
+    try:
+        profile_id = ProfileId(profile.id)
+    except ValueError as exc:
+        raise InputError(str(exc), where=str(profile.directory)) from None
+    refuse_inside_profiles(state.root, profile, what="the state folder ($NETSETUP_STATE_DIR)")
+    return profile_id
+
+
+def refuse_inside_profiles(path: Path, profile: Profile, what: str = "this folder") -> None:
+    """Secrets never go under profiles/ (it is shared, reviewed and committed)."""
+    target = path.resolve()
+    folder = profile.directory.resolve()
+    roots = [folder]
+    if folder.parent.name == "profiles" or os.environ.get("NETSETUP_PROFILES"):
+        roots.append(folder.parent)
+    for root in roots:
+        if target == root or root in target.parents:
+            raise InputError(
+                f"{what} would hold secrets, and secrets never go under the profiles folder "
+                "(it is committed and shared); choose a folder outside it",
+                where=str(path),
+            )
+
+
 def _lock(profile: Profile) -> Any:
     ensure_dir(profile.peers_dir)
     return locked(profile.peers_dir / LOCK_FILE)
@@ -108,13 +161,39 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def _check_client_key(key: str | None) -> str | None:
+def _check_client_key(key: str | None, profile: Profile) -> str | None:
     if key is None:
         return None
-    problem = key_error(key.strip())
+    key = key.strip()
+    problem = key_error(key)
     if problem:
         raise InputError(f"--client-pubkey is not a WireGuard public key ({problem})")
-    return key.strip()
+    if key == profile.gateway.public_key:
+        raise InputError(
+            "--client-pubkey is the gateway's own public key; give the assistant's public key",
+            where=str(profile.profile_file),
+        )
+    return key
+
+
+def _refuse_known_key(profile: Profile, key: str) -> None:
+    """Two peers with one key would share a tunnel: refuse any key a peer file of the profile
+    holds (active, expired, revoked or retired). Only with --client-pubkey: generated keys are new.
+    """
+    needle = f'"{key}"'
+    with os.scandir(profile.peers_dir) as folder:
+        files = sorted(e.path for e in folder if e.name.endswith(".toml") and e.name[0] != ".")
+    for path in files:
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if needle in text:
+            raise ConflictError(
+                "--client-pubkey is already the public key of a peer in this profile "
+                "(every assistant needs their own key pair)",
+                where=path,
+            )
 
 
 def _expiry(profile: Profile, mode: str, expires: str | None, now: datetime) -> datetime | None:
@@ -129,34 +208,93 @@ def _expiry(profile: Profile, mode: str, expires: str | None, now: datetime) -> 
     return moment
 
 
-def _out_dir(state: StateDir, profile: Profile, name: str, out: Path | None) -> Path:
+def _quarantine(profile: Profile) -> timedelta:
+    return timedelta(days=profile.network.quarantine_days)
+
+
+def _released(profile: Profile, peer: Peer) -> datetime:
+    """When a revoked peer's name and address leave quarantine."""
+    return (peer.revoked or peer.created) + _quarantine(profile)
+
+
+def _reusable(profile: Profile, name: PeerName, now: datetime, reuse_name: bool) -> Peer | None:
+    """The revoked peer of this name that a new peer replaces, or None when the name is free."""
+    if not peer_path(profile, name).exists():
+        return None
+    peer = load_peer(profile, name)
+    where = str(peer_path(profile, name))
+    if peer.status != "revoked":
+        raise ConflictError(
+            f"peer {name!r} already exists in {profile.id!r} (`rotate` gives it new keys, "
+            "`renew` a new expiry, `revoke` takes its access away)",
+            where=where,
+        )
+    released = _released(profile, peer)
+    if released > now and not reuse_name:
+        raise ConflictError(
+            f"peer {name!r} was revoked and its name rests in quarantine until "
+            f"{format_time(released)}: choose another name, or pass --reuse-name to give it to "
+            "a new peer now (the old address stays in quarantine)",
+            where=where,
+        )
+    return peer
+
+
+def _changeable(profile: Profile, name: PeerName, now: datetime, allow_expired: bool) -> Peer:
+    peer = load_peer(profile, name)
+    if peer.status == "revoked":
+        raise ConflictError(
+            f"peer {name!r} is revoked; `provision` a new peer (another name, or this one "
+            "with --reuse-name)",
+            where=str(peer_path(profile, name)),
+        )
+    if not allow_expired and peer.is_expired(now):
+        raise ConflictError(
+            f"peer {name!r} has expired; `renew` it first", where=str(peer_path(profile, name))
+        )
+    return peer
+
+
+# -- the client files ----------------------------------------------------------------------------
+
+
+@dataclass
+class _ClientFiles:
+    """Where the assistant's config (and QR codes) go, planned before anything is written."""
+
+    folder: Path
+    default: bool  # the state folder's clients/<name>/
+    config: Path
+    qr: list[Path] = field(default_factory=list)
+    stale: list[Path] = field(default_factory=list)  # old QR codes: they hold an old private key
+    created: list[Path] = field(default_factory=list)
+
+
+def _plan_client(
+    profile: Profile, pid: ProfileId, state: StateDir, name: PeerName, out: Path | None, qr: bool
+) -> _ClientFiles:
+    iface = profile.network.client_interface
     if out is None:
-        state._secret_dir(profile.id, "clients", name)
-        return state.client_dir(profile.id, name)
-    refuse_inside_profiles(out, profile)
-    return private_dir(out)
+        folder = state.client_dir(pid, name)
+    else:
+        refuse_inside_profiles(out, profile, what="--out")
+        folder = out
+        if folder.exists():
+            private_dir(folder)  # refused when others can read it; never chmodded
+    config = folder / f"{iface}.conf"
+    ours = _check_config_target(config, profile, name) or out is None
+    images = [folder / f"{iface}.{kind}" for kind in ("png", "svg")]
+    stale = [] if qr or not ours else [p for p in images if p.exists()]
+    return _ClientFiles(
+        folder, out is None, config, images if qr else [], stale, missing_dirs(folder)
+    )
 
 
-def refuse_inside_profiles(path: Path, profile: Profile) -> None:
-    """Secrets never go under profiles/ (it is shared, reviewed and committed)."""
-    target = path.resolve()
-    folder = profile.directory.resolve()
-    roots = [folder]
-    if folder.parent.name == "profiles" or os.environ.get("NETSETUP_PROFILES"):
-        roots.append(folder.parent)
-    for root in roots:
-        if target == root or root in target.parents:
-            raise InputError(
-                "secrets never go under the profiles folder (it is committed and shared); "
-                "choose a folder outside it",
-                where=str(path),
-            )
-
-
-def _check_config_target(config: Path, profile: Profile, name: str) -> None:
-    """Never overwrite another assistant's config (and with it their only private key)."""
+def _check_config_target(config: Path, profile: Profile, name: PeerName) -> bool:
+    """Never overwrite another assistant's config (and with it their only private key).
+    True when this peer's own config is there, False when there is none."""
     if not config.exists():
-        return
+        return False
     with config.open() as handle:
         first = handle.readline()
     if not first.startswith(f"# netsetup: {name} on {profile.id} ("):
@@ -165,23 +303,7 @@ def _check_config_target(config: Path, profile: Profile, name: str) -> None:
             "give each assistant their own --out folder",
             where=str(config),
         )
-
-
-def _write_client(
-    profile: Profile,
-    peer: Peer,
-    private: SecretKey | None,
-    psk: SecretKey,
-    out_dir: Path,
-    qr: bool,
-) -> tuple[Path, list[Path]]:
-    text = render_client_config(profile, peer, private, psk)
-    config = out_dir / f"{profile.network.client_interface}.conf"
-    write_secret(config, text)
-    qr_files: list[Path] = []
-    if qr:
-        qr_files = write_qr(text, out_dir / profile.network.client_interface)
-    return config, qr_files
+    return True
 
 
 def _key_pair(client_key: str | None) -> tuple[str, SecretKey | None]:
@@ -192,58 +314,87 @@ def _key_pair(client_key: str | None) -> tuple[str, SecretKey | None]:
     return pair.public, pair.private
 
 
-def _issue(
+@dataclass
+class _Issue:
+    """A new key for `peer`: its preshared key file and client files, all taken back on failure."""
+
+    profile: Profile
+    pid: ProfileId
+    state: StateDir
+    peer: Peer
+    private: SecretKey | None
+    client: _ClientFiles
+
+    def plan(self, journal: Journal) -> None:
+        state = self.state
+        name = PeerName(self.peer.name)
+        psk = state.psk_path(self.pid, name, self.peer.public_key)
+        journal.undo.append(str(psk))
+        journal.undo_dirs.extend(str(p) for p in missing_dirs(psk.parent))
+        journal.undo_dirs.extend(str(p) for p in self.client.created)
+        for final in [self.client.config, *self.client.qr]:
+            journal.undo.append(str(staged(final)))
+            journal.publish.append((str(staged(final)), str(final)))
+        journal.remove.extend(str(p) for p in self.client.stale)
+        journal.remove.extend(str(p) for p in state.psk_files(self.pid, name) if p != psk)
+
+    def write(self) -> None:
+        profile, state = self.profile, self.state
+        name = PeerName(self.peer.name)
+        psk = generate_preshared_key()
+        state.save_psk(self.pid, name, self.peer.public_key, psk)
+        text = render_client_config(profile, self.peer, self.private, psk)
+        if self.client.default:
+            state.make_client_dir(self.pid, name)
+        else:
+            private_dir(self.client.folder)
+        write_secret(staged(self.client.config), text)
+        if self.client.qr:
+            for (_, image), final in zip(qr_images(text), self.client.qr, strict=True):
+                write_secret(staged(final), image)
+
+
+# -- the commit ----------------------------------------------------------------------------------
+
+
+def _commit(
     profile: Profile,
-    peer: Peer,
-    private: SecretKey | None,
+    pid: ProfileId,
     state: StateDir,
-    out_dir: Path | None,
-    qr: bool,
-) -> tuple[Path, list[Path], Path]:
-    """Make a preshared key and write the peer's secrets, then its peer file: the commit point.
-
-    Everything that can be checked is checked before the first secret is written; if a write
-    fails before the commit, the secrets written so far are removed again. A crash (SIGKILL)
-    before the peer file leaves the previous peer (or none) whole on the gateway side.
-    """
-    peer_text = peer_to_toml(peer)
-    target = _out_dir(state, profile, peer.name, out_dir)
-    _check_config_target(target / f"{profile.network.client_interface}.conf", profile, peer.name)
-    psk = generate_preshared_key()
-    written: list[Path] = []
+    journal: Journal,
+    peer: Peer,
+    before: Any = None,
+) -> tuple[Path, Path]:
+    """Write the journal, then `before()` (what can be taken back), then the peer file.
+    Any failure takes back everything written so far. Returns (journal, peer file)."""
+    text = peer_to_toml(peer)
+    assert journal.commit == text_hash(text)
+    path = begin(state, pid, journal)
     try:
-        written.append(state.psk_path(profile.id, peer.name, peer.public_key))
-        state.save_psk(profile.id, peer.name, peer.public_key, psk)
-        config, qr_files = _write_client(profile, peer, private, psk, target, qr)
-        written.extend([config, *qr_files])
-        return config, qr_files, write_peer_text(profile, peer.name, peer_text)
+        if before is not None:
+            before()
+        peer_file = write_peer_text(profile, PeerName(peer.name), text)
     except BaseException:
-        for path in written:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        undo(path, journal, profile)
         raise
+    return path, peer_file
 
 
-def write_qr(text: str, stem: Path) -> list[Path]:
-    """PNG and SVG QR codes of a config for the WireGuard mobile app; 0600 like the config."""
-    import io
+def _save_index(index: AddressIndex, entries: Sequence[tuple[str, Peer, Path]]) -> None:
+    """Note the peer files just written in the address index (a cache: it heals if this fails)."""
+    quarantine = _quarantine(index.profile)
+    for name, peer, path in entries:
+        index.record(name, holding_for(peer, quarantine), path)
+    with contextlib.suppress(OSError):
+        index.save()  # else the next load rebuilds it from the peer files
 
-    import segno
 
-    code = segno.make(text, error="l", micro=False)
-    files: list[Path] = []
-    for kind in ("png", "svg"):
-        buffer = io.BytesIO()
-        code.save(buffer, kind=kind, scale=4, border=4)
-        path = stem.with_suffix(f".{kind}")
-        write_secret(path, buffer.getvalue())
-        files.append(path)
-    return files
+# -- the commands --------------------------------------------------------------------------------
 
 
 def provision(
     profile: Profile,
-    name: str,
+    name: PeerName,
     mode: str,
     *,
     state: StateDir,
@@ -251,67 +402,118 @@ def provision(
     client_pubkey: str | None = None,
     out_dir: Path | None = None,
     qr: bool = False,
-    now: datetime | None = None,
+    reuse_name: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ProvisionResult:
-    now = now or utcnow()
-    try:
-        parse_name(name, "peer name")
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    """A new peer: keys, the lowest free addresses, its client config (and QR codes).
+
+    A revoked name can be given again once its quarantine has ended, or before with
+    `reuse_name`: then the old record moves aside (`<name>.revoked-<key tag>.toml`) and keeps
+    holding its address until its quarantine ends."""
+    now = clock.now()
+    name = checked_name(name)
+    pid = _prepare(profile, state)
     _check_mode(mode)
-    client_key = _check_client_key(client_pubkey)
+    client_key = _check_client_key(client_pubkey, profile)
     expiry = _expiry(profile, mode, expires, now)
     with _lock(profile):
-        if peer_path(profile, name).exists():
-            raise ConflictError(
-                f"peer {name!r} already exists in {profile.id!r} "
-                "(use `rotate` for new keys or `revoke` first)",
-                where=str(peer_path(profile, name)),
-            )
+        recover(profile, pid, state)
+        previous = _reusable(profile, name, now, reuse_name)
+        if client_key is not None:
+            _refuse_known_key(profile, client_key)
         index = AddressIndex.load(profile)
-        taken_v4, taken_v6 = index.taken(now)
-        net = profile.network
-        address_v4 = allocate_address(net.tunnel_v4, net.gateway_address_v4, taken_v4)
-        address_v6 = None
-        if net.tunnel_v6 is not None and net.gateway_address_v6 is not None:
-            address_v6 = allocate_address(net.tunnel_v6, net.gateway_address_v6, taken_v6)
         public, private = _key_pair(client_key)
-        peer = Peer(
-            name=name,
-            mode=mode,
-            public_key=public,
-            address_v4=address_v4,  # type: ignore[arg-type]
-            address_v6=address_v6,  # type: ignore[arg-type]
-            created=now,
-            expires=expiry,
-            key_origin="generated" if client_key is None else "client",
-        )
-        state.delete_psk(profile.id, name)  # leftovers of a provision that crashed
-        config, qr_files, peer_file = _issue(profile, peer, private, state, out_dir, qr)
-        index.record(name, holding_for(peer, timedelta(days=net.quarantine_days)), peer_file)
-        index.save()
-    view = PeerView.of(peer, now)
-    state.audit(
-        "provision",
-        now,
-        profile=profile.id,
-        peer=name,
+        peer = _new_peer(profile, index, name, mode, public, now, expiry)
+        peer = replace(peer, key_origin="generated" if client_key is None else "client")
+        client = _plan_client(profile, pid, state, name, out_dir, qr)
+        issue = _Issue(profile, pid, state, peer, private, client)
+        view = PeerView.of(peer, now)
+        audit = state.audit_line("provision", now, profile=pid, peer=name, **_audit_fields(view))
+        journal = Journal(name, text_hash(peer_to_toml(peer)), audit=audit)
+        issue.plan(journal)
+        retire = _plan_retire(profile, journal, name, previous, now)
+        path, peer_file = _commit(profile, pid, state, journal, peer, lambda: _write(issue, retire))
+        held: list[tuple[str, Peer, Path]] = [(name, peer, peer_file)]
+        if retire is not None and previous is not None:
+            held.append((retire[1].stem, previous, retire[1]))
+        _save_index(index, held)
+        finish(state, path, journal, profile)
+    config, qr_files = issue.client.config, issue.client.qr
+    return ProvisionResult(pid, view, peer_file, config, qr_files, private is not None)
+
+
+def _audit_fields(view: PeerView) -> dict[str, Any]:
+    addresses = [view.address_v4, view.address_v6] if view.address_v6 else [view.address_v4]
+    return {
+        "mode": view.mode,
+        "fingerprint": view.fingerprint,
+        "expires": view.expires,
+        "addresses": addresses,
+        "key_origin": view.key_origin,
+    }
+
+
+def _new_peer(
+    profile: Profile,
+    index: AddressIndex,
+    name: PeerName,
+    mode: str,
+    public: str,
+    now: datetime,
+    expiry: datetime | None,
+) -> Peer:
+    taken_v4, taken_v6 = index.taken(now)
+    net = profile.network
+    address_v4 = allocate_address(net.tunnel_v4, net.gateway_address_v4, taken_v4)
+    address_v6 = None
+    if net.tunnel_v6 is not None and net.gateway_address_v6 is not None:
+        address_v6 = allocate_address(net.tunnel_v6, net.gateway_address_v6, taken_v6)
+    return Peer(
+        name=name,
         mode=mode,
-        fingerprint=view.fingerprint,
-        expires=view.expires,
-        addresses=[view.address_v4, view.address_v6] if view.address_v6 else [view.address_v4],
-        key_origin=peer.key_origin,
+        public_key=public,
+        address_v4=address_v4,  # type: ignore[arg-type]
+        address_v6=address_v6,  # type: ignore[arg-type]
+        created=now,
+        expires=expiry,
     )
-    return ProvisionResult(profile.id, view, peer_file, config, qr_files, private is not None)
+
+
+def _plan_retire(
+    profile: Profile, journal: Journal, name: PeerName, previous: Peer | None, now: datetime
+) -> tuple[Path, Path] | None:
+    """A revoked record still in quarantine moves aside to keep holding its address; one whose
+    quarantine has ended is simply replaced by the new peer file at the commit."""
+    if previous is None or _released(profile, previous) <= now:
+        return None
+    current = peer_path(profile, name)
+    retired = retired_path(profile, name, previous.public_key)
+    journal.restore.append((str(retired), str(current)))
+    return current, retired
+
+
+def _write(issue: _Issue, retire: tuple[Path, Path] | None) -> None:
+    if retire is not None:
+        rename(*retire)
+    issue.write()
+
+
+def _existing(profile: Profile, name: PeerName) -> None:
+    """Refuse a peer whose file is missing before the lock (NotFoundError naming the path)."""
+    load_peer(profile, name)
 
 
 def revoke(
-    profile: Profile, name: str, *, state: StateDir, now: datetime | None = None
+    profile: Profile, name: PeerName, *, state: StateDir, clock: Clock = SYSTEM_CLOCK
 ) -> PeerView:
     """Mark the peer revoked (its file stays, holding the address in quarantine) and destroy
-    its preshared key and client config."""
-    now = now or utcnow()
+    its preshared keys and its client config in the state folder."""
+    now = clock.now()
+    name = checked_name(name)
+    pid = _prepare(profile, state)
+    _existing(profile, name)
     with _lock(profile):
+        recover(profile, pid, state)
         peer = load_peer(profile, name)
         if peer.status == "revoked":
             raise ConflictError(
@@ -319,89 +521,92 @@ def revoke(
             )
         index = AddressIndex.load(profile)
         peer = replace(peer, status="revoked", revoked=now)
-        peer_file = write_peer(profile, peer)
-        state.delete_psk(profile.id, name)
-        state.delete_client_dir(profile.id, name)
-        quarantine = timedelta(days=profile.network.quarantine_days)
-        index.record(name, holding_for(peer, quarantine), peer_file)
-        index.save()
-    view = PeerView.of(peer, now)
-    state.audit("revoke", now, profile=profile.id, peer=name, fingerprint=view.fingerprint)
+        view = PeerView.of(peer, now)
+        audit = state.audit_line(
+            "revoke", now, profile=pid, peer=name, fingerprint=view.fingerprint
+        )
+        journal = Journal(name, text_hash(peer_to_toml(peer)), audit=audit)
+        journal.remove.extend(str(p) for p in state.psk_files(pid, name))
+        journal.remove.append(str(state.client_dir(pid, name)))
+        path, peer_file = _commit(profile, pid, state, journal, peer)
+        _save_index(index, [(name, peer, peer_file)])
+        finish(state, path, journal, profile)
     return view
 
 
 def rotate(
     profile: Profile,
-    name: str,
+    name: PeerName,
     *,
     state: StateDir,
     client_pubkey: str | None = None,
     out_dir: Path | None = None,
     qr: bool = False,
-    now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ProvisionResult:
-    """New keys and preshared key; same addresses, mode and expiry."""
-    now = now or utcnow()
-    client_key = _check_client_key(client_pubkey)
+    """New keys and preshared key; same addresses, mode and expiry. The old config, QR codes
+    and preshared key are removed once the new ones are in place."""
+    now = clock.now()
+    name = checked_name(name)
+    pid = _prepare(profile, state)
+    client_key = _check_client_key(client_pubkey, profile)
+    _existing(profile, name)
     with _lock(profile):
-        peer = _changeable(profile, name)
-        old_fingerprint = fingerprint(peer.public_key)
+        recover(profile, pid, state)
+        old = _changeable(profile, name, now, allow_expired=False)
+        if client_key is not None:
+            _refuse_known_key(profile, client_key)
         public, private = _key_pair(client_key)
-        peer = replace(
-            peer,
-            public_key=public,
-            rotated=now,
-            key_origin="generated" if client_key is None else "client",
+        origin = "generated" if client_key is None else "client"
+        peer = replace(old, public_key=public, rotated=now, key_origin=origin)
+        client = _plan_client(profile, pid, state, name, out_dir, qr)
+        issue = _Issue(profile, pid, state, peer, private, client)
+        view = PeerView.of(peer, now)
+        audit = state.audit_line(
+            "rotate",
+            now,
+            profile=pid,
+            peer=name,
+            fingerprint=view.fingerprint,
+            previous_fingerprint=fingerprint(old.public_key),
+            expires=view.expires,
         )
-        config, qr_files, peer_file = _issue(profile, peer, private, state, out_dir, qr)
-        state.delete_psk(profile.id, name, keep=public)
-        if config.parent != state.client_dir(profile.id, name):
-            state.delete_client_dir(profile.id, name)  # the old config holds a dead private key
-    view = PeerView.of(peer, now)
-    state.audit(
-        "rotate",
-        now,
-        profile=profile.id,
-        peer=name,
-        fingerprint=view.fingerprint,
-        previous_fingerprint=old_fingerprint,
-        expires=view.expires,
-    )
-    return ProvisionResult(profile.id, view, peer_file, config, qr_files, private is not None)
+        journal = Journal(name, text_hash(peer_to_toml(peer)), audit=audit)
+        issue.plan(journal)
+        if not client.default:
+            journal.remove.append(str(state.client_dir(pid, name)))  # the old config's key is dead
+        path, peer_file = _commit(profile, pid, state, journal, peer, issue.write)
+        finish(state, path, journal, profile)
+    return ProvisionResult(pid, view, peer_file, client.config, client.qr, private is not None)
 
 
 def renew(
-    profile: Profile, name: str, expires: str, *, state: StateDir, now: datetime | None = None
+    profile: Profile,
+    name: PeerName,
+    expires: str,
+    *,
+    state: StateDir,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> PeerView:
-    now = now or utcnow()
+    """Move a peer's expiry (also brings back an expired, not revoked, peer)."""
+    now = clock.now()
+    name = checked_name(name)
+    pid = _prepare(profile, state)
+    _existing(profile, name)
     with _lock(profile):
-        peer = _changeable(profile, name, allow_expired=True)
+        recover(profile, pid, state)
+        peer = _changeable(profile, name, now, allow_expired=True)
         peer = replace(peer, expires=_expiry(profile, peer.mode, expires, now))
-        write_peer(profile, peer)
-    view = PeerView.of(peer, now)
-    state.audit(
-        "renew",
-        now,
-        profile=profile.id,
-        peer=name,
-        fingerprint=view.fingerprint,
-        expires=view.expires,
-    )
+        view = PeerView.of(peer, now)
+        audit = state.audit_line(
+            "renew", now, profile=pid, peer=name, fingerprint=view.fingerprint, expires=view.expires
+        )
+        journal = Journal(name, text_hash(peer_to_toml(peer)), audit=audit)
+        path, _ = _commit(profile, pid, state, journal, peer)
+        finish(state, path, journal, profile)
     return view
 
 
-def _changeable(profile: Profile, name: str, allow_expired: bool = False) -> Peer:
-    peer = load_peer(profile, name)
-    if peer.status == "revoked":
-        raise ConflictError(
-            f"peer {name!r} is revoked; provision a new peer instead",
-            where=str(peer_path(profile, name)),
-        )
-    if not allow_expired and peer.is_expired(utcnow()):
-        raise ConflictError(f"peer {name!r} has expired; `renew` it first")
-    return peer
-
-
 def list_peers(profile: Profile, now: datetime | None = None) -> list[PeerView]:
-    now = now or utcnow()
+    now = now or SYSTEM_CLOCK.now()
     return [PeerView.of(peer, now) for peer in load_peers(profile)]

@@ -25,7 +25,7 @@ from netsetup.profile.schema import PEER_KEYS
 from netsetup.profile.store import canonical_peer_data
 
 __all__ = ["canonical_peer_data", "fast_peer"]
-from netsetup.profile.values import NAME_RE
+from netsetup.profile.values import NAME_RE, PeerName
 
 _ALLOWED = frozenset(PEER_KEYS)
 _REQUIRED = frozenset(("name", "mode", "public_key", "address_v4", "created"))
@@ -75,7 +75,7 @@ def fast_peer(data: dict[str, Any], file_stem: str) -> Peer | None:
     created = times["created"]
     assert created is not None
     return Peer(
-        name=name,
+        name=PeerName(name),
         mode=mode,
         public_key=key,
         address_v4=address_v4,

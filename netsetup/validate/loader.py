@@ -15,7 +15,14 @@ from pathlib import Path
 
 from netsetup.errors import NotFoundError
 from netsetup.profile.schema import SchemaIssue, parse_peer_data, parse_profile_data
-from netsetup.profile.store import PEERS_DIR, PROFILE_FILE, ParsedFile, parse_peer_file, read_toml
+from netsetup.profile.store import (
+    PEERS_DIR,
+    PROFILE_FILE,
+    ParsedFile,
+    expected_peer_name,
+    parse_peer_file,
+    read_toml,
+)
 from netsetup.validate.context import Context, OtherFile, PeerEntry, ProfileEntry, Tree, display
 from netsetup.validate.fastpeer import canonical_peer_data, fast_peer
 
@@ -114,10 +121,11 @@ def _load_peer(path: Path, ctx: Context) -> PeerEntry:
         peer, parsed = parse_peer_file(path)  # the slow path words the syntax error
         _report_schema(parsed, ctx)
         return PeerEntry(peer, parsed)
-    peer = fast_peer(data, path.stem)
+    name = expected_peer_name(path)  # a retired record (maria.revoked-<tag>) is maria's
+    peer = fast_peer(data, name)
     issues: list[SchemaIssue] = []
     if peer is None:
-        peer, issues = parse_peer_data(data, path.stem)
+        peer, issues = parse_peer_data(data, name)
     parsed = ParsedFile(path, text, issues)
     _report_schema(parsed, ctx)
     return PeerEntry(peer, parsed)

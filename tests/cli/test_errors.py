@@ -47,7 +47,7 @@ def test_state_dir_that_is_a_file_is_the_environment(
     acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state_dir.write_text("a file where the state folder should be\n")
-    code, out, err = run_main(["provision", str(acme), "maria"], capsys)
+    code, out, err = run_main(["provision", str(acme), "maria", "--mode", "dedicated"], capsys)
     assert code == 4, err  # ExitCode.ENVIRONMENT
     assert err == f"error: not a folder: a file is in the way ({state_dir})\n"
     assert out == ""
@@ -60,7 +60,7 @@ def test_state_dir_below_a_file_is_the_environment_not_a_bug(
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     monkeypatch.setenv("NETSETUP_STATE_DIR", str(blocker / "state"))
-    code, _, err = run_main(["provision", str(acme), "maria"], capsys)
+    code, _, err = run_main(["provision", str(acme), "maria", "--mode", "dedicated"], capsys)
     assert code == 4, err  # ExitCode.ENVIRONMENT
     assert err.startswith("error: not a directory: a part of the path is a file"), err
     assert err.endswith(f"({blocker / 'state'})\n")
@@ -71,7 +71,7 @@ def test_state_dir_below_a_file_is_the_environment_not_a_bug(
 def test_render_out_onto_a_folder_is_the_environment(
     acme: Path, state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_main(["provision", str(acme), "maria"], capsys)[0] == 0
+    assert run_main(["provision", str(acme), "maria", "--mode", "dedicated"], capsys)[0] == 0
     folder = tmp_path / "out" / "wg0.conf"
     folder.mkdir(parents=True, mode=0o700)
     (tmp_path / "out").chmod(0o700)
@@ -98,7 +98,7 @@ def test_read_only_out_folder_is_the_environment(
 ) -> None:
     """A real read-only file system: a tmpfs mounted ro in a mount namespace of this test only
     (root ignores permission bits, not a read-only mount)."""
-    assert run_main(["provision", str(acme), "maria"], capsys)[0] == 0
+    assert run_main(["provision", str(acme), "maria", "--mode", "dedicated"], capsys)[0] == 0
     mount = tmp_path / "ro"
     mount.mkdir()
     script = 'mount -t tmpfs -o ro,mode=700 tmpfs "$1" && shift && "$@"; echo "exit=$?" >&2'
@@ -116,7 +116,14 @@ def test_read_only_out_folder_is_the_environment(
         rendered.stderr
     )
     provisioned = in_read_only(
-        "provision", str(acme), "ines", "--out", str(mount / "ines"), "--json"
+        "provision",
+        str(acme),
+        "ines",
+        "--mode",
+        "dedicated",
+        "--out",
+        str(mount / "ines"),
+        "--json",
     )
     assert provisioned.stderr.endswith("exit=4\n"), provisioned.stderr
     assert "error: read-only file system" in provisioned.stderr
@@ -153,7 +160,8 @@ def test_json_error_for_bad_input_inside_the_core(
     acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run_main(
-        ["provision", str(acme), "maria", "--expires", "2001-01-01", "--json"], capsys
+        ["provision", str(acme), "maria", "--mode", "agency", "--expires", "2001-01-01", "--json"],
+        capsys,
     )
     assert code == ExitCode.USAGE
     error = error_document(out)
@@ -170,7 +178,7 @@ def test_json_error_for_bad_input_inside_the_core(
         ["revoke", "no-such-profile", "maria", "--json"],
         ["renew", "no-such-profile", "maria", "--expires", "3d", "--json"],
         ["rotate", "no-such-profile", "maria", "--json"],
-        ["provision", "no-such-profile", "maria", "--json"],
+        ["provision", "no-such-profile", "maria", "--mode", "dedicated", "--json"],
     ],
 )
 def test_json_error_for_a_profile_not_found(
@@ -189,7 +197,9 @@ def test_json_error_for_the_environment(
     acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state_dir.write_text("")
-    code, out, err = run_main(["provision", str(acme), "maria", "--json"], capsys)
+    code, out, err = run_main(
+        ["provision", str(acme), "maria", "--mode", "dedicated", "--json"], capsys
+    )
     assert code == 4  # ExitCode.ENVIRONMENT
     assert error_document(out) == {
         "what": "not a folder: a file is in the way",

@@ -24,7 +24,7 @@ KEY_LINE = re.compile(r"^(PrivateKey|PresharedKey) = [A-Za-z0-9+/]{43}=$", re.M)
 @pytest.fixture
 def two_peers(acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     for name in ("maria", "ines"):
-        assert run_main(["provision", str(acme), name], capsys)[0] == 0
+        assert run_main(["provision", str(acme), name, "--mode", "dedicated"], capsys)[0] == 0
     return acme
 
 

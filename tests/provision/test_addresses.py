@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from netsetup.clock import FixedClock
 from netsetup.errors import ProfileError
 from netsetup.profile.model import Profile
 from netsetup.profile.store import load_profile
+from netsetup.profile.values import PeerName
 from netsetup.provision import service
 from netsetup.provision.addresses import INDEX_FILE, AddressIndex, _read_index
 from netsetup.state import StateDir
@@ -48,7 +50,9 @@ def assert_unique(profile_dir: Path) -> None:
 
 
 def provision(profile: Profile, name: str, now: datetime = NOW) -> service.ProvisionResult:
-    result = service.provision(profile, name, "dedicated", state=StateDir(), now=now)
+    result = service.provision(
+        profile, PeerName(name), "dedicated", state=StateDir(), clock=FixedClock(now)
+    )
     settle(result.peer_file)
     return result
 
@@ -113,7 +117,7 @@ def test_the_command_exits_2_with_the_file_and_line(acme: Path, state_dir: Path)
     public = tomllib.loads((acme / "profile.toml").read_text())["gateway"]["public_key"]
     (acme / "peers" / "bob.toml").write_text(CONFLICTED.format(key=public))
     result = subprocess.run(
-        [sys.executable, "-m", "netsetup", "provision", str(acme), "maria"],
+        [sys.executable, "-m", "netsetup", "provision", str(acme), "maria", "--mode", "dedicated"],
         capture_output=True,
         text=True,
     )
@@ -158,7 +162,7 @@ def test_revoke_is_not_blocked_by_another_broken_file(acme: Path, state_dir: Pat
     profile = load_profile(acme)
     provision(profile, "maria")
     (acme / "peers" / "bob.toml").write_text("<<<<<<< HEAD\n")
-    view = service.revoke(profile, "maria", state=StateDir(), now=NOW)
+    view = service.revoke(profile, PeerName("maria"), state=StateDir(), clock=FixedClock(NOW))
     assert view.state == "revoked"
 
 
@@ -264,7 +268,7 @@ def test_a_copied_index_matches_nothing(acme: Path, state_dir: Path, tmp_path: P
 def test_a_changed_quarantine_is_applied_to_indexed_peers(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     provision(profile, "a")
-    service.revoke(profile, "a", state=StateDir(), now=NOW)
+    service.revoke(profile, PeerName("a"), state=StateDir(), clock=FixedClock(NOW))
     provision(profile, "b")
     provision(profile, "c")  # the index now knows a's release time under a 30-day quarantine
     text = (acme / "profile.toml").read_text()

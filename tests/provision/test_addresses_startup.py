@@ -17,6 +17,7 @@ import pytest
 
 from netsetup.cli import _register, app, main
 from netsetup.keys import fingerprint, generate_keypair, public_from_private
+from netsetup.provision.journal import text_hash
 
 NOT_ON_THE_PROVISION_PATH = (
     "hashlib",  # OpenSSL's libcrypto for one digest
@@ -43,7 +44,7 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 
 def test_provision_loads_only_what_it_uses(acme: Path, state_dir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, "provision", str(acme), "maria"],
+        [sys.executable, "-c", PROBE, "provision", str(acme), "maria", "--mode", "dedicated"],
         capture_output=True,
         text=True,
     )
@@ -60,6 +61,7 @@ def test_fingerprints_and_keys_are_what_hashlib_and_x25519_say() -> None:
     assert public_from_private(pair.private) == pair.public  # through the public X25519 API
     digest = hashlib.sha256(base64.b64decode(pair.public)).hexdigest()
     assert fingerprint(pair.public) == f"SHA256:{digest[:16]}"
+    assert text_hash('name = "maria"\n') == hashlib.sha256(b'name = "maria"\n').hexdigest()
 
 
 def test_the_app_keeps_every_command_after_one_ran(acme: Path, state_dir: Path) -> None:
@@ -69,7 +71,7 @@ def test_the_app_keeps_every_command_after_one_ran(acme: Path, state_dir: Path) 
     before = [c.callback for c in app.registered_commands]
     root = app.registered_callback
     with pytest.raises(SystemExit) as done:
-        main(["provision", str(acme), "maria"])
+        main(["provision", str(acme), "maria", "--mode", "dedicated"])
     assert done.value.code in (None, 0)
     assert [c.callback for c in app.registered_commands] == before
     assert app.registered_callback is root

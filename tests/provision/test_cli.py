@@ -46,7 +46,7 @@ def test_every_command_is_documented_with_an_example() -> None:
 
 
 def test_provision_json_envelope(acme: Path, state_dir: Path) -> None:
-    result = run("provision", str(acme), "maria", "--json")
+    result = run("provision", str(acme), "maria", "--mode", "dedicated", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["schema"] == "netsetup.provision/1"
@@ -85,7 +85,7 @@ def test_bad_profile_is_rejected_with_file_and_line(
     text = (acme / "profile.toml").read_text()
     assert old in text
     (acme / "profile.toml").write_text(text.replace(old, new, 1))
-    result = run("provision", str(acme), "maria")
+    result = run("provision", str(acme), "maria", "--mode", "dedicated")
     assert result.returncode == 2
     assert result.stderr.startswith("error: "), result.stderr
     assert message in result.stderr
@@ -97,9 +97,9 @@ def test_bad_profile_is_rejected_with_file_and_line(
 @pytest.mark.parametrize("name", ["Maria", "a" * 33, "", "a_b", "x/../y", "-", "a b"])
 def test_hostile_names_are_refused(acme: Path, state_dir: Path, name: str) -> None:
     result = (
-        run("provision", str(acme), "--", name)
+        run("provision", str(acme), "--mode", "dedicated", "--", name)
         if name.startswith("-")
-        else run("provision", str(acme), name)
+        else run("provision", str(acme), name, "--mode", "dedicated")
     )
     assert result.returncode == 2
     assert "error: peer name" in result.stderr
@@ -107,7 +107,7 @@ def test_hostile_names_are_refused(acme: Path, state_dir: Path, name: str) -> No
 
 
 def test_unknown_profile_and_mode(tmp_path: Path, acme: Path, state_dir: Path) -> None:
-    result = run("provision", str(tmp_path / "nope"), "maria")
+    result = run("provision", str(tmp_path / "nope"), "maria", "--mode", "dedicated")
     assert result.returncode == 2 and "error: no profile" in result.stderr
     result = run("provision", str(acme), "maria", "--mode", "boss")
     assert result.returncode == 2 and "'boss' is not one of 'dedicated', 'agency'" in result.stderr
@@ -118,7 +118,7 @@ def test_unknown_profile_and_mode(tmp_path: Path, acme: Path, state_dir: Path) -
 def test_render_redacts_on_stdout_and_writes_0600_file(
     acme: Path, state_dir: Path, tmp_path: Path
 ) -> None:
-    assert run("provision", str(acme), "maria").returncode == 0
+    assert run("provision", str(acme), "maria", "--mode", "dedicated").returncode == 0
     shown = run("render", str(acme))  # stdout is a pipe: a redacted file would be unusable
     assert shown.returncode == 2 and "--out FILE" in shown.stderr and shown.stdout == ""
     out = tmp_path / "gw" / "wg0.conf"
@@ -134,13 +134,13 @@ def test_secrets_never_go_into_a_folder_others_can_read(
     open_folder = tmp_path / "shared"
     open_folder.mkdir(mode=0o755)
     open_folder.chmod(0o755)
-    result = run("provision", str(acme), "maria", "--out", str(open_folder))
+    result = run("provision", str(acme), "maria", "--mode", "dedicated", "--out", str(open_folder))
     assert result.returncode == 2
     assert "open to other users (mode 755)" in result.stderr and str(open_folder) in result.stderr
     assert list(open_folder.iterdir()) == []
     assert not (acme / "peers" / "maria.toml").exists()
     assert oct(open_folder.stat().st_mode & 0o777) == "0o755"  # never chmodded behind our back
-    assert run("provision", str(acme), "maria").returncode == 0
+    assert run("provision", str(acme), "maria", "--mode", "dedicated").returncode == 0
     result = run("render", str(acme), "--out", str(open_folder / "wg0.conf"))
     assert result.returncode == 2 and "open to other users" in result.stderr
     assert list(open_folder.iterdir()) == []

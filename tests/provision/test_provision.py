@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from wireguard_tools import WireguardConfig
 
+from netsetup.clock import FixedClock
 from netsetup.errors import ConflictError, InputError
 from netsetup.gateway.render import render_gateway_config
 from netsetup.keys import generate_keypair, is_valid_key, public_from_private
@@ -21,6 +22,7 @@ from netsetup.provision.addresses import allocate_address
 from netsetup.state import StateDir
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+AT = FixedClock(NOW)  # never advanced: tests that move time make their own clock
 
 
 def parse(path: Path) -> WireguardConfig:
@@ -29,7 +31,7 @@ def parse(path: Path) -> WireguardConfig:
 
 def test_client_config_parses_back_to_the_intended_fields(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
-    result = service.provision(profile, "maria", "dedicated", state=StateDir(), now=NOW)
+    result = service.provision(profile, "maria", "dedicated", state=StateDir(), clock=AT)
     config = parse(result.config)
     assert config.private_key is not None
     assert (
@@ -59,7 +61,7 @@ def public_from_private_key_text(text: str) -> str:
 
 def test_agency_mode_routes_only_portal_dns_voip_and_gateway(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
-    result = service.provision(profile, "temp", "agency", state=StateDir(), now=NOW)
+    result = service.provision(profile, "temp", "agency", state=StateDir(), clock=AT)
     (peer,) = parse(result.config).peers.values()
     assert sorted(str(a) for a in peer.allowed_ips) == sorted(
         ["192.0.2.20/32", "192.0.2.40/32", "192.0.2.53/32", "198.18.10.1/32", "2001:db8:10::1/128"]
@@ -71,7 +73,13 @@ def test_agency_mode_routes_only_portal_dns_voip_and_gateway(acme: Path, state_d
 def test_files_are_private(acme: Path, state_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "handoff"
     result = service.provision(
-        load_profile(acme), "maria", "dedicated", state=StateDir(), out_dir=out, qr=True, now=NOW
+        load_profile(acme),
+        "maria",
+        "dedicated",
+        state=StateDir(),
+        out_dir=out,
+        qr=True,
+        clock=AT,
     )
     for path in [
         result.config,
@@ -93,7 +101,12 @@ def result_key(acme: Path) -> str:
 def test_client_pubkey_means_no_private_key_anywhere(acme: Path, state_dir: Path) -> None:
     own = generate_keypair()
     result = service.provision(
-        load_profile(acme), "ines", "dedicated", state=StateDir(), client_pubkey=own.public, now=NOW
+        load_profile(acme),
+        "ines",
+        "dedicated",
+        state=StateDir(),
+        client_pubkey=own.public,
+        clock=AT,
     )
     text = result.config.read_text()
     assert "PrivateKey" not in text.split("[Peer]")[0].replace("# Add your own PrivateKey", "")
@@ -105,7 +118,12 @@ def test_client_pubkey_means_no_private_key_anywhere(acme: Path, state_dir: Path
 def test_bad_client_pubkey_is_rejected(acme: Path, state_dir: Path) -> None:
     with pytest.raises(InputError, match="not a WireGuard public key"):
         service.provision(
-            load_profile(acme), "x", "dedicated", state=StateDir(), client_pubkey="abc", now=NOW
+            load_profile(acme),
+            "x",
+            "dedicated",
+            state=StateDir(),
+            client_pubkey="abc",
+            clock=AT,
         )
     assert not (acme / "peers" / "x.toml").exists()
 
@@ -113,7 +131,7 @@ def test_bad_client_pubkey_is_rejected(acme: Path, state_dir: Path) -> None:
 def test_addresses_are_lowest_free_and_skip_gateway(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     got = [
-        service.provision(profile, f"p{i}", "dedicated", state=StateDir(), now=NOW).peer.address_v4
+        service.provision(profile, f"p{i}", "dedicated", state=StateDir(), clock=AT).peer.address_v4
         for i in range(3)
     ]
     assert got == ["198.18.10.2", "198.18.10.3", "198.18.10.4"]
@@ -161,60 +179,64 @@ def test_never_network_or_broadcast() -> None:
 def test_revoked_address_stays_in_quarantine(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     state = StateDir()
-    service.provision(profile, "a", "dedicated", state=state, now=NOW)
-    service.provision(profile, "b", "dedicated", state=state, now=NOW)
-    service.revoke(profile, "a", state=state, now=NOW)
-    soon = service.provision(profile, "c", "dedicated", state=state, now=NOW + timedelta(days=1))
+    service.provision(profile, "a", "dedicated", state=state, clock=AT)
+    service.provision(profile, "b", "dedicated", state=state, clock=AT)
+    service.revoke(profile, "a", state=state, clock=AT)
+    soon = service.provision(
+        profile, "c", "dedicated", state=state, clock=FixedClock(NOW + timedelta(days=1))
+    )
     assert soon.peer.address_v4 == "198.18.10.4"  # .2 is still in quarantine
-    later = service.provision(profile, "d", "dedicated", state=state, now=NOW + timedelta(days=31))
+    later = service.provision(
+        profile, "d", "dedicated", state=state, clock=FixedClock(NOW + timedelta(days=31))
+    )
     assert later.peer.address_v4 == "198.18.10.2"
 
 
 def test_index_heals_when_peer_files_arrive_by_merge(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     state = StateDir()
-    service.provision(profile, "a", "dedicated", state=state, now=NOW)
+    service.provision(profile, "a", "dedicated", state=state, clock=AT)
     # another admin's branch brings a peer file that this index never saw
     text = (acme / "peers" / "a.toml").read_text()
     (acme / "peers" / "zed.toml").write_text(
         text.replace('"a"', '"zed"').replace("198.18.10.2", "198.18.10.3")
     )
-    result = service.provision(profile, "b", "dedicated", state=state, now=NOW)
+    result = service.provision(profile, "b", "dedicated", state=state, clock=AT)
     assert result.peer.address_v4 == "198.18.10.4"
     index = acme / ".peers-index.json"
     assert index.is_file() and not (acme / "peers" / ".peers-index.json").exists()
     index.write_text("{not json")
-    result = service.provision(profile, "c", "dedicated", state=state, now=NOW)
+    result = service.provision(profile, "c", "dedicated", state=state, clock=AT)
     assert result.peer.address_v4 == "198.18.10.5"
     damaged = (
         '{"version": 5, "folder_mtime": 0, "names": ["a"], "v4": ["x"], "v6": [null],'
         ' "released": [null], "stamps": ["0:0:0"]}'
     )
     index.write_text(damaged)
-    result = service.provision(profile, "d", "dedicated", state=state, now=NOW)
+    result = service.provision(profile, "d", "dedicated", state=state, clock=AT)
     assert result.peer.address_v4 == "198.18.10.6"
     # a temp file a killed writer left behind is swept by the next change
     (acme / "peers" / ".zed.toml.abc.tmp").write_text("half")
-    service.provision(profile, "e", "dedicated", state=state, now=NOW)
+    service.provision(profile, "e", "dedicated", state=state, clock=AT)
     assert not list((acme / "peers").glob("*.tmp"))
 
 
 def test_duplicate_name_is_refused(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
-    service.provision(profile, "a", "dedicated", state=StateDir(), now=NOW)
+    service.provision(profile, "a", "dedicated", state=StateDir(), clock=AT)
     before = (acme / "peers" / "a.toml").read_text()
     with pytest.raises(ConflictError, match="already exists"):
-        service.provision(profile, "a", "agency", state=StateDir(), now=NOW)
+        service.provision(profile, "a", "agency", state=StateDir(), clock=AT)
     assert (acme / "peers" / "a.toml").read_text() == before
 
 
 def test_rotate_keeps_address_and_changes_keys(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     state = StateDir()
-    first = service.provision(profile, "a", "agency", state=state, now=NOW)
+    first = service.provision(profile, "a", "agency", state=state, clock=AT)
     old_key = load_peer(profile, "a").public_key
     old_psk = state.load_psk(profile.id, "a", old_key)
-    second = service.rotate(profile, "a", state=state, now=NOW)
+    second = service.rotate(profile, "a", state=state, clock=AT)
     new_key = load_peer(profile, "a").public_key
     assert state.load_psk(profile.id, "a", old_key) is None  # the old one is gone
     assert second.peer.address_v4 == first.peer.address_v4
@@ -227,22 +249,24 @@ def test_rotate_keeps_address_and_changes_keys(acme: Path, state_dir: Path) -> N
 def test_renew_and_expiry(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     state = StateDir()
-    service.provision(profile, "a", "dedicated", state=state, expires="2d", now=NOW)
+    service.provision(profile, "a", "dedicated", state=state, expires="2d", clock=AT)
     views = service.list_peers(profile, now=NOW + timedelta(days=3))
     assert views[0].state == "expired"
-    service.renew(profile, "a", "2027-01-31", state=state, now=NOW + timedelta(days=3))
+    service.renew(
+        profile, "a", "2027-01-31", state=state, clock=FixedClock(NOW + timedelta(days=3))
+    )
     views = service.list_peers(profile, now=NOW + timedelta(days=3))
     assert (views[0].state, views[0].expires) == ("active", "2027-01-31T23:59:59Z")
     with pytest.raises(InputError, match="in the past"):
-        service.renew(profile, "a", "2020-01-01", state=state, now=NOW)
+        service.renew(profile, "a", "2020-01-01", state=state, clock=AT)
 
 
 def test_render_leaves_out_revoked_and_expired(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     state = StateDir()
     for name, expires in (("keep", None), ("gone", None), ("old", "1d")):
-        service.provision(profile, name, "dedicated", state=state, expires=expires, now=NOW)
-    service.revoke(profile, "gone", state=state, now=NOW)
+        service.provision(profile, name, "dedicated", state=state, expires=expires, clock=AT)
+    service.revoke(profile, "gone", state=state, clock=AT)
     later = NOW + timedelta(days=2)
     text = render_gateway_config(profile, load_peers(profile), state, later)
     config = WireguardConfig.from_wgconfig(io.StringIO(text))
@@ -257,25 +281,25 @@ def test_render_leaves_out_revoked_and_expired(acme: Path, state_dir: Path) -> N
 def test_revoke_destroys_psk_and_client_config(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     state = StateDir()
-    result = service.provision(profile, "a", "dedicated", state=state, now=NOW)
+    result = service.provision(profile, "a", "dedicated", state=state, clock=AT)
     key = load_peer(profile, "a").public_key
-    service.revoke(profile, "a", state=state, now=NOW)
+    service.revoke(profile, "a", state=state, clock=AT)
     assert not result.config.exists()
     assert state.load_psk(profile.id, "a", key) is None
     assert load_peer(profile, "a").status == "revoked"
     with pytest.raises(ConflictError, match="already revoked"):
-        service.revoke(profile, "a", state=state, now=NOW)
+        service.revoke(profile, "a", state=state, clock=AT)
     with pytest.raises(ConflictError, match="revoked"):
-        service.rotate(profile, "a", state=state, now=NOW)
+        service.rotate(profile, "a", state=state, clock=AT)
 
 
 def test_audit_log_has_one_line_per_change(acme: Path, state_dir: Path) -> None:
     profile = load_profile(acme)
     state = StateDir()
-    service.provision(profile, "a", "agency", state=state, now=NOW)
-    service.rotate(profile, "a", state=state, now=NOW)
-    service.renew(profile, "a", "10d", state=state, now=NOW)
-    service.revoke(profile, "a", state=state, now=NOW)
+    service.provision(profile, "a", "agency", state=state, clock=AT)
+    service.rotate(profile, "a", state=state, clock=AT)
+    service.renew(profile, "a", "10d", state=state, clock=AT)
+    service.revoke(profile, "a", state=state, clock=AT)
     lines = [json.loads(line) for line in state.audit_path.read_text().splitlines()]
     assert [line["action"] for line in lines] == ["provision", "rotate", "renew", "revoke"]
     for line in lines:

@@ -40,7 +40,7 @@ def test_whole_lifecycle_never_shows_a_secret(acme: Path, state_dir: Path, tmp_p
     gateway_key = tmp_path / "gw.key"
     gateway_key.write_text(generate_keypair().private.reveal())
     secrets.add(gateway_key.read_text())
-    run("provision", str(acme), "maria", "--qr")
+    run("provision", str(acme), "maria", "--mode", "dedicated", "--qr")
     run("provision", str(acme), "temp", "--mode", "agency", "--json", "--out", str(tmp_path / "h"))
     secrets.update(collect_secrets(tmp_path / "h", []))
     run("rotate", str(acme), "maria", "--json")
@@ -56,7 +56,7 @@ def test_whole_lifecycle_never_shows_a_secret(acme: Path, state_dir: Path, tmp_p
     psk_file = next((state_dir / "acme-dental" / "psk").glob("maria.*.psk"))
     psk_file.write_text(psk_file.read_text().strip()[:-3] + "!!\n")
     run("render", str(acme), "--out", str(tmp_path / "wg-damaged.conf"), expect=2)
-    run("provision", str(acme), "maria", expect=2)
+    run("provision", str(acme), "maria", "--mode", "dedicated", expect=2)
 
     assert len(secrets) >= 6, secrets  # keys were really collected
     haystacks = {"output": "\n".join(outputs)}
