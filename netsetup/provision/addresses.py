@@ -29,9 +29,11 @@ Without an index (a fresh clone, another admin), files are read with a lean scan
 read each, and the canonical shape `peer_to_toml` writes matched as text (no TOML parser, no
 `Peer`); only a file of another shape goes through the full parser. A handful of unindexed files
 (the usual case: those written since the index was saved) go through the full parser directly,
-which costs less than compiling the lean scan's patterns. The values that the
-allocator uses are checked as the schema checks them, and a canonical file with a bad name, mode
-or key falls back to the full parser too, so cold and warm runs give the same answer.
+which costs less than compiling the lean scan's patterns. A canonical file is accepted by the
+lean scan only when the full parser would make a `Peer` of it too (name, mode, status, key,
+addresses and times are checked); any other goes to the full parser, so cold and warm runs give
+the same answer. Likewise the index is rewritten only once the files it lacks cost more to parse
+again than rewriting it.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ SAVE_EVERY_OF = 256
 # peer, when the address leaves quarantine (Unix seconds). Plain tuples of integers keep loading
 # and saving the index of 10,000 peers to a few milliseconds.
 Holding = tuple[int, int | None, float | None]
-# inode, size, mtime_ns, ctime_ns; None: changed too recently to be trusted next time (see above)
+# inode, size, mtime_ns, ctime_ns (see above)
 Stamp = tuple[int, int, int, int]
 
 
