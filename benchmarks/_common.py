@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: side-by-side whole-process timing and reporting."""
+"""Helpers shared by the benchmark scripts: side-by-side whole-process timing and goals."""
 
 from __future__ import annotations
 
@@ -8,14 +8,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def console_script(name: str) -> list[str] | None:
+    """The console script `pip install` made for `name`, beside this interpreter.
+
+    Found there first, not on $PATH: a version manager's shim on $PATH (pyenv's is a bash script
+    that runs `pyenv exec`) adds 100 ms or more to every run of either tool and belongs to
+    neither, so it would push every ratio towards 1."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which(name)
+    return [found] if found else None
+
+
 def netsetup_command() -> list[str]:
-    found = shutil.which("netsetup")
-    return [found] if found else [sys.executable, "-m", "netsetup"]
+    return console_script("netsetup") or [sys.executable, "-m", "netsetup"]
 
 
 def precompile() -> None:
@@ -38,25 +51,64 @@ def time_process(argv: Sequence[str], env: dict[str, str] | None = None) -> floa
 def side_by_side(rounds: int, contenders: dict[str, Callable[[int], float]]) -> dict[str, float]:
     """Run each contender once per round, interleaved, and return the median of each (seconds).
 
-    Interleaving makes both sides see the same machine noise, so the ratio is fair even when the
-    absolute times wander.
+    Interleaving makes every side see the same machine noise, so the ratio is fair even when the
+    absolute times wander; the order turns every round so that no side always runs first.
     """
     samples: dict[str, list[float]] = {name: [] for name in contenders}
+    order = list(contenders.items())
     for round_ in range(rounds):
-        order = list(contenders.items())
-        if round_ % 2:
-            order.reverse()
-        for name, run in order:
+        shift = round_ % len(order)
+        for name, run in order[shift:] + order[:shift]:
             samples[name].append(run(round_))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def report(title: str, ours: float, theirs: float, goal: str, unit: str = "ms") -> str:
-    ratio = ours / theirs
-    scale = 1000.0 if unit == "ms" else 1.0
-    line = (
-        f"{title:<58} {ours * scale:9.1f} {unit} vs {theirs * scale:9.1f} {unit}"
-        f"  ratio {ratio:5.2f}x  (goal {goal})"
-    )
-    print(line, flush=True)
-    return line
+@dataclass(frozen=True)
+class Goal:
+    """`ours / theirs` must stay at most `at_most` (times) or at least `at_least` (rates)."""
+
+    at_most: float | None = None
+    at_least: float | None = None
+
+    @property
+    def informative(self) -> bool:
+        return self.at_most is None and self.at_least is None
+
+    def met(self, ratio: float) -> bool:
+        if self.at_most is not None and ratio > self.at_most:
+            return False
+        return self.at_least is None or ratio >= self.at_least
+
+    def __str__(self) -> str:
+        if self.informative:
+            return "none: for context"
+        return f"<= {self.at_most}x" if self.at_most is not None else f">= {self.at_least}x"
+
+
+class Report:
+    """Prints one line per comparison and remembers the goals missed, for the exit status."""
+
+    def __init__(self) -> None:
+        self.missed: list[str] = []
+
+    def compare(
+        self, title: str, ours: float, theirs: float, goal: Goal, unit: str = "ms"
+    ) -> float:
+        ratio = ours / theirs
+        if unit == "ms":
+            figures = f"{ours * 1000:9.1f} ms vs {theirs * 1000:9.1f} ms"
+        else:
+            figures = f"{ours:9.0f}{unit} vs {theirs:9.0f}{unit}"
+        verdict = "" if goal.informative else "ok" if goal.met(ratio) else "GOAL MISSED"
+        print(f"{title:<58} {figures}  ratio {ratio:5.2f}x  (goal {goal})  {verdict}", flush=True)
+        if not goal.met(ratio):
+            self.missed.append(f"{title}: {ratio:.2f}x, goal {goal}")
+        return ratio
+
+    def finish(self) -> None:
+        """Exit 1 with one `goal missed:` line per miss, else say that every goal was met."""
+        for line in self.missed:
+            print(f"goal missed: {line}", flush=True)
+        if self.missed:
+            raise SystemExit(1)
+        print("every goal met", flush=True)

@@ -10,6 +10,7 @@ import base64
 import binascii
 import os
 import re
+from typing import Any
 
 KEY_BYTES = 32
 _B64_KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
@@ -40,10 +41,20 @@ def key_error(text: str) -> str | None:
 
 def fingerprint(public_key: str) -> str:
     """A short, stable, non-secret name for a public key (as shown by `list` and the audit log)."""
-    import hashlib
-
-    digest = hashlib.sha256(base64.b64decode(public_key)).hexdigest()
+    digest = sha256(base64.b64decode(public_key)).hexdigest()
     return f"SHA256:{digest[:16]}"
+
+
+def sha256(data: bytes) -> Any:
+    """hashlib.sha256, without loading the system's OpenSSL for one small digest.
+
+    `import hashlib` loads libcrypto (~5 ms, a twentieth of a `provision`); the interpreter's
+    own SHA-256 module gives the same digest. hashlib remains the fallback."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # 3.12: _sha2
+    except ImportError:
+        from hashlib import sha256
+    return sha256(data)
 
 
 class SecretKey:
@@ -87,13 +98,30 @@ class KeyPair:
 
 def generate_keypair() -> KeyPair:
     # The *_raw() methods avoid importing cryptography's serialization package (~15 ms).
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
-    private = X25519PrivateKey.generate()
+    private = _new_x25519_key()
     return KeyPair(
         SecretKey(base64.b64encode(private.private_bytes_raw()).decode("ascii")),
         base64.b64encode(private.public_key().public_bytes_raw()).decode("ascii"),
     )
+
+
+def _new_x25519_key() -> Any:
+    """`X25519PrivateKey.generate()`, without importing cryptography's OpenSSL backend.
+
+    `generate()` imports that backend (its cipher, RSA and EC modules: a tenth of a whole
+    `provision`) only to ask whether FIPS mode is off, then calls the Rust binding below. The
+    same question is asked of the binding directly; should that private module move, the public
+    API is the fallback."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        if not rust_openssl.is_fips_enabled():
+            return rust_openssl.x25519.generate_key()
+    except (ImportError, AttributeError):
+        pass
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    return X25519PrivateKey.generate()
 
 
 def public_from_private(private: SecretKey) -> str:

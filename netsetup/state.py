@@ -107,8 +107,17 @@ class StateDir:
     def psk_files(self, profile_id: ProfileId, peer: PeerName) -> list[Path]:
         """Every preshared key file of the peer, whatever public key it belongs to."""
         folder = self.psk_dir(profile_id)
-        # peer names hold no '.', so `<peer>.<tag>.psk` never matches another peer's file
-        return sorted(p for p in folder.glob(f"{PeerName(peer)}.*.psk") if p.name.count(".") == 2)
+        prefix = f"{PeerName(peer)}."
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []  # as glob did: nothing there it can see (missing, or a file in the way)
+        # peer names hold no '.', so `<peer>.<tag>.psk` never matches another peer's file;
+        # matched by hand, not by a glob pattern compiled anew for every peer name
+        ours = (
+            n for n in names if n.startswith(prefix) and n.endswith(".psk") and n.count(".") == 2
+        )
+        return sorted(folder / name for name in ours)
 
     def delete_psk(self, profile_id: ProfileId, peer: PeerName, *, keep: str | None = None) -> None:
         """Remove the peer's preshared keys, except the one of public key `keep`."""

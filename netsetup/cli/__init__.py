@@ -6,15 +6,20 @@ its `ExitCode`, an `OSError` into ENVIRONMENT (4), anything else into INTERNAL (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import types
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from netsetup.errors import EnvironmentProblem, ExitCode, NetsetupError
 
 if TYPE_CHECKING:
+    import typer
+    from typer.models import CommandInfo
+
     from netsetup.cli.app import Failure, Streams
 
 __all__ = ["app", "main"]
@@ -69,6 +74,36 @@ def _register(argv: list[str] | None = None) -> None:
     wanted = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else list(ALL_MODULES)
     for module in wanted:
         importlib.import_module(f"netsetup.cli.{module}")
+
+
+@contextlib.contextmanager
+def _only_command(app: typer.Typer, argv: list[str]) -> Iterator[None]:
+    """While `netsetup <command> ...` runs, leave only that command on `app`.
+
+    Typer builds a Click command for every command registered (reading each one's signature and
+    type hints, a tenth of a `provision`) before it looks at the arguments. A no-op callback keeps
+    the app a group: with one command left, Typer would make that command the whole program."""
+    commands, callback = app.registered_commands, app.registered_callback
+    wanted = [c for c in commands if argv and _command_name(c) == argv[0]]
+    if wanted:
+        app.registered_commands = wanted
+        if callback is None:
+            app.callback()(_group)
+    try:
+        yield
+    finally:
+        app.registered_commands, app.registered_callback = commands, callback
+
+
+def _command_name(command: CommandInfo) -> str | None:
+    if command.name:
+        return command.name
+    callback = command.callback
+    return callback.__name__.replace("_", "-") if callback else None
+
+
+def _group() -> None:
+    """Stands for the app's own options (it has none) so that it stays a group."""
 
 
 class Interrupted(NetsetupError):
@@ -137,7 +172,8 @@ def _run(argv: list[str], streams: Streams) -> int:
     from netsetup.cli.app import Failure, app
 
     try:
-        code = app(args=argv, prog_name="netsetup", obj=streams, standalone_mode=False)
+        with _only_command(app, argv):
+            code = app(args=argv, prog_name="netsetup", obj=streams, standalone_mode=False)
     except ClickException as exc:
         exc.show(file=streams.stderr)  # Click's usage line and hint, as people know them
         param = getattr(exc, "param", None)  # the option or argument at fault, when known

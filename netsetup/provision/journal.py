@@ -15,7 +15,6 @@ happened and is finished; otherwise it is undone. Either way, nothing is left ha
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from netsetup.fsutil import (
     remove_tree,
     rename,
 )
+from netsetup.keys import sha256  # hashlib's, without loading libcrypto on every provision
 from netsetup.profile.model import Profile
 from netsetup.profile.store import peer_path
 from netsetup.profile.values import PeerName, ProfileId
@@ -39,7 +39,7 @@ STAGED_SUFFIX = ".pending"
 
 
 def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return str(sha256(text.encode("utf-8")).hexdigest())
 
 
 def staged(final: Path) -> Path:
