@@ -1,6 +1,6 @@
 """Provisioning speed as users meet it: whole processes, measured side by side in one run.
 
-    python benchmarks/provision_bench.py [--rounds 21]
+    python benchmarks/provision_bench.py [--rounds 21] [--clock wall|cpu]
 
 Prints medians of interleaved whole-process runs, their ratios and each goal; exits 1 with a
 `goal missed:` line for every goal missed:
@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _common
 from _common import (
     REPO,
     Goal,
@@ -236,7 +237,15 @@ def compare_keypairs(report: Report) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time whole processes as the user waits (wall) or by their user + system CPU time "
+        "(steadier on a shared machine)",
+    )
     args = parser.parse_args()
+    _common.CLOCK = args.clock
     meshconf = console_script("wg-meshconf")
     if meshconf is None:
         raise SystemExit("wg-meshconf is not installed: pip install -e '.[dev]'")
@@ -244,7 +253,7 @@ def main() -> None:
     precompile()
     report = Report()
     print(f"{' '.join(ours)} vs {' '.join(meshconf)}", flush=True)
-    print(f"medians of {args.rounds} whole-process runs, interleaved", flush=True)
+    print(f"medians of {args.rounds} whole-process runs, interleaved, {args.clock} time")
     with tempfile.TemporaryDirectory(prefix="netsetup-bench-") as tmp:
         compare_processes(args.rounds, report, Runs(Path(tmp), ours, meshconf))
     compare_keypairs(report)

@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # streams have no value to compare; eq would cost an import
 class Streams:
     """Where output goes and whether a person reads it: injected (as the Click context's `obj`)
     so that tests can fake a terminal."""

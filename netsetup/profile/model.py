@@ -1,4 +1,8 @@
-"""Typed, immutable objects for a profile and its peers. No I/O here."""
+"""Typed, immutable objects for a profile and its peers. No I/O here.
+
+Every dataclass has a docstring: without one, `@dataclass` builds a default docstring with
+`inspect.signature`, at import, on every command.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ MODES: tuple[str, ...] = tuple(AccessMode)  # the same facts, for code that want
 PEER_STATUSES = ("active", "revoked")
 
 
-@dataclass(frozen=True)
+# eq=False: there is one instance and nothing compares it; each method `@dataclass` generates is
+# compiled at import, on every command.
+@dataclass(frozen=True, eq=False)
 class ProfileDefaults:
     """What a profile gets for a key it leaves out. The parser, the model and the docs read these
     values; nothing else writes them down. `key` is the path the docs print."""
@@ -107,6 +113,8 @@ class AccessRule:
 
 @dataclass(frozen=True)
 class Portal:
+    """A web portal an agency assistant reaches (`[[portals]]`): one host, protocol and port."""
+
     name: str
     host: IPAddress
     proto: str
@@ -118,6 +126,8 @@ class Portal:
 
 @dataclass(frozen=True)
 class Gateway:
+    """The company's WireGuard gateway (`[gateway]`): where peers connect and its public key."""
+
     endpoint_host: str | IPAddress
     endpoint_port: int
     public_key: str
@@ -133,6 +143,8 @@ class Gateway:
 
 @dataclass(frozen=True)
 class Network:
+    """The tunnel's address space and link settings (`[network]`)."""
+
     tunnel_v4: ipaddress.IPv4Network
     client_interface: str  # by default derived from the profile id (DERIVED_DEFAULTS)
     tunnel_v6: ipaddress.IPv6Network | None = None
@@ -155,6 +167,8 @@ class Network:
 
 @dataclass(frozen=True)
 class Dns:
+    """The resolvers, search domains and local records handed to peers (`[dns]`)."""
+
     servers: tuple[IPAddress, ...] = ()
     search: tuple[str, ...] = ()
     records: tuple[tuple[str, IPAddress], ...] = ()
@@ -162,6 +176,8 @@ class Dns:
 
 @dataclass(frozen=True)
 class Voip:
+    """The phone system an assistant reaches (`[voip]`): SIP server, transports, media."""
+
     sip_server: IPAddress
     sip_domain: str | None = None
     transports: tuple[str, ...] = DEFAULTS.transports
@@ -177,6 +193,8 @@ class Voip:
 
 @dataclass(frozen=True)
 class Target:
+    """One host `diagnose` checks (`[[diagnose.targets]]`)."""
+
     name: str
     host: str | IPAddress
     port: int | None = None
@@ -185,12 +203,16 @@ class Target:
 
 @dataclass(frozen=True)
 class Diagnose:
+    """What `diagnose` checks (`[diagnose]`): an optional responder and targets."""
+
     responder: tuple[str | IPAddress, int] | None = None
     targets: tuple[Target, ...] = ()
 
 
 @dataclass(frozen=True)
 class Profile:
+    """One company's profile (`profiles/<id>/profile.toml`) as read and checked."""
+
     id: ProfileId
     directory: Path
     company: str
@@ -221,6 +243,8 @@ class Profile:
 
 @dataclass(frozen=True)
 class Peer:
+    """One assistant's peer file (`peers/<name>.toml`): public facts only, never a secret."""
+
     name: PeerName
     mode: str
     public_key: str

@@ -47,7 +47,7 @@ def staged(final: Path) -> Path:
     return final.with_name(f".{final.name}{STAGED_SUFFIX}")
 
 
-@dataclass
+@dataclass(eq=False)  # nothing compares journals; each generated method costs every command
 class Journal:
     """One change in flight: absolute paths, a hash and the audit line; never a secret."""
 

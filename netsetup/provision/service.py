@@ -89,6 +89,9 @@ class PeerView:
 
 @dataclass(frozen=True)
 class ProvisionResult:
+    """What `provision` and `rotate` report: the peer, where its files went, whether a private
+    key was written (not with --client-pubkey)."""
+
     profile: str
     peer: PeerView
     peer_file: Path
@@ -258,7 +261,9 @@ def _changeable(profile: Profile, name: PeerName, now: datetime, allow_expired: 
 # -- the client files ----------------------------------------------------------------------------
 
 
-@dataclass
+# eq=False on the plans below: nothing compares them, and each method `@dataclass` generates is
+# compiled at import, on every command.
+@dataclass(eq=False)
 class _ClientFiles:
     """Where the assistant's config (and QR codes) go, planned before anything is written."""
 
@@ -314,7 +319,7 @@ def _key_pair(client_key: str | None) -> tuple[str, SecretKey | None]:
     return pair.public, pair.private
 
 
-@dataclass
+@dataclass(eq=False)
 class _Issue:
     """A new key for `peer`: its preshared key file and client files, all taken back on failure."""
 
