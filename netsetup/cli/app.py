@@ -5,8 +5,8 @@ Commands only parse, call the core, render and exit. They raise `NetsetupError`s
 on stderr, a JSON envelope under --json, and an `ExitCode`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Typer reads the callback's parameter types on
+# every run, and a string annotation would cost an eval() (here of a whole typer.Option) each time.
 import json
 import sys
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ class Streams:
     stdout_is_terminal: bool
 
     @classmethod
-    def system(cls) -> Streams:
+    def system(cls) -> "Streams":
         return cls(sys.stdout, sys.stderr, sys.stdout.isatty())
 
 

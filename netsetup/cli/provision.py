@@ -1,8 +1,8 @@
 """`provision`, `revoke`, `rotate` and `renew`: the IT admin's commands (`list` and `show` live
 in cli/inventory.py, `render` in cli/render.py)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Typer reads every command's parameter types when
+# it builds the command, and string annotations would cost an eval() each, on every run.
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -51,7 +51,7 @@ def _load(profile: str):  # type: ignore[no-untyped-def]
     return load_profile(profile)
 
 
-def _name(name: str) -> PeerName:
+def _name(name: str) -> "PeerName":
     """The NAME argument as a checked PeerName, before anything is read or written."""
     from netsetup.errors import InputError
     from netsetup.profile.values import PeerName
