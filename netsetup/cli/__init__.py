@@ -222,6 +222,10 @@ def _without_cycle_collector() -> Iterator[None]:
     try:
         yield
     finally:
+        # Hand what the command made to the oldest generation without walking it (freeze, then
+        # unfreeze): else the first collection after enable() walks all of it at once.
+        gc.freeze()
+        gc.unfreeze()
         if enabled:
             gc.enable()
 
