@@ -6,6 +6,7 @@ its `ExitCode`, an `OSError` into ENVIRONMENT (4), anything else into INTERNAL (
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import os
@@ -204,8 +205,18 @@ def main(argv: list[str] | None = None, *, streams: Streams | None = None) -> No
         out.write(f"netsetup {package_version()}\n")
         sys.exit(int(ExitCode.OK))
     signal.signal(signal.SIGINT, _on_sigint)
+    _skip_exit_collection()
     with _without_cycle_collector():
         _main(args, streams)
+
+
+def _skip_exit_collection() -> None:
+    """At exit, the interpreter walks every object once more looking for reference cycles: 5 to
+    10 ms after a provision, for memory the end of the process frees anyway. Nothing netsetup
+    writes waits for it (files are closed and synced explicitly), and Python does not promise to
+    run finalizers at exit either."""
+    atexit.unregister(gc.disable)  # once, however often main() runs in one process (tests)
+    atexit.register(gc.disable)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,19 @@ def test_main_restores_the_collector(enabled: bool, capsys: pytest.CaptureFixtur
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+def test_no_cycle_collection_at_exit(tmp_path: Path) -> None:
+    """The interpreter's last walk over every object, at exit, is skipped too."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import gc, sys\n"
+        "from netsetup.cli import main\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and print('collection'))\n"
+        "main(['--help'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0 and "provision" in result.stdout
+    assert "collection" not in result.stdout
