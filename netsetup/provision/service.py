@@ -151,6 +151,15 @@ def refuse_inside_profiles(path: Path, profile: Profile, what: str = "this folde
 
 
 def _lock(profile: Profile) -> Any:
+    # A link is committed like any file: through one, peer files (and the lock) would be
+    # written wherever it points.
+    for path in (profile.peers_dir, profile.peers_dir / LOCK_FILE):
+        if path.is_symlink():
+            raise InputError(
+                f"{path.name} is a symbolic link; netsetup writes only inside the profile folder: "
+                "replace it with a real folder or file",
+                where=str(path),
+            )
     ensure_dir(profile.peers_dir)
     return locked(profile.peers_dir / LOCK_FILE)
 
