@@ -18,7 +18,7 @@ app = typer.Typer(
     name="netsetup",
     help=(
         "Get a remote administrative assistant safely connected to their company: WireGuard "
-        "provisioning, diagnostics, offline profile checks and a throw-away network lab."
+        "provisioning, offline profile checks and a throw-away network lab."
     ),
     no_args_is_help=True,
     # --install-completion / --show-completion; their code runs only when asked for

@@ -99,7 +99,10 @@ def provision(
         Mode,
         typer.Option(
             "--mode",
-            help="Required. dedicated: the company network; agency: the portal only.",
+            help=(
+                "Required. dedicated: the company network; agency: the portal and the phone "
+                "(every mode gets DNS and the VoIP path)."
+            ),
         ),
     ],
     expires: Annotated[
