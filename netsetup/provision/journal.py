@@ -192,7 +192,7 @@ def _well_formed(path: Path, journal: Journal, profile: Profile, home: Path) -> 
     if any(os.path.isdir(p) and home not in _real(p).parents for p in journal.remove):
         return False
     # folders go only when empty, and only those above a file the change names
-    above = {folder for p in named for folder in _real(p).parents}
+    above = {folder for p in [*named, path] for folder in _real(p).parents}
     return all(_real(d) in above or home in _real(d).parents for d in journal.undo_dirs)
 
 

@@ -132,3 +132,16 @@ def test_the_records_netsetup_writes_still_recover(
     _provision_other(acme, state)
     assert not out.parent.exists()
     assert (acme / "peers" / "other.toml").exists()
+
+
+def test_a_record_of_a_change_that_made_the_state_folder_recovers(
+    acme: Path, state_dir: Path
+) -> None:
+    """A renew on a new state folder names no file, only the folders its record made (the state
+    folder, the profile's, pending/): they are netsetup's, and the record is undone."""
+    state = StateDir(state_dir)
+    home = state.root / "acme-dental"
+    record = _plant(state, "maria", undo_dirs=[str(home / "pending"), str(home), str(state.root)])
+    _provision_other(acme, state)
+    assert not record.exists()
+    assert (acme / "peers" / "other.toml").exists()
