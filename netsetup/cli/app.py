@@ -14,6 +14,8 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from netsetup.errors import one_line
+
 app = typer.Typer(
     name="netsetup",
     help=(
@@ -89,7 +91,8 @@ class Failure:
 
     @property
     def line(self) -> str:
-        return f"error: {self.what} ({self.where})" if self.where else f"error: {self.what}"
+        what = one_line(self.what)
+        return f"error: {what} ({one_line(self.where)})" if self.where else f"error: {what}"
 
     def as_json(self) -> str:
         """The `netsetup.error/1` envelope, printed where the command's JSON would have gone."""
