@@ -106,7 +106,13 @@ def _add_profile(
     _report_schema(parsed, ctx)
     entry = ProfileEntry(directory.name, directory, profile, data, parsed)
     peers_dir = directory / PEERS_DIR
-    if peers_dir.is_dir():
+    if peers_dir.is_symlink():  # provision refuses to write through it; not read either
+        message = (
+            "peers is a symbolic link: netsetup reads and writes peer files only inside the "
+            "profile folder (provision refuses it); make it a real folder"
+        )
+        ctx.report_at(display(peers_dir), 1, 1, SYNTAX, message)
+    elif peers_dir.is_dir():
         for dirpath, dirnames, filenames in os.walk(peers_dir):
             here = Path(dirpath)
             dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
