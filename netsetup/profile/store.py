@@ -189,6 +189,12 @@ def peer_names(profile: Profile, *, sort: bool = True) -> list[str]:
 def load_peer(profile: Profile, name: PeerName) -> Peer:
     path = peer_path(profile, name)
     if not path.is_file():
+        if os.path.lexists(path):  # in the way, not missing
+            raise ProfileError(
+                f"the peer file of {name!r} is not a regular file (a folder, a FIFO or a broken "
+                "link); `netsetup validate` says more",
+                where=_display(path),
+            )
         raise NotFoundError(f"no peer {name!r} in profile {profile.id!r}", where=_display(path))
     peer, parsed = parse_peer_file(path)
     _raise_first(parsed)

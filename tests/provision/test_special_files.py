@@ -53,3 +53,16 @@ def test_show_of_the_fifo_is_an_error(fifo: Path, acme: Path, state_dir: Path) -
     result = _run("show", str(acme), "pipe", state_dir=state_dir)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and "pipe.toml" in result.stderr
+
+
+def test_a_peer_file_that_is_no_file_is_not_called_missing(acme: Path, state_dir: Path) -> None:
+    """`provision maria` over a folder peers/maria.toml said "no peer 'maria'" (about the peer
+    it was asked to create); `show` of a FIFO said the same. Both name what is in the way."""
+    (acme / "peers").mkdir()
+    (acme / "peers" / "maria.toml").mkdir()
+    os.mkfifo(acme / "peers" / "pipe.toml")
+    made = _run("provision", str(acme), "maria", "--mode", "dedicated", state_dir=state_dir)
+    shown = _run("show", str(acme), "pipe", state_dir=state_dir)
+    for result in (made, shown):
+        assert result.returncode == 2, result.stderr
+        assert "no peer" not in result.stderr and "not a regular file" in result.stderr
