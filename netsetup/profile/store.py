@@ -50,7 +50,7 @@ class ParsedFile:
         return self._locator.find(path) or (1, 1)
 
 
-def _read_regular(path: Path) -> bytes | str:
+def read_regular_bytes(path: Path) -> bytes | str:
     """The bytes of a regular file, or why it is not one (a FIFO, a directory, a device).
     O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -69,7 +69,7 @@ def _read_regular(path: Path) -> bytes | str:
 def read_toml(path: Path) -> tuple[str, dict[str, Any] | None, SchemaIssue | None]:
     """Text, parsed data (None on a syntax error) and the syntax issue, if any."""
     try:
-        raw = _read_regular(path)
+        raw = read_regular_bytes(path)
     except FileNotFoundError:
         raise NotFoundError(f"no such file: {path}") from None
     if isinstance(raw, str):
@@ -93,7 +93,7 @@ def parse_profile_file(profile_dir: Path) -> tuple[Profile | None, ParsedFile]:
 
 def parse_peer_file(path: Path) -> tuple[Peer | None, ParsedFile]:
     try:
-        raw = _read_regular(path)
+        raw = read_regular_bytes(path)
         text = raw.decode("utf-8") if isinstance(raw, bytes) else None
     except (FileNotFoundError, UnicodeDecodeError):
         text = None
