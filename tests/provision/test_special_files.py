@@ -43,10 +43,12 @@ def test_list_reports_a_fifo_and_lists_the_rest(fifo: Path, acme: Path, state_di
 
 
 def test_provision_does_not_wait_on_a_fifo(fifo: Path, acme: Path, state_dir: Path) -> None:
-    """Like a broken peer file, a FIFO holds no address (`validate` reports it)."""
+    """Like a broken peer file, a FIFO may hide an address: provision stops at once (it does not
+    wait for a writer), names the file and writes nothing."""
     result = _run("provision", str(acme), "maria", "--mode", "dedicated", state_dir=state_dir)
-    assert result.returncode == 0, result.stderr
-    assert (acme / "peers" / "maria.toml").is_file()
+    assert result.returncode == 2, result.stderr
+    assert "peers/pipe.toml:1" in result.stderr and "nothing was written" in result.stderr
+    assert not (acme / "peers" / "maria.toml").exists()
 
 
 def test_show_of_the_fifo_is_an_error(fifo: Path, acme: Path, state_dir: Path) -> None:
