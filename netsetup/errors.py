@@ -106,3 +106,12 @@ class EnvironmentProblem(NetsetupError):
             names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
             where = " -> ".join(names) or None
         return cls(what, where=str(where) if where is not None else None)
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable (a line break, an escape sequence, a
+    line separator) written as its Python escape: a file name holding one must not split a
+    reported line in two (CI would read the second as its own) nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -177,7 +177,8 @@ def locked(lock_path: Path) -> Iterator[None]:
 
     The kernel drops the lock when the process dies, so a SIGKILL never leaves a stale lock.
     """
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    # never through a link: O_CREAT would make its target
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

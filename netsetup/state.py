@@ -72,6 +72,12 @@ class StateDir:
         path = self.root.joinpath(ProfileId(profile_id), *parts)
         for parent in reversed([path, *path.parents]):
             if self.root in parent.parents:  # our own folders below the root: forced 0700
+                if parent.is_symlink():  # else the secrets and the chmod go where it points
+                    raise InputError(
+                        "a link in the state folder, where netsetup keeps secrets in its own "
+                        "private folders; remove the link",
+                        where=str(parent),
+                    )
                 ensure_dir(parent, SECRET_DIR_MODE)
         return path
 

@@ -166,6 +166,15 @@ class _ClickFailure(Exception):
         self.failure = failure
 
 
+def _param_where(param: Any) -> str | None:
+    """An option by its flags (--mode), an argument as the usage line names it (PEER)."""
+    if param is None:
+        return None
+    if param.param_type_name == "argument":
+        return str(param.human_readable_name)
+    return "/".join(param.opts) or None
+
+
 def _run(argv: list[str], streams: Streams) -> int:
     """Run the app (not standalone: exceptions come back here, and its exit status is returned)."""
     # Typer ships its own copy of Click (typer._click, since 0.26: see pyproject's pin)
@@ -179,7 +188,7 @@ def _run(argv: list[str], streams: Streams) -> int:
     except ClickException as exc:
         exc.show(file=streams.stderr)  # Click's usage line and hint, as people know them
         param = getattr(exc, "param", None)  # the option or argument at fault, when known
-        where = "/".join(param.opts) if param is not None and param.opts else None
+        where = _param_where(param)
         raise _ClickFailure(Failure(exc.format_message(), where, exc.exit_code)) from None
     return int(code or 0)
 

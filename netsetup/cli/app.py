@@ -14,11 +14,13 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from netsetup.errors import one_line
+
 app = typer.Typer(
     name="netsetup",
     help=(
         "Get a remote administrative assistant safely connected to their company: WireGuard "
-        "provisioning, diagnostics, offline profile checks and a throw-away network lab."
+        "provisioning, offline profile checks and a throw-away network lab."
     ),
     no_args_is_help=True,
     # --install-completion / --show-completion; their code runs only when asked for
@@ -89,7 +91,8 @@ class Failure:
 
     @property
     def line(self) -> str:
-        return f"error: {self.what} ({self.where})" if self.where else f"error: {self.what}"
+        what = one_line(self.what)
+        return f"error: {what} ({one_line(self.where)})" if self.where else f"error: {what}"
 
     def as_json(self) -> str:
         """The `netsetup.error/1` envelope, printed where the command's JSON would have gone."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from netsetup.cli.app import app, emit_json
-from netsetup.errors import ExitCode, InputError
+from netsetup.errors import ExitCode, InputError, one_line
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -109,7 +109,7 @@ def list_command(
     else:
         _render_list(inventory)
     for problem in inventory.problems:
-        typer.echo(f"error: {problem.message} ({problem.where})", err=True)
+        typer.echo(f"error: {one_line(problem.message)} ({one_line(problem.where)})", err=True)
     if inventory.problems:
         raise typer.Exit(int(ExitCode.USAGE))
 

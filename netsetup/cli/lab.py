@@ -170,6 +170,9 @@ def connect(
 
         sudo netsetup lab connect maria --mode agency
     """
+    from netsetup.lab.admin import peer_name
+
+    peer_name(name)  # a bad name is a usage error before any lab is looked at or changed
     _start()
     result = _load(lab).connect(name, mode, host)
     if json_out:

@@ -3,6 +3,7 @@ in cli/inventory.py, `render` in cli/render.py)."""
 
 # No `from __future__ import annotations` here: Typer reads every command's parameter types when
 # it builds the command, and string annotations would cost an eval() each, on every run.
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -34,7 +35,12 @@ OutOpt = Annotated[
     ),
 ]
 QrOpt = Annotated[
-    bool, typer.Option("--qr", help="Show a QR code in the terminal and write PNG and SVG.")
+    bool,
+    typer.Option(
+        "--qr",
+        help="Write PNG and SVG QR codes and show one on a terminal (never into a pipe: "
+        "it holds the private key).",
+    ),
 ]
 ClientKeyOpt = Annotated[
     str | None,
@@ -86,8 +92,14 @@ def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str, profi
     for path in result.qr_files:
         typer.echo(f"  QR code          {path}")
     typer.echo(f"  peer file        {result.peer_file}")
-    if qr:
+    if qr and sys.stdout.isatty():
         typer.echo(terminal_qr_of(result), nl=False)
+    elif qr:  # the code is the config, private key included: never into a pipe, file or log
+        typer.echo(
+            "note: QR code not drawn: stdout is not a terminal and the code holds the private "
+            "key; the PNG and SVG above are the same code",
+            err=True,
+        )
     _next_steps(profile)
 
 
@@ -99,7 +111,10 @@ def provision(
         Mode,
         typer.Option(
             "--mode",
-            help="Required. dedicated: the company network; agency: the portal only.",
+            help=(
+                "Required. dedicated: the company network; agency: the portal and the phone "
+                "(every mode gets DNS and the VoIP path)."
+            ),
         ),
     ],
     expires: Annotated[

@@ -8,7 +8,6 @@ for the CLI to show.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,11 +21,15 @@ from netsetup.fsutil import atomic_write, ensure_dir, write_secret
 from netsetup.keys import SecretKey
 from netsetup.profile.model import Peer, Profile
 from netsetup.profile.store import load_peers, parse_peer_file, parse_profile_file, peer_path
-from netsetup.profile.values import IPAddress, PeerName, ProfileId, format_time
+from netsetup.profile.values import (
+    IPAddress,
+    PeerName,
+    ProfileId,
+    format_time,
+    tunnel_address_problem,
+)
 from netsetup.provision.client_config import peer_addresses
 from netsetup.state import StateDir
-
-TunnelSubnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def gateway_addresses(profile: Profile) -> list[str]:
@@ -90,21 +93,6 @@ def render_gateway_config(
 # -- the AllowedIPs the gateway would route into the tunnel ------------------------------------
 
 
-def address_problem(
-    address: IPAddress, subnet: TunnelSubnet, gateway: IPAddress | None
-) -> str | None:
-    """Why `address` cannot be a peer's tunnel address in `subnet`, or None when it can."""
-    if address.version != subnet.version or address not in subnet:
-        return f"is outside the tunnel subnet {subnet}"
-    if address == gateway:
-        return "is the gateway's own tunnel address"
-    if subnet.num_addresses > 2 and address == subnet.network_address:
-        return f"is the network address of {subnet}"
-    if subnet.version == 4 and subnet.num_addresses > 2 and address == subnet.broadcast_address:
-        return f"is the broadcast address of {subnet}"
-    return None
-
-
 def _tunnel_addresses(peer: Peer) -> Iterator[tuple[str, IPAddress]]:
     yield "address_v4", peer.address_v4
     if peer.address_v6 is not None:
@@ -136,7 +124,7 @@ def _check_inside(profile: Profile, peer: Peer, key: str, address: IPAddress) ->
     if subnet is None:
         problem: str | None = "is set but the profile has no network.tunnel_v6"
     else:
-        problem = address_problem(address, subnet, gateway)
+        problem = tunnel_address_problem(address, subnet, gateway)
     if problem:
         raise InputError(
             f"peer {peer.name!r} has AllowedIPs {address}/{address.max_prefixlen}, which "

@@ -65,6 +65,7 @@ def connect(
 ) -> ConnectResult:
     """Bring peer `name`'s tunnel up on `host` (made if needed), provisioning the peer first
     unless this lab already did; then wait for the handshake."""
+    peer_name(name)  # checked before a client host is added for it
     if host not in lab.record.clients:
         add_client_host(lab, host)
     config = client_config(lab, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,12 +50,30 @@ class ParsedFile:
         return self._locator.find(path) or (1, 1)
 
 
+def read_regular_bytes(path: Path) -> bytes | str:
+    """The bytes of a regular file, or why it is not one (a FIFO, a directory, a device).
+    O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO or device"
+            return f"cannot read this file: not a regular file but {kind}"
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
 def read_toml(path: Path) -> tuple[str, dict[str, Any] | None, SchemaIssue | None]:
     """Text, parsed data (None on a syntax error) and the syntax issue, if any."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_bytes(path)
     except FileNotFoundError:
         raise NotFoundError(f"no such file: {path}") from None
+    if isinstance(raw, str):
+        return "", None, SchemaIssue((), SYNTAX, raw, 1, 1)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -74,7 +93,8 @@ def parse_profile_file(profile_dir: Path) -> tuple[Profile | None, ParsedFile]:
 
 def parse_peer_file(path: Path) -> tuple[Peer | None, ParsedFile]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_regular_bytes(path)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else None
     except (FileNotFoundError, UnicodeDecodeError):
         text = None
     name = expected_peer_name(path)
@@ -169,6 +189,12 @@ def peer_names(profile: Profile, *, sort: bool = True) -> list[str]:
 def load_peer(profile: Profile, name: PeerName) -> Peer:
     path = peer_path(profile, name)
     if not path.is_file():
+        if os.path.lexists(path):  # in the way, not missing
+            raise ProfileError(
+                f"the peer file of {name!r} is not a regular file (a folder, a FIFO or a broken "
+                "link); `netsetup validate` says more",
+                where=_display(path),
+            )
         raise NotFoundError(f"no peer {name!r} in profile {profile.id!r}", where=_display(path))
     peer, parsed = parse_peer_file(path)
     _raise_first(parsed)

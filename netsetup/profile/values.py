@@ -277,3 +277,19 @@ def format_duration(span: timedelta) -> str:
     if hours % 24 == 0:
         return f"{hours // 24}d"
     return f"{hours}h"
+
+
+def tunnel_address_problem(
+    address: IPAddress, subnet: IPNetwork, gateway: IPAddress | None
+) -> str | None:
+    """Why `address` cannot be a peer's tunnel address in `subnet`, or None when it can: the one
+    rule `render` (before it routes an address into the tunnel) and `validate` (NS1xx) share."""
+    if address.version != subnet.version or address not in subnet:
+        return f"is outside the tunnel subnet {subnet}"
+    if address == gateway:
+        return "is the gateway's own tunnel address"
+    if subnet.num_addresses > 2 and address == subnet.network_address:
+        return f"is the network address of {subnet}"
+    if subnet.version == 4 and subnet.num_addresses > 2 and address == subnet.broadcast_address:
+        return f"is the broadcast address of {subnet}"
+    return None

@@ -31,8 +31,8 @@ from netsetup.fsutil import (
 )
 from netsetup.keys import sha256  # hashlib's, without loading libcrypto on every provision
 from netsetup.profile.model import Profile
-from netsetup.profile.store import peer_path
-from netsetup.profile.values import PeerName, ProfileId
+from netsetup.profile.store import RETIRED_RE, peer_path
+from netsetup.profile.values import NAME_RE, PeerName, ProfileId
 from netsetup.state import StateDir
 
 STAGED_SUFFIX = ".pending"
@@ -153,6 +153,67 @@ def finish(
     remove_empty_dir(path.parent)
 
 
+CLIENT_EXTENSIONS = ("conf", "png", "svg")
+
+
+def _real(path: str | Path) -> Path:
+    """`path` with its folders' links resolved (the last component kept as it is)."""
+    absolute = Path(os.path.abspath(path))
+    return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def _ours(item: str, journal: Journal, profile: Profile, home: Path) -> bool:
+    """Whether a change of `journal.peer` could have named `item`: anything below the profile's
+    own state folder, the peer's file or retired record in peers/, or a client file (its config
+    or QR code, or their staged names) wherever --out put it."""
+    if ".." in Path(item).parts:
+        return False
+    path = _real(item)
+    if home in path.parents:
+        return True
+    if path.parent == _real(profile.peers_dir / "x").parent:
+        retired = RETIRED_RE.fullmatch(path.name.removesuffix(".toml"))
+        return path.name == f"{journal.peer}.toml" or (
+            retired is not None and retired.group(1) == journal.peer
+        )
+    finals = {f"{profile.network.client_interface}.{ext}" for ext in CLIENT_EXTENSIONS}
+    return path.name in finals or path.name in {staged(Path(f)).name for f in finals}
+
+
+def _well_formed(path: Path, journal: Journal, profile: Profile, home: Path) -> bool:
+    if not isinstance(journal.peer, str) or not NAME_RE.fullmatch(journal.peer):
+        return False
+    if path.name != f"{journal.peer}.json":
+        return False
+    named = _paths(journal)
+    if not all(_ours(str(p), journal, profile, home) for p in named):
+        return False
+    # only a folder below the state folder is removed whole; elsewhere, files only
+    if any(os.path.isdir(p) and home not in _real(p).parents for p in journal.remove):
+        return False
+    # folders go only when empty, and only those above a file the change names
+    above = {folder for p in [*named, path] for folder in _real(p).parents}
+    return all(_real(d) in above or home in _real(d).parents for d in journal.undo_dirs)
+
+
+def check(
+    path: Path, journal: Journal, profile: Profile, profile_id: ProfileId, state: StateDir
+) -> None:
+    """Refuse a record naming a file no change writes: recovery removes and renames what a
+    record names, so a crafted one could otherwise remove or move any file the admin can."""
+    home = _real(state.root / profile_id / "x").parent
+    try:
+        ok = _well_formed(path, journal, profile, home)
+    except (TypeError, ValueError):  # a path that is not a string, or holds a NUL
+        ok = False
+    if not ok:
+        raise InputError(
+            "a record of an interrupted change names a file netsetup never writes; "
+            "look at it, then remove it",
+            where=str(path),
+        )
+
+
 def recover(profile: Profile, profile_id: ProfileId, state: StateDir) -> None:
     """Finish or undo every change a crash interrupted on this profile. Call under its lock."""
     folder = state.journal_dir(profile_id)
@@ -174,6 +235,7 @@ def recover(profile: Profile, profile_id: ProfileId, state: StateDir) -> None:
                 "a record of an interrupted change is damaged; look at it, then remove it",
                 where=str(path),
             ) from None
+        check(path, journal, profile, profile_id, state)
         if committed(profile, journal):
             finish(state, path, journal, profile, recovered=True)
         else:

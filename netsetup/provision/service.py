@@ -30,10 +30,12 @@ from netsetup.keys import (
 )
 from netsetup.profile.model import MODES, Peer, Profile
 from netsetup.profile.store import (
+    PROFILE_FILE,
     load_peer,
     load_peers,
     peer_path,
     peer_to_toml,
+    read_regular_bytes,
     retired_path,
     write_peer_text,
 )
@@ -154,6 +156,15 @@ def refuse_inside_profiles(path: Path, profile: Profile, what: str = "this folde
 
 
 def _lock(profile: Profile) -> Any:
+    # A link is committed like any file: through one, peer files (and the lock) would be
+    # written wherever it points.
+    for path in (profile.peers_dir, profile.peers_dir / LOCK_FILE):
+        if path.is_symlink():
+            raise InputError(
+                f"{path.name} is a symbolic link; netsetup writes only inside the profile folder: "
+                "replace it with a real folder or file",
+                where=str(path),
+            )
     ensure_dir(profile.peers_dir)
     return locked(profile.peers_dir / LOCK_FILE)
 
@@ -181,22 +192,53 @@ def _check_client_key(key: str | None, profile: Profile) -> str | None:
 
 def _refuse_known_key(profile: Profile, key: str) -> None:
     """Two peers with one key would share a tunnel: refuse any key a peer file of the profile
-    holds (active, expired, revoked or retired). Only with --client-pubkey: generated keys are new.
-    """
+    holds (active, expired, revoked or retired). One key in two profiles beside it (a peer's or
+    a gateway's) is one key pair in two companies, which validate refuses (NS203). Only with
+    --client-pubkey: generated keys are new."""
     needle = f'"{key}"'
-    with os.scandir(profile.peers_dir) as folder:
-        files = sorted(e.path for e in folder if e.name.endswith(".toml") and e.name[0] != ".")
-    for path in files:
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        if needle in text:
+    for path in _peer_files(profile.peers_dir):
+        if _holds(path, needle):
             raise ConflictError(
                 "--client-pubkey is already the public key of a peer in this profile "
                 "(every assistant needs their own key pair)",
                 where=path,
             )
+    for folder in _sibling_profiles(profile):
+        for path in [str(folder / PROFILE_FILE), *_peer_files(folder / "peers")]:
+            if _holds(path, needle):
+                raise ConflictError(
+                    f"--client-pubkey is already a key in profile {folder.name!r}: one key pair "
+                    "in two companies would keep the assistant in at one when revoked at the "
+                    "other (validate: NS203); the assistant needs a key pair per company",
+                    where=path,
+                )
+
+
+def _peer_files(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.path for e in entries if e.name.endswith(".toml") and e.name[0] != ".")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _sibling_profiles(profile: Profile) -> list[Path]:
+    """The other profile folders beside this one (what `validate profiles/` checks together)."""
+    here = profile.directory
+    try:
+        with os.scandir(here.parent) as entries:
+            folders = sorted(Path(e.path) for e in entries if e.is_dir() and e.name[0] != ".")
+    except OSError:
+        return []
+    return [f for f in folders if f != here and (f / PROFILE_FILE).is_file()]
+
+
+def _holds(path: str, needle: str) -> bool:
+    try:
+        raw = read_regular_bytes(Path(path))  # a FIFO there must not block the command
+    except OSError:
+        return False
+    return isinstance(raw, bytes) and needle.encode() in raw
 
 
 def _expiry(profile: Profile, mode: str, expires: str | None, now: datetime) -> datetime | None:

@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from netsetup.errors import one_line
 from netsetup.profile.model import AccessRule, Network, Peer, Profile
 from netsetup.profile.store import ParsedFile
 from netsetup.profile.tomlpos import KeyPath
@@ -19,15 +20,15 @@ from netsetup.validate.registry import RULES
 
 def display(path: Path) -> str:
     text = path.as_posix()
-    if text.isascii():
+    if text.isprintable():
         return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         # a file name that is not UTF-8 (its bytes are kept as surrogates): show those bytes as
         # \xff so that every output format can be written and read
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return one_line(text)  # a line break in a name must not split a finding's line
 
 
 @dataclass

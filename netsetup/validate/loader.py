@@ -19,8 +19,20 @@ from typing import Any, TypeVar
 
 from netsetup.errors import NotFoundError
 from netsetup.profile.model import Peer, Profile
-from netsetup.profile.schema import SYNTAX, SchemaIssue, parse_peer_data, parse_profile_data
-from netsetup.profile.store import PEERS_DIR, PROFILE_FILE, ParsedFile, expected_peer_name
+from netsetup.profile.schema import (
+    BAD_VALUE,
+    SYNTAX,
+    SchemaIssue,
+    parse_peer_data,
+    parse_profile_data,
+)
+from netsetup.profile.store import (
+    PEERS_DIR,
+    PROFILE_FILE,
+    RETIRED_RE,
+    ParsedFile,
+    expected_peer_name,
+)
 from netsetup.validate.context import Context, OtherFile, PeerEntry, ProfileEntry, Tree, display
 from netsetup.validate.fastpeer import canonical_peer_data, fast_peer
 from netsetup.validate.reading import MAX_TOML_BYTES, Unreadable, decode, parse_toml, read_regular
@@ -106,7 +118,13 @@ def _add_profile(
     _report_schema(parsed, ctx)
     entry = ProfileEntry(directory.name, directory, profile, data, parsed)
     peers_dir = directory / PEERS_DIR
-    if peers_dir.is_dir():
+    if peers_dir.is_symlink():  # provision refuses to write through it; not read either
+        message = (
+            "peers is a symbolic link: netsetup reads and writes peer files only inside the "
+            "profile folder (provision refuses it); make it a real folder"
+        )
+        ctx.report_at(display(peers_dir), 1, 1, SYNTAX, message)
+    elif peers_dir.is_dir():
         for dirpath, dirnames, filenames in os.walk(peers_dir):
             here = Path(dirpath)
             dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
@@ -139,6 +157,13 @@ def _load_peer(path: Path, stem: str, ctx: Context) -> PeerEntry:
     if data is not None:
         parsed_data = _guarded(path, ctx, lambda: _peer_from(data, stem))
         peer, issues = parsed_data or (None, [])
+    if peer is not None and peer.status != "revoked" and RETIRED_RE.fullmatch(path.stem):
+        # it holds its address until its quarantine ends, seen by neither list nor render
+        message = (
+            f"a retired record ({path.name}) keeps a revoked peer's address in quarantine: "
+            f'its status must be "revoked", not {peer.status!r}'
+        )
+        issues = [*issues, SchemaIssue(("status",), BAD_VALUE, message)]
     parsed = ParsedFile(path, text, issues)
     _report_schema(parsed, ctx)
     return PeerEntry(peer, parsed)

@@ -267,3 +267,13 @@ def test_a_missing_tool_is_the_environment() -> None:
         assert str(EnvironmentProblem.from_os_error(exc)) == (
             "no such file or directory (/nonexistent-netsetup-test/file)"
         )
+
+
+def test_a_missing_argument_is_named_as_the_usage_line_names_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`show acme-dental --json` lacks PEER (so its usage line says); the envelope said 'name',
+    the Python parameter's name, which appears nowhere the user can see."""
+    code, out, _ = run_main(["show", "acme-dental", "--json"], capsys)
+    assert code == 2
+    assert error_document(out)["where"] == "PEER"

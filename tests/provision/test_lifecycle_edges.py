@@ -3,9 +3,12 @@ required mode, the terminal QR code, the state folder's place and profiles behin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -310,9 +313,22 @@ def test_the_terminal_qr_code_fits_80_columns(acme: Path, state_dir: Path) -> No
     lines = terminal_qr(text).splitlines()
     assert len(lines) > 20
     assert max(len(line) for line in lines) <= 80, max(len(line) for line in lines)
-    shown = netsetup("rotate", str(acme), "maria", "--qr")
-    assert shown.returncode == 0, shown.stderr
-    blocks = [line for line in shown.stdout.splitlines() if set(line) & set("▀▄█")]
+    # drawn only on a terminal (the code is the private key): the command's stdout is a pty
+    controller, terminal = os.openpty()
+    with os.fdopen(controller, "rb") as screen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "netsetup", "rotate", str(acme), "maria", "--qr"],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+        )
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the command has closed the terminal
+            while chunk := screen.read1(65536):
+                shown += chunk
+    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    lines = shown.decode("utf-8").replace("\r\n", "\n").splitlines()
+    blocks = [line for line in lines if set(line) & set("▀▄█")]
     assert len(blocks) > 20 and max(len(line) for line in blocks) <= 80
 
 

@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Callable
 
 from netsetup.profile.model import Peer, Profile
-from netsetup.profile.values import IPAddress
+from netsetup.profile.values import IPAddress, tunnel_address_problem
 from netsetup.validate.context import (
     Context,
     PeerEntry,
@@ -135,7 +135,7 @@ def _fast_fit(
 ) -> Callable[[int], bool]:
     """A cheap test that an address (as an int) is a usable host address of the subnet.
 
-    False means "look closer": `_address_problem` then words the exact problem.
+    False means "look closer": `tunnel_address_problem` then words the exact problem.
     """
     low, high = int(subnet.network_address), int(subnet.broadcast_address)
     taken = int(gateway) if gateway is not None else -1
@@ -183,7 +183,7 @@ def _report_clash(
 def _check_inside(profile: Profile, peer_entry: PeerEntry, peer: Peer, ctx: Context) -> None:
     network = profile.network
     gateway_v4, gateway_v6 = gateway_addresses(network)
-    problem = _address_problem(peer.address_v4, network.tunnel_v4, gateway_v4)
+    problem = tunnel_address_problem(peer.address_v4, network.tunnel_v4, gateway_v4)
     if problem:
         ctx.report(
             peer_entry.file,
@@ -196,7 +196,7 @@ def _check_inside(profile: Profile, peer_entry: PeerEntry, peer: Peer, ctx: Cont
     if network.tunnel_v6 is None:
         problem = "is set but the profile has no network.tunnel_v6"
     else:
-        problem = _address_problem(peer.address_v6, network.tunnel_v6, gateway_v6)
+        problem = tunnel_address_problem(peer.address_v6, network.tunnel_v6, gateway_v6)
     if problem:
         ctx.report(
             peer_entry.file,
@@ -204,19 +204,3 @@ def _check_inside(profile: Profile, peer_entry: PeerEntry, peer: Peer, ctx: Cont
             OUTSIDE_TUNNEL.code,
             f"peer {peer_entry.name!r} address_v6 {peer.address_v6} {problem}",
         )
-
-
-def _address_problem(
-    address: IPAddress,
-    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
-    gateway: IPAddress | None,
-) -> str | None:
-    if address.version != subnet.version or address not in subnet:
-        return f"is outside the tunnel subnet {subnet}"
-    if address == gateway:
-        return "is the gateway's own tunnel address"
-    if subnet.num_addresses > 2 and address == subnet.network_address:
-        return f"is the network address of {subnet}"
-    if subnet.version == 4 and subnet.num_addresses > 2 and address == subnet.broadcast_address:
-        return f"is the broadcast address of {subnet}"
-    return None
