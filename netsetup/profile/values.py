@@ -293,3 +293,36 @@ def tunnel_address_problem(
     if subnet.version == 4 and subnet.num_addresses > 2 and address == subnet.broadcast_address:
         return f"is the broadcast address of {subnet}"
     return None
+
+
+# ipaddress parses text in pure Python (about 4 us an address), a large share of reading 10,000
+# peer files. The C library's parser is used instead only when the text is exactly what the C
+# library itself prints for the address it read: such text is a plain address that ipaddress reads
+# to the same value. Any other text (leading zeros, upper case, another spelling, not an address
+# at all) goes to ipaddress, which decides.
+
+
+def parse_ipv4_fast(text: str) -> ipaddress.IPv4Address:
+    """`ipaddress.IPv4Address(text)`, faster for the canonical spelling."""
+    import socket
+
+    try:
+        packed = socket.inet_aton(text)
+        if socket.inet_ntoa(packed) == text:
+            return ipaddress.IPv4Address(packed)
+    except (OSError, ValueError):
+        pass
+    return ipaddress.IPv4Address(text)
+
+
+def parse_ipv6_fast(text: str) -> ipaddress.IPv6Address:
+    """`ipaddress.IPv6Address(text)`, faster for the canonical spelling."""
+    import socket
+
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text)
+        if socket.inet_ntop(socket.AF_INET6, packed) == text:
+            return ipaddress.IPv6Address(packed)
+    except (OSError, ValueError):
+        pass
+    return ipaddress.IPv6Address(text)

@@ -55,6 +55,7 @@ from netsetup.fsutil import atomic_write
 from netsetup.profile.model import MODES, PEER_STATUSES, Peer, Profile
 from netsetup.profile.schema import parse_peer_data
 from netsetup.profile.store import ParsedFile, _canonical, read_toml
+from netsetup.profile.values import parse_ipv6_fast
 
 INDEX_FILE = ".peers-index.json"  # beside profile.toml, outside peers/ (see above)
 INDEX_VERSION = 6
@@ -185,7 +186,7 @@ def _lean_holding(data: bytes, quarantine: float) -> Holding | None:
         return None
     try:
         a4 = _v4_int(v4)
-        a6 = int(ipaddress.IPv6Address(v6)) if v6 else None
+        a6 = int(parse_ipv6_fast(v6)) if v6 else None
         for moment in (created, expires, rotated, revoked):
             if moment:
                 datetime.fromisoformat(moment)  # a month 13 is a TOML error
