@@ -215,8 +215,11 @@ def main(argv: list[str] | None = None, *, streams: Streams | None = None) -> No
         sys.exit(int(ExitCode.OK))
     signal.signal(signal.SIGINT, _on_sigint)
     _skip_exit_collection()
-    with _without_cycle_collector():
+    if _options(args)[:1] == ["lab"]:  # the lab runs long and would pile up what it frees
         _main(args, streams)
+    else:
+        with _without_cycle_collector():
+            _main(args, streams)
 
 
 def _skip_exit_collection() -> None:
