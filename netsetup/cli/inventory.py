@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,6 +9,8 @@ import typer
 
 from netsetup.cli.app import app, emit_json
 from netsetup.errors import ExitCode, InputError, one_line
+from netsetup.profile.model import AccessMode as Mode
+from netsetup.profile.model import PeerState as State
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -19,21 +20,6 @@ if TYPE_CHECKING:
 
 # Tests put a FixedClock here. None: the system clock. Each command reads the time once.
 clock: Clock | None = None
-
-
-class Mode(enum.StrEnum):
-    """The access modes (netsetup.profile.model.MODES), as choices Click can list in --help."""
-
-    dedicated = "dedicated"
-    agency = "agency"
-
-
-class State(enum.StrEnum):
-    """What Peer.state(now) yields (netsetup.provision.inventory.PEER_STATES)."""
-
-    active = "active"
-    expired = "expired"
-    revoked = "revoked"
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a versioned JSON document.")]

@@ -26,6 +26,14 @@ class AccessMode(enum.StrEnum):
     agency = "agency"  # placed by a service firm: the portal and the phones, expiring
 
 
+class PeerState(enum.StrEnum):
+    """Where a peer stands at a moment (`Peer.state(now)`): what `list --state` filters on."""
+
+    active = "active"
+    expired = "expired"
+    revoked = "revoked"
+
+
 MODES: tuple[str, ...] = tuple(AccessMode)  # the same facts, for code that wants plain strings
 PEER_STATUSES = ("active", "revoked")
 
@@ -263,7 +271,7 @@ class Peer:
     def is_active(self, now: datetime) -> bool:
         return self.status == "active" and not self.is_expired(now)
 
-    def state(self, now: datetime) -> str:
+    def state(self, now: datetime) -> PeerState:
         if self.status == "revoked":
-            return "revoked"
-        return "expired" if self.is_expired(now) else "active"
+            return PeerState.revoked
+        return PeerState.expired if self.is_expired(now) else PeerState.active

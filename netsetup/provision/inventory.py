@@ -21,7 +21,7 @@ from typing import Any
 
 from netsetup.errors import ConflictError, InputError, NotFoundError
 from netsetup.keys import SecretKey, public_from_private
-from netsetup.profile.model import MODES, Peer, Profile
+from netsetup.profile.model import MODES, Peer, PeerState, Profile
 from netsetup.profile.store import (
     PROFILE_FILE,
     ParsedFile,
@@ -37,7 +37,7 @@ from netsetup.provision.service import PeerView
 from netsetup.state import StateDir
 
 # What Peer.state(now) yields; a test holds the two together.
-PEER_STATES = ("active", "expired", "revoked")
+PEER_STATES = tuple(PeerState)
 
 # A key line in a wg-quick config; wg-quick reads key names case-insensitively, so does this.
 _SECRET_LINE = re.compile(r"^(\s*)(privatekey|presharedkey)(\s*=\s*)(.*)$", re.IGNORECASE)
