@@ -308,30 +308,27 @@ def peer_rules(profile: Profile, mode: str) -> list[str]:
 
 def voip_rules(profile: Profile) -> list[str]:
     """The VoIP path every peer has: SIP to the PBX, RTP to the media hosts, as flows it opens."""
-    voip = profile.voip
-    if voip is None:
-        return []
-    rules: list[str] = []
-    sip = ipaddress.ip_network(voip.sip_server)
-    for proto, port in _sip_ports(profile):
-        rules += _flow("daddr", AccessRule(sip, proto, ((port, port),)), "SIP")
-    for network in voip.media_networks:
-        rules += _flow("daddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP")
-    return rules
+    return _voip_flows(profile, "daddr", "SIP", "RTP")
 
 
 def call_rules(profile: Profile) -> list[str]:
     """Flows the PBX (SIP, its ports and transports) and the media hosts (RTP range) open to an
     assistant's phone."""
+    return _voip_flows(profile, "saddr", "SIP from the PBX", "RTP to the phone")
+
+
+def _voip_flows(profile: Profile, end: str, sip_label: str, rtp_label: str) -> list[str]:
+    """The PBX's SIP ports and the media hosts' RTP range, matched on the flow's `end`: `daddr`
+    for flows a peer opens to them, `saddr` for flows they open to a peer."""
     voip = profile.voip
     if voip is None:
         return []
     rules: list[str] = []
     sip = ipaddress.ip_network(voip.sip_server)
     for proto, port in _sip_ports(profile):
-        rules += _flow("saddr", AccessRule(sip, proto, ((port, port),)), "SIP from the PBX")
+        rules += _flow(end, AccessRule(sip, proto, ((port, port),)), sip_label)
     for network in voip.media_networks:
-        rules += _flow("saddr", AccessRule(network, "udp", (voip.rtp_ports,)), "RTP to the phone")
+        rules += _flow(end, AccessRule(network, "udp", (voip.rtp_ports,)), rtp_label)
     return rules
 
 
