@@ -227,6 +227,12 @@ def try_repo(hook_repo: Path, workspace: Path) -> subprocess.CompletedProcess[st
     # already installed here, so pip installs only netsetup itself (a minute less, and no
     # download). netsetup goes into the hook's environment, which comes first on its path.
     env["VIRTUALENV_SYSTEM_SITE_PACKAGES"] = "1"
+    # and nothing from the network (tests reach no host outside the machine): no package index,
+    # and the build uses the setuptools and wheel installed here (the dev extras) instead of
+    # fetching them. pip reads PIP_NO_BUILD_ISOLATION inverted: "0" means --no-build-isolation.
+    env["PIP_NO_INDEX"] = "1"
+    env["PIP_NO_BUILD_ISOLATION"] = "0"
+    env["VIRTUALENV_NO_PERIODIC_UPDATE"] = "1"  # virtualenv would look for newer seed wheels
     return subprocess.run(
         ["pre-commit", "try-repo", str(hook_repo), "netsetup-validate", "--all-files"],
         cwd=workspace,
