@@ -94,7 +94,8 @@ def test_github_escaping() -> None:
 
 def test_no_file_reaches_outside_the_repository() -> None:
     """A fresh clone must test alone: nothing may read the development layout's shared folder."""
-    needles = (".." + "/shared", "shared" + "/schemas", "parent / " + '"shared"')
+    quoted = '"' + "shared" + '"'  # built in pieces, so this file does not name it either
+    needles = (".." + "/shared", "shared" + "/schemas", "parent / " + quoted)
     offenders = []
     for path in REPO.rglob("*"):
         if ".git" in path.parts or not path.is_file() or path.stat().st_size > 1_000_000:
