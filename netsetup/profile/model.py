@@ -61,6 +61,12 @@ class ProfileDefaults:
     rtp_ports: tuple[int, int] = field(default=(10000, 20000), metadata={"key": "voip.rtp_ports"})
     target_kind: str = field(default="tcp", metadata={"key": "diagnose.targets.kind"})
     ssh_port: int = field(default=22, metadata={"key": "diagnose.targets.port", "when": "kind ssh"})
+    https_port: int = field(
+        default=443, metadata={"key": "diagnose.targets.port", "when": "kind https"}
+    )
+    rdp_port: int = field(
+        default=3389, metadata={"key": "diagnose.targets.port", "when": "kind rdp"}
+    )
 
 
 DEFAULTS = ProfileDefaults()
@@ -68,6 +74,7 @@ DEFAULTS = ProfileDefaults()
 # Defaults that follow from other values of the profile rather than being constants.
 DERIVED_DEFAULTS: tuple[tuple[str, str], ...] = (
     ("gateway.listen_port", "the port of gateway.endpoint"),
+    ("gateway.witness_port", "gateway.listen_port + 1 (0 turns the witness off)"),
     ("network.gateway_v4", "the first address of network.tunnel_v4"),
     ("network.gateway_v6", "the first address of network.tunnel_v6"),
     ("network.client_interface", '"wg-<profile id>", cut to 15 characters'),
@@ -141,6 +148,8 @@ class Gateway:
     public_key: str
     listen_port: int  # by default the endpoint's port (DERIVED_DEFAULTS)
     interface: str = DEFAULTS.interface
+    # the diagnose witness's UDP port beside WireGuard's (DERIVED_DEFAULTS); 0: no witness
+    witness_port: int = 0
 
     @property
     def endpoint(self) -> str:
@@ -199,6 +208,9 @@ class Voip:
         return self.media or (ipaddress.ip_network(self.sip_server),)
 
 
+TARGET_KINDS = ("tcp", "https", "rdp", "ssh")
+
+
 @dataclass(frozen=True)
 class Target:
     """One host `diagnose` checks (`[[diagnose.targets]]`)."""
@@ -206,7 +218,8 @@ class Target:
     name: str
     host: str | IPAddress
     port: int | None = None
-    kind: str = DEFAULTS.target_kind  # tcp | ssh | ping
+    kind: str = DEFAULTS.target_kind  # one of TARGET_KINDS
+    host_key: str | None = None  # kind ssh: the pinned host key, "SHA256:<base64>"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from netsetup.profile.model import (
     MAX_AGENCY_EXPIRES,
     MODES,
     PEER_STATUSES,
+    TARGET_KINDS,
     AccessMode,
     AccessRule,
     Diagnose,
@@ -237,7 +238,7 @@ def _host_cidr(host: str) -> str:
 PROFILE_KEYS = ("company", "gateway", "network", "dns", "access", "portal", "voip", "diagnose")
 REQUIRED_TABLES = ("company", "gateway", "network")
 COMPANY_KEYS = ("name", "contact")
-GATEWAY_KEYS = ("endpoint", "public_key", "interface", "listen_port")
+GATEWAY_KEYS = ("endpoint", "public_key", "interface", "listen_port", "witness_port")
 NETWORK_KEYS = (
     "tunnel_v4",
     "tunnel_v6",
@@ -253,7 +254,7 @@ ACCESS_KEYS = (*MODES, "agency_expires")  # one list per access mode
 PORTAL_KEYS = ("name", "host", "proto", "port")
 VOIP_KEYS = ("sip_server", "sip_domain", "transports", "sip_port", "tls_port", "rtp_ports", "media")
 DIAGNOSE_KEYS = ("responder", "targets")
-TARGET_KEYS = ("name", "host", "port", "kind")
+TARGET_KEYS = ("name", "host", "port", "kind", "host_key")
 # The longest tunnel prefix that still leaves an address for a peer beside the gateway.
 LONGEST_TUNNEL = {4: 30, 6: 126}
 
@@ -328,15 +329,18 @@ def read_gateway(r: _Reader, raw: Any) -> Gateway | None:
     key = r.get(table, p, "public_key", str, _key, BAD_KEY)
     interface = r.get(table, p, "interface", str, v.parse_interface)
     listen = r.get(table, p, "listen_port", int, _range(1, 65535, "port"))
+    witness = r.get(table, p, "witness_port", int, _range(0, 65535, "port"))
     if endpoint is None or key is None:
         return None
     host, port = endpoint
+    listen_port = port if listen is None else listen
     return Gateway(
         endpoint_host=host,
         endpoint_port=port,
         public_key=key,
-        listen_port=port if listen is None else listen,
+        listen_port=listen_port,
         interface=interface or DEFAULTS.interface,
+        witness_port=(listen_port % 65535) + 1 if witness is None else witness,
     )
 
 
@@ -500,15 +504,25 @@ def _read_target(r: _Reader, index: int, raw: Any) -> Target | None:
     name = r.get(table, p, "name", str, v.parse_name)
     host = r.get(table, p, "host", str, v.parse_host)
     port = r.get(table, p, "port", int, _range(1, 65535, "port"))
-    kind = r.get(table, p, "kind", str, _choice(("tcp", "ssh", "ping"), "kind"))
+    kind = r.get(table, p, "kind", str, _choice(TARGET_KINDS, "kind"))
     kind = kind or DEFAULTS.target_kind
+    host_key = r.get(table, p, "host_key", str, v.parse_host_key)
     if kind == "tcp" and "port" not in table:
         r.issue(p, MISSING_KEY, f"diagnose.targets[{index}] of kind tcp needs a port")
+    if host_key is not None and kind != "ssh":
+        r.issue((*p, "host_key"), WRONG_TYPE, "host_key belongs on a target of kind ssh")
     if not name or host is None:
         return None
-    if port is None and kind == "ssh":
-        port = DEFAULTS.ssh_port
-    return Target(name, host, port, kind)
+    if port is None:
+        port = _DEFAULT_TARGET_PORTS.get(kind)
+    return Target(name, host, port, kind, host_key)
+
+
+_DEFAULT_TARGET_PORTS = {
+    "ssh": DEFAULTS.ssh_port,
+    "https": DEFAULTS.https_port,
+    "rdp": DEFAULTS.rdp_port,
+}
 
 
 def _family(parse: Callable[[str], T], version: int) -> Callable[[str], T]:

@@ -79,6 +79,19 @@ def parse_hostname(value: str) -> str:
     return name.lower()
 
 
+_HOST_KEY = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
+
+
+def parse_host_key(value: str) -> str:
+    """An SSH host key fingerprint as OpenSSH prints it: `SHA256:` and 43 base64 characters."""
+    if not _HOST_KEY.fullmatch(value):
+        raise ValueError(
+            f"host_key {value!r} must be an SSH fingerprint, SHA256: and 43 characters "
+            "(as `ssh-keygen -lf` prints it)"
+        )
+    return value
+
+
 def parse_host(value: str) -> str | IPAddress:
     """An IP address or a DNS name."""
     try:

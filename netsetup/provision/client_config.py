@@ -31,6 +31,13 @@ def collapse(networks: Iterable[IPNetwork]) -> list[IPNetwork]:
     return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
 
 
+def diagnose_lines(profile: Profile) -> list[str]:
+    """The `netsetup-diagnose:` comment lines (without the leading "# ") for a client config."""
+    from netsetup.diagnose.clientconfig import DiagnoseInfo, render_info_lines
+
+    return [line[2:] for line in render_info_lines(DiagnoseInfo.from_profile(profile))]
+
+
 def peer_addresses(peer: Peer) -> list[str]:
     out = [f"{peer.address_v4}/32"]
     if peer.address_v6 is not None:
@@ -52,6 +59,8 @@ def render_client_config(
         interface.append(("PrivateKey", private_key))
     else:
         header.append("Add your own PrivateKey line under [Interface]: netsetup never saw it.")
+    header.append("What `netsetup diagnose --config` reads (WireGuard ignores comments):")
+    header.extend(diagnose_lines(profile))
     interface.append(("Address", wgconf.join(peer_addresses(peer))))
     dns = [str(s) for s in profile.dns.servers] + list(profile.dns.search)
     if dns:

@@ -384,7 +384,10 @@ def test_diagnose_good_and_defaults() -> None:
         '[diagnose]\nresponder = "192.0.2.50:4789"\n'
         '[[diagnose.targets]]\nname = "files"\nhost = "files.a.example"\nport = 445\n'
         '[[diagnose.targets]]\nname = "ssh"\nhost = "192.0.2.31"\nkind = "ssh"\n'
-        '[[diagnose.targets]]\nname = "gw"\nhost = "192.0.2.1"\nkind = "ping"'
+        '[[diagnose.targets]]\nname = "portal"\nhost = "192.0.2.20"\nkind = "https"\n'
+        '[[diagnose.targets]]\nname = "desk"\nhost = "192.0.2.32"\nkind = "rdp"\n'
+        '[[diagnose.targets]]\nname = "pinned"\nhost = "192.0.2.31"\nkind = "ssh"\n'
+        f'host_key = "SHA256:{"A" * 43}"'
     )
     diagnose, issues = read(s.read_diagnose, text, "diagnose")
     assert issues == []
@@ -393,9 +396,25 @@ def test_diagnose_good_and_defaults() -> None:
         (
             Target("files", "files.a.example", 445, DEFAULTS.target_kind),
             Target("ssh", ipaddress.ip_address("192.0.2.31"), DEFAULTS.ssh_port, "ssh"),
-            Target("gw", ipaddress.ip_address("192.0.2.1"), None, "ping"),
+            Target("portal", ipaddress.ip_address("192.0.2.20"), DEFAULTS.https_port, "https"),
+            Target("desk", ipaddress.ip_address("192.0.2.32"), DEFAULTS.rdp_port, "rdp"),
+            Target("pinned", ipaddress.ip_address("192.0.2.31"), 22, "ssh", f"SHA256:{'A' * 43}"),
         ),
     )
+
+
+def test_diagnose_target_kind_and_host_key_are_checked() -> None:
+    text = (
+        '[diagnose]\n[[diagnose.targets]]\nname = "gw"\nhost = "192.0.2.1"\nkind = "ping"\n'
+        '[[diagnose.targets]]\nname = "k"\nhost = "192.0.2.2"\nkind = "ssh"\nhost_key = "md5:aa"\n'
+        '[[diagnose.targets]]\nname = "t"\nhost = "192.0.2.3"\nport = 1\n'
+        f'host_key = "SHA256:{"A" * 43}"'
+    )
+    _, issues = read(s.read_diagnose, text, "diagnose")
+    messages = " | ".join(message for _, _, message in issues)
+    assert "kind 'ping' must be one of tcp, https, rdp, ssh" in messages
+    assert "must be an SSH fingerprint" in messages
+    assert "host_key belongs on a target of kind ssh" in messages
 
 
 @pytest.mark.parametrize(
@@ -412,7 +431,7 @@ def test_diagnose_good_and_defaults() -> None:
             '[[diagnose.targets]]\nname = "x"\nhost = "192.0.2.30"\nport = 1\nkind = "udp"',
             5,
             s.BAD_VALUE,
-            "kind 'udp' must be one of tcp, ssh, ping",
+            "kind 'udp' must be one of tcp, https, rdp, ssh",
         ),
         (
             '[[diagnose.targets]]\nname = "x"\nhost = "999.0.2.30"\nport = 1',

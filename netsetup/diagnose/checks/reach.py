@@ -1,0 +1,13 @@
+"""Checks of the `reach` family (to be written)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from netsetup.diagnose.context import DiagnoseContext
+from netsetup.diagnose.engine import Check, register_family
+
+
+@register_family("reach")
+def checks(ctx: DiagnoseContext) -> Iterable[Check]:
+    return ()

@@ -1,0 +1,138 @@
+"""What every check is given: the config, the optional profile, the clock and the time left."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from netsetup.clock import SYSTEM_CLOCK, Clock
+from netsetup.diagnose.clientconfig import ClientConfig, DiagnoseInfo
+from netsetup.diagnose.result import CheckResult
+from netsetup.profile.model import Profile
+
+T = TypeVar("T")
+
+
+@dataclass
+class DiagnoseOptions:
+    """What the assistant asked for (the command's options, already checked)."""
+
+    deadline_s: float = 10.0
+    only: tuple[str, ...] = ()  # check ids or id prefixes ("reach" selects every reach.<name>)
+    include_public_ip: bool = False
+    long: bool = False  # long measurements (the NAT binding lifetime, issue 9)
+    internet_speed: bool = True  # issue 9: the public speed test (never in tests)
+
+
+@dataclass
+class DiagnoseContext:
+    """Shared by all checks of one run. Checks read it; the engine fills `results`.
+
+    `shared` caches facts several checks need (the tunnel's interface, the WireGuard state read
+    once): `ctx.once(key, compute)` computes a fact once even when checks ask at the same time.
+    """
+
+    config: ClientConfig
+    profile: Profile | None = None
+    options: DiagnoseOptions = field(default_factory=DiagnoseOptions)
+    clock: Clock = SYSTEM_CLOCK
+    started_monotonic: float = field(default_factory=time.monotonic)
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _pending: dict[str, threading.Event] = field(default_factory=dict, repr=False)
+
+    @property
+    def info(self) -> DiagnoseInfo:
+        return self.config.info
+
+    @property
+    def deadline(self) -> float:
+        """The global deadline as a time.monotonic() instant."""
+        return self.started_monotonic + self.options.deadline_s
+
+    def result(self, check_id: str) -> CheckResult | None:
+        with self._lock:
+            return self.results.get(check_id)
+
+    def once(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()` run once per run for `key`; concurrent callers wait for the first one.
+        An exception is cached too (and raised to every caller)."""
+        with self._lock:
+            if key in self.shared:
+                return self._cached(key)
+            event = self._pending.get(key)
+            owner = event is None
+            if owner:
+                event = self._pending[key] = threading.Event()
+        assert event is not None
+        if not owner:
+            event.wait(max(0.0, self.deadline - time.monotonic()))
+            with self._lock:
+                if key not in self.shared:
+                    raise TimeoutError(f"{key} was not ready in time")
+                return self._cached(key)
+        try:
+            value: Any = compute()
+        except Exception as exc:  # cached and re-raised to every caller
+            value = _Failed(exc)
+        with self._lock:
+            self.shared[key] = value
+        event.set()
+        return self._cached(key)
+
+    def _cached(self, key: str) -> T:  # type: ignore[type-var]
+        value = self.shared[key]
+        if isinstance(value, _Failed):
+            raise value.exc
+        return value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: Exception
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """One check's view of the run: the shared context plus its own deadline."""
+
+    run: DiagnoseContext
+    deadline: float  # time.monotonic() instant: the earlier of the global one and the budget's
+
+    @property
+    def config(self) -> ClientConfig:
+        return self.run.config
+
+    @property
+    def info(self) -> DiagnoseInfo:
+        return self.run.config.info
+
+    @property
+    def profile(self) -> Profile | None:
+        return self.run.profile
+
+    @property
+    def options(self) -> DiagnoseOptions:
+        return self.run.options
+
+    @property
+    def clock(self) -> Clock:
+        return self.run.clock
+
+    def time_left(self, at_most: float | None = None) -> float:
+        """Seconds left before this check must end (never negative), capped at `at_most`."""
+        left = max(0.0, self.deadline - time.monotonic())
+        return left if at_most is None else min(left, at_most)
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def result(self, check_id: str) -> CheckResult | None:
+        return self.run.result(check_id)
+
+    def once(self, key: str, compute: Callable[[], T]) -> T:
+        return self.run.once(key, compute)
