@@ -1,13 +1,252 @@
-"""Checks of the `tunnel` family (to be written)."""
+"""Checks of the `tunnel` family: the config is sane (`tunnel.config`), the tunnel carries traffic
+(`tunnel.handshake`) and big packets get through it (`tunnel.mtu`).
+
+The tunnel is judged by traffic first: probes to the gateway's tunnel address (the witness answers
+them) and to the company's DNS server. Only when nothing answers does the handshake check look
+further, at WireGuard's own state where it is readable and at the gateway witness outside the
+tunnel, to name the one who must act. The config check is in `tunnelconfig`, the reasons for a
+silent gateway in `tunnelsilence`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from netsetup.diagnose.context import DiagnoseContext
+from netsetup.diagnose.context import CheckContext, DiagnoseContext
 from netsetup.diagnose.engine import Check, register_family
+from netsetup.diagnose.result import Outcome, Owner, Status
+
+T = TypeVar("T")
+
+REKEY_TIMEOUT_S = 5.0  # WireGuard retries a handshake after 5 s: judge after a little more
+HANDSHAKE_WINDOW_S = 6.0
+WITNESS_ASK_AFTER_S = 2.0  # no answer by then: ask the witness while still waiting
+WITNESS_TIMEOUT_S = 1.5
+PROBE_INTERVAL_S = 0.5
+
+
+class TunnelConfigCheck(Check):
+    id = "tunnel.config"
+    title = "WireGuard config"
+    budget_s = 2.0
+
+    def run(self, ctx: CheckContext) -> Outcome:
+        from netsetup.diagnose.checks.tunnelconfig import judge_config
+
+        return judge_config(ctx.config)
+
+
+class HandshakeCheck(Check):
+    id = "tunnel.handshake"
+    title = "Tunnel to the company"
+    budget_s = 7.5
+
+    def run(self, ctx: CheckContext) -> Outcome:
+        from netsetup.diagnose.platform.net import interface_holding
+
+        config = ctx.config
+        addresses = [a.ip for a in config.addresses]
+        if not addresses:
+            return Outcome.skip("the config has no Address: tunnel.config says what to fix")
+        interface = interface_holding(addresses)
+        if interface is None or not interface.up:
+            return _tunnel_off(ctx, addresses)
+        return _probe_tunnel(ctx, interface.name)
+
+
+class MtuCheck(Check):
+    id = "tunnel.mtu"
+    title = "Packet size through the tunnel"
+    budget_s = 5.0
+    needs = ("tunnel.handshake",)
+
+    def run(self, ctx: CheckContext) -> Outcome:
+        from netsetup.diagnose.checks.tunnelmtu import measure_mtu
+
+        return measure_mtu(ctx)
 
 
 @register_family("tunnel")
 def checks(ctx: DiagnoseContext) -> Iterable[Check]:
-    return ()
+    return (TunnelConfigCheck(), HandshakeCheck(), MtuCheck())
+
+
+# -- tunnel.handshake ---------------------------------------------------------------------------
+
+
+def tunnel_name(ctx: CheckContext) -> str:
+    """The tunnel's name as the WireGuard apps show it: the config's file name without .conf."""
+    name = ctx.config.name
+    return name[:-5] if name.endswith(".conf") else name
+
+
+def contact(ctx: CheckContext) -> str:
+    return f"IT ({ctx.info.contact})" if ctx.info.contact else "your company's IT"
+
+
+def _tunnel_off(ctx: CheckContext, addresses: list[Any]) -> Outcome:
+    shown = ", ".join(str(a) for a in addresses)
+    name = tunnel_name(ctx)
+    return Outcome.problem(
+        Status.fail,
+        f"the tunnel is not on: no network interface of this computer has its address ({shown})",
+        f"Turn the tunnel on in the WireGuard app (tunnel {name}), or on Linux: "
+        f"wg-quick up {ctx.config.path or name}",
+        Owner.assistant,
+        tunnel_address=shown,
+    )
+
+
+class Background:
+    """A function run in a thread; `result(timeout)` is its value, or None if not done."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: Any = None
+        self._done = threading.Event()
+
+        def body() -> None:
+            try:
+                self._value = fn()
+            except Exception:  # a helper that fails gives no evidence, not an error
+                self._value = None
+            self._done.set()
+
+        threading.Thread(target=body, daemon=True, name="tunnel evidence").start()
+
+    def result(self, timeout: float) -> Any:
+        self._done.wait(max(0.0, timeout))
+        return self._value if self._done.is_set() else None
+
+
+def answerers(ctx: CheckContext) -> list[Any]:
+    """What answers through the tunnel: the witness on each gateway tunnel address, else (or
+    also) the company's DNS servers inside AllowedIPs."""
+    from netsetup.diagnose.probes import dns_answerer, witness_answerer
+
+    info = ctx.info
+    found = []
+    if info.witness_port:
+        found += [witness_answerer(a, info.witness_port) for a in info.gateway_addresses]
+    routed = ctx.config.allowed_ips
+    name = info.dns_names[0] if info.dns_names else ""
+    for server in ctx.config.dns_servers:
+        if any(server in net for net in routed if net.version == server.version):
+            found.append(dns_answerer(server, name))
+    return found
+
+
+def read_wg_state(ctx: CheckContext) -> Any:
+    from netsetup.diagnose.wgstate import Unreadable, read_state
+
+    public = ctx.config.client_public_key()
+    if public is None:
+        return Unreadable("the config has no valid private key")
+    return read_state(public, timeout=min(2.0, ctx.time_left()))
+
+
+_WHO_ANSWERED = {"witness": "gateway", "dns": "DNS server"}
+
+
+def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
+    from netsetup.diagnose.probes import first_answer
+
+    probes = answerers(ctx)
+    if not probes:
+        return Outcome(
+            Status.unknown,
+            "nothing to test the tunnel against: the config names no gateway tunnel address "
+            "and no DNS server inside AllowedIPs",
+            {"interface": interface},
+        )
+    before = Background(lambda: read_wg_state(ctx))
+    window = min(HANDSHAKE_WINDOW_S, ctx.time_left() - 0.6)
+    ask = _WitnessLater(ctx)
+    answer, sent = first_answer(probes, max(0.0, window), PROBE_INTERVAL_S, on_tick=ask.tick)
+    if answer is not None:
+        kind = answer.label.split()[0]
+        return Outcome.passed(
+            f"the tunnel works: the company's {_WHO_ANSWERED.get(kind, kind)} answered through "
+            f"it after {answer.after_s * 1000:.0f} ms",
+            interface=interface,
+            answered_by=kind,
+            answered_after_ms=round(answer.after_s * 1000, 1),
+            probes_sent=answer.sent,
+        )
+    if window < REKEY_TIMEOUT_S:
+        return Outcome(
+            Status.unknown,
+            f"no answer through the tunnel within {max(window, 0):.1f} s, too short to judge "
+            f"(WireGuard retries a handshake after {REKEY_TIMEOUT_S:g} s)",
+            {"interface": interface, "probes_sent": sent},
+        )
+    from netsetup.diagnose.checks.tunnelsilence import Silence, explain_silence
+
+    evidence = Silence(
+        window_s=window,
+        probes_sent=sent,
+        interface=interface,
+        before=before.result(0.5),
+        after=read_wg_state(ctx),
+        witness=ask.answer(ctx.time_left(WITNESS_TIMEOUT_S + 0.2)),
+        witness_configured=ask.configured,
+        fresh_endpoint=ask.fresh_endpoint.result(0.2),
+    )
+    return explain_silence(ctx, evidence)
+
+
+class _WitnessLater:
+    """Asks the witness (outside the tunnel) once the probes have gone unanswered for a while,
+    and looks the Endpoint name up again meanwhile."""
+
+    def __init__(self, ctx: CheckContext) -> None:
+        self.ctx = ctx
+        self.started = time.monotonic()
+        endpoint = ctx.config.endpoint
+        self.host = str(endpoint[0]) if endpoint else None
+        self.configured = bool(
+            ctx.info.witness_port and self.host and ctx.config.private_key is not None
+        )
+        self.fresh_endpoint = Background(lambda: resolve(self.host))
+        self.asked: Background | None = None
+
+    def tick(self) -> None:
+        if self.asked is None and time.monotonic() - self.started >= WITNESS_ASK_AFTER_S:
+            self.asked = Background(self._ask) if self.configured else None
+            self.configured = self.configured and self.asked is not None
+
+    def _ask(self) -> Any:
+        from netsetup.responder.client import ask_witness
+
+        config, info = self.ctx.config, self.ctx.info
+        assert config.private_key is not None and info.witness_port and self.host
+        gateway = config.gateway_public_key or ""
+        return ask_witness(
+            self.host, info.witness_port, config.private_key, gateway, WITNESS_TIMEOUT_S
+        )
+
+    def answer(self, wait: float) -> Any:
+        if self.asked is None and self.configured:
+            self.started -= WITNESS_ASK_AFTER_S
+            self.tick()
+        return self.asked.result(wait) if self.asked is not None else None
+
+
+def resolve(host: str | None) -> list[str]:
+    """A fresh lookup of the Endpoint name (WireGuard resolved it only when the tunnel started)."""
+    if host is None:
+        return []
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(i[4][0]) for i in infos})
