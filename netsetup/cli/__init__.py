@@ -40,8 +40,9 @@ COMMAND_MODULES = {
     "validate": "validate",
     "rule": "validate",
     "lab": "lab",
+    "responder": "responder",
 }
-ALL_MODULES = ("provision", "inventory", "render", "validate", "lab")
+ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "responder")
 
 
 def __getattr__(name: str) -> Any:
