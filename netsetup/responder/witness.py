@@ -68,7 +68,10 @@ class GatewaySource(Protocol):
 
     def live(self, fresh: bool = False) -> LiveState: ...
 
-    def seen_age(self, address: str) -> float | None: ...
+    def seen_age(self, address: str) -> tuple[bool, float | None]:
+        """(whether the record could be read, seconds since `address` last sent to WireGuard's
+        port or None when it did not within the record's timeout)."""
+        ...
 
     def peers(self) -> Mapping[str, Peer]: ...
 
@@ -105,21 +108,23 @@ def parse_dump(text: str) -> LiveState:
     return LiveState(private, port, handshakes)
 
 
-def parse_seen_set(text: str) -> dict[str, float]:
+def parse_seen_set(text: str) -> dict[str, float] | None:
     """`nft -j list set ...`: each address in the set and how long ago it was last refreshed
-    (the set's timeout minus what is left of it)."""
+    (the set's timeout minus what is left of it). None when the text holds no set."""
     try:
         document = json.loads(text)
     except ValueError:
-        return {}
+        return None
+    items = document.get("nftables") if isinstance(document, dict) else None
+    found = [
+        i["set"] for i in items or [] if isinstance(i, dict) and isinstance(i.get("set"), dict)
+    ]
+    if not found:
+        return None
     ages: dict[str, float] = {}
-    for item in document.get("nftables", []) if isinstance(document, dict) else []:
-        found = item.get("set") if isinstance(item, dict) else None
-        if not isinstance(found, dict):
-            continue
-        timeout = found.get("timeout")
-        for entry in found.get("elem") or []:
-            age = _element_age(entry, timeout)
+    for one in found:
+        for entry in one.get("elem") or []:
+            age = _element_age(entry, one.get("timeout"))
             if age is not None:
                 ages[age[0]] = age[1]
     return ages
@@ -190,14 +195,14 @@ class SystemGateway:
             return LiveState(self.fallback_key, state.listen_port, state.handshakes)
         return state
 
-    def _read_seen(self, version: int) -> dict[str, float]:
+    def _read_seen(self, version: int) -> dict[str, float] | None:
         text = self.runner(["nft", "-j", "list", "set", "inet", self.table, SEEN_SETS[version]])
-        return parse_seen_set(text) if text else {}
+        return parse_seen_set(text) if text else None
 
-    def seen_age(self, address: str) -> float | None:
+    def seen_age(self, address: str) -> tuple[bool, float | None]:
         version = ipaddress.ip_address(address).version
-        ages: dict[str, float] = self._seen[version].get()
-        return ages.get(address)
+        ages: dict[str, float] | None = self._seen[version].get()
+        return (False, None) if ages is None else (True, ages.get(address))
 
     def peers(self) -> Mapping[str, Peer]:
         peers: Mapping[str, Peer] = self._peers.get()
@@ -381,10 +386,11 @@ class Witness:
     def _facts(self, query: auth.Query, address: str, live: LiveState) -> auth.Status:
         public = base64.b64encode(query.client_public).decode("ascii")
         now = datetime.fromtimestamp(self.wall_ms() / 1000, UTC)
-        seen_age = self.source.seen_age(address)
+        known, seen_age = self.source.seen_age(address)
         handshake = live.handshakes.get(public, 0)
+        recent = seen_age is not None and seen_age <= SEEN_RECENT_S
         return auth.Status(
-            seen_recently=None if seen_age is None else seen_age <= SEEN_RECENT_S,
+            seen_recently=recent if known else None,
             seen_age_s=seen_age,
             key_state=key_state(public, self.source, now),
             last_handshake_age_s=max(0.0, now.timestamp() - handshake) if handshake else None,
