@@ -195,6 +195,7 @@ def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
         witness=ask.answer(ctx.time_left(WITNESS_TIMEOUT_S + 0.2)),
         witness_configured=ask.configured,
         fresh_endpoint=ask.fresh_endpoint.result(0.2),
+        witness_after_s=ask.answered_after_s,
     )
     return explain_silence(ctx, evidence)
 
@@ -205,7 +206,7 @@ class _WitnessLater:
 
     def __init__(self, ctx: CheckContext) -> None:
         self.ctx = ctx
-        self.started = time.monotonic()
+        self.started = time.monotonic()  # about when the first probe went out
         endpoint = ctx.config.endpoint
         self.host = str(endpoint[0]) if endpoint else None
         self.configured = bool(
@@ -213,11 +214,12 @@ class _WitnessLater:
         )
         self.fresh_endpoint = Background(lambda: resolve(self.host))
         self.asked: Background | None = None
+        self.answered_after_s: float | None = None
 
-    def tick(self) -> None:
-        if self.asked is None and time.monotonic() - self.started >= WITNESS_ASK_AFTER_S:
-            self.asked = Background(self._ask) if self.configured else None
-            self.configured = self.configured and self.asked is not None
+    def tick(self, now: bool = False) -> None:
+        due = now or time.monotonic() - self.started >= WITNESS_ASK_AFTER_S
+        if self.configured and self.asked is None and due:
+            self.asked = Background(self._ask)
 
     def _ask(self) -> Any:
         from netsetup.responder.client import ask_witness
@@ -225,14 +227,14 @@ class _WitnessLater:
         config, info = self.ctx.config, self.ctx.info
         assert config.private_key is not None and info.witness_port and self.host
         gateway = config.gateway_public_key or ""
-        return ask_witness(
+        answer = ask_witness(
             self.host, info.witness_port, config.private_key, gateway, WITNESS_TIMEOUT_S
         )
+        self.answered_after_s = time.monotonic() - self.started
+        return answer
 
     def answer(self, wait: float) -> Any:
-        if self.asked is None and self.configured:
-            self.started -= WITNESS_ASK_AFTER_S
-            self.tick()
+        self.tick(now=True)
         return self.asked.result(wait) if self.asked is not None else None
 
 

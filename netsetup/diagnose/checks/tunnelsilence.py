@@ -32,6 +32,7 @@ class Silence:
     witness: Any  # WitnessStatus | KeyMismatch | None
     witness_configured: bool
     fresh_endpoint: list[str] | None
+    witness_after_s: float | None = None  # from our first probe to the witness's answer
 
 
 def explain_silence(ctx: CheckContext, s: Silence) -> Outcome:
@@ -46,7 +47,7 @@ def explain_silence(ctx: CheckContext, s: Silence) -> Outcome:
     moved = _endpoint_moved(ctx, s)
     if moved is not None:
         return _problem(ctx, f"{head}; {moved[0]}", moved[1], Owner.assistant, metrics)
-    told = _witness_says(ctx, s.witness)
+    told = _witness_says(ctx, s)
     if told is not None:
         what, fix, owner = told
         return _problem(ctx, f"{what} ({head})", fix, owner, metrics)
@@ -129,10 +130,10 @@ def _endpoint_moved(ctx: CheckContext, s: Silence) -> tuple[str, str] | None:
     )
 
 
-def _witness_says(ctx: CheckContext, witness: Any) -> tuple[str, str, Owner] | None:
+def _witness_says(ctx: CheckContext, s: Silence) -> tuple[str, str, Owner] | None:
     from netsetup.responder.client import KeyMismatch, WitnessStatus
 
-    who = contact(ctx)
+    who, witness = contact(ctx), s.witness
     if isinstance(witness, KeyMismatch):
         return (
             "the gateway's key changed: the company's gateway no longer has the key your "
@@ -142,7 +143,7 @@ def _witness_says(ctx: CheckContext, witness: Any) -> tuple[str, str, Owner] | N
         )
     if not isinstance(witness, WitnessStatus):
         return None
-    return _key_state(ctx, witness, who) or _seen(ctx, witness, who)
+    return _key_state(ctx, witness, who) or _seen(ctx, witness, who, s.witness_after_s)
 
 
 _KEY_WORDS = {
@@ -172,10 +173,26 @@ def _key_state(ctx: CheckContext, w: Any, who: str) -> tuple[str, str, Owner] | 
     return None
 
 
-def _seen(ctx: CheckContext, w: Any, who: str) -> tuple[str, str, Owner] | None:
+def seen_while_we_sent(w: Any, sending_for_s: float | None) -> bool | None:
+    """Did the gateway see WireGuard packets from us since we started sending? The witness
+    remembers senders for minutes, so an earlier, healthy moment must not count: the age of the
+    last packet it saw has to fall inside our own attempt (with a second of slack)."""
+    if w.seen_recently is None:
+        return None
+    if w.seen_age_s is None:
+        return bool(w.seen_recently)
+    if sending_for_s is None:
+        return bool(w.seen_recently)
+    return bool(w.seen_age_s <= sending_for_s + 1.0)
+
+
+def _seen(
+    ctx: CheckContext, w: Any, who: str, sending_for_s: float | None
+) -> tuple[str, str, Owner] | None:
     endpoint = ctx.config.endpoint
     port = endpoint[1] if endpoint else "the WireGuard port"
-    if w.seen_recently is False:
+    seen = seen_while_we_sent(w, sending_for_s)
+    if seen is False:
         return (
             "the company never received your packets: the gateway saw no WireGuard traffic "
             "from your connection",
@@ -186,7 +203,7 @@ def _seen(ctx: CheckContext, w: Any, who: str) -> tuple[str, str, Owner] | None:
             "internet provider.",
             Owner.assistant,
         )
-    if w.seen_recently:
+    if seen:
         return (
             "the gateway receives your packets and knows your key, but WireGuard there does "
             "not answer",
