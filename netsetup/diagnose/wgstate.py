@@ -60,6 +60,7 @@ class Unreadable:
 
 
 State = InterfaceState | Unreadable
+NEEDS_ADMIN = "reading WireGuard's state needs administrator rights"
 
 
 def read_state(public_key: str, timeout: float = 2.0) -> State:
@@ -69,7 +70,8 @@ def read_state(public_key: str, timeout: float = 2.0) -> State:
         found = reader(public_key, timeout)
         if isinstance(found, InterfaceState):
             return found
-        reasons.append(found.reason)
+        if found.reason not in reasons:
+            reasons.append(found.reason)
     return Unreadable("; ".join(reasons))
 
 
@@ -94,7 +96,7 @@ def _read_with_wg(public_key: str, timeout: float) -> State:
     if found is not None:
         return found
     if "ermission denied" in done.stderr or "not permitted" in done.stderr:
-        return Unreadable("reading WireGuard's state needs administrator rights (`wg show`)")
+        return Unreadable(NEEDS_ADMIN)
     return Unreadable("no readable WireGuard interface has this config's key (`wg show`)")
 
 
@@ -144,7 +146,7 @@ def _read_with_package(public_key: str, timeout: float) -> State:
     try:
         devices: Iterable[object] = list(WireguardDevice.list())
     except PermissionError:
-        return Unreadable("reading WireGuard's state needs administrator rights")
+        return Unreadable(NEEDS_ADMIN)
     except Exception as exc:  # the package's netlink part may be missing or fail here
         return Unreadable(f"WireGuard's devices could not be listed ({type(exc).__name__})")
     for device in devices:
@@ -160,7 +162,7 @@ def _read_with_package(public_key: str, timeout: float) -> State:
         if found is not None:
             return found
     if denied:
-        return Unreadable("reading WireGuard's state needs administrator rights")
+        return Unreadable(NEEDS_ADMIN)
     return Unreadable("no readable WireGuard interface has this config's key")
 
 
