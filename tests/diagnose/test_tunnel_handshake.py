@@ -215,10 +215,11 @@ def test_seen_while_we_sent() -> None:
     def status(recent: bool | None, age: float | None) -> WitnessStatus:
         return WitnessStatus(recent, age, "active", None, 51820, None)
 
-    assert seen_while_we_sent(status(True, 1.0), 6.0) is True
-    assert seen_while_we_sent(status(True, 20.0), 6.0) is False
-    assert seen_while_we_sent(status(False, None), 6.0) is False
-    assert seen_while_we_sent(status(None, None), 6.0) is None
+    assert seen_while_we_sent(status(True, 0.4), 5.7) is True  # WireGuard's retry at 5.3 s
+    assert seen_while_we_sent(status(True, 5.2), 5.7) is False  # just before we started
+    assert seen_while_we_sent(status(True, 20.0), 5.7) is False
+    assert seen_while_we_sent(status(False, None), 5.7) is False
+    assert seen_while_we_sent(status(None, None), 5.7) is None
 
 
 # -- tunnel.mtu over loopback ---------------------------------------------------------------------

@@ -88,6 +88,12 @@ def _metrics(ctx: CheckContext, s: Silence) -> dict[str, Metric]:
         out["last_handshake_age_s"] = round(now - shake) if shake else None
         out["tx_bytes"], out["rx_bytes"] = peer.tx_bytes, peer.rx_bytes
     out["witness"] = _witness_word(s)
+    w = s.witness
+    if hasattr(w, "key_state"):  # a WitnessStatus (never the public address: it is private)
+        out["gateway_key_state"] = w.key_state
+        out["gateway_saw_us_s_ago"] = w.seen_age_s
+        out["gateway_handshake_age_s"] = w.last_handshake_age_s
+        out["witness_answered_after_s"] = s.witness_after_s and round(s.witness_after_s, 2)
     return out
 
 
@@ -173,17 +179,19 @@ def _key_state(ctx: CheckContext, w: Any, who: str) -> tuple[str, str, Owner] | 
     return None
 
 
+SEEN_MARGIN_S = 1.0  # the witness may tell an age up to half a second old (it caches its reads)
+
+
 def seen_while_we_sent(w: Any, sending_for_s: float | None) -> bool | None:
     """Did the gateway see WireGuard packets from us since we started sending? The witness
-    remembers senders for minutes, so an earlier, healthy moment must not count: the age of the
-    last packet it saw has to fall inside our own attempt (with a second of slack)."""
+    remembers senders for minutes, so an earlier, healthy moment must not count: the last packet
+    it saw has to come at least SEEN_MARGIN_S after our first probe (`sending_for_s` is how long
+    we had been sending when it answered)."""
     if w.seen_recently is None:
         return None
-    if w.seen_age_s is None:
+    if w.seen_age_s is None or sending_for_s is None:
         return bool(w.seen_recently)
-    if sending_for_s is None:
-        return bool(w.seen_recently)
-    return bool(w.seen_age_s <= sending_for_s + 1.0)
+    return bool(sending_for_s - w.seen_age_s >= SEEN_MARGIN_S)
 
 
 def _seen(
