@@ -237,3 +237,22 @@ def test_mtu_without_a_witness_is_skipped_with_the_reason() -> None:
     outcome = run(MtuCheck(), config(9), budget=3.0)
     assert outcome.status is Status.skip
     assert "witness does not answer" in outcome.summary
+
+
+def test_a_handshake_after_we_started_proves_the_tunnel(witness_port: int) -> None:
+    from netsetup.diagnose.checks.tunnelsilence import fresh_handshake
+    from netsetup.diagnose.wgstate import InterfaceState, PeerState, Unreadable
+
+    cfg = config(witness_port)
+    view = CheckContext(DiagnoseContext(cfg), time.monotonic() + 5)
+    started = time.time()
+
+    def state(handshake: int) -> InterfaceState:
+        peer = PeerState(GATEWAY.public, "127.0.0.1:51820", handshake, 92, 148, None)
+        return InterfaceState("wg-test", CLIENT.public, 51000, (peer,), "wg")
+
+    passed = fresh_handshake(view, state(int(started) + 1), started)
+    assert passed is not None and passed.status is Status.passed
+    assert passed.metrics["answered_by"] == "wireguard"
+    assert fresh_handshake(view, state(int(started) - 30), started) is None  # an old one
+    assert fresh_handshake(view, Unreadable("needs administrator rights"), started) is None

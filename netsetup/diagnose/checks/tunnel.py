@@ -166,6 +166,7 @@ def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
             "and no DNS server inside AllowedIPs",
             {"interface": interface},
         )
+    started_wall = ctx.clock.now().timestamp()
     before = Background(lambda: read_wg_state(ctx))
     window = min(HANDSHAKE_WINDOW_S, ctx.time_left() - 0.6)
     ask = _WitnessLater(ctx)
@@ -187,14 +188,18 @@ def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
             f"(WireGuard retries a handshake after {REKEY_TIMEOUT_S:g} s)",
             {"interface": interface, "probes_sent": sent},
         )
-    from netsetup.diagnose.checks.tunnelsilence import Silence, explain_silence
+    from netsetup.diagnose.checks.tunnelsilence import Silence, explain_silence, fresh_handshake
 
+    after = read_wg_state(ctx)
+    shaken = fresh_handshake(ctx, after, started_wall)
+    if shaken is not None:
+        return shaken
     evidence = Silence(
         window_s=window,
         probes_sent=sent,
         interface=interface,
         before=before.result(0.5),
-        after=read_wg_state(ctx),
+        after=after,
         witness=ask.answer(ctx.time_left(WITNESS_TIMEOUT_S + 0.2)),
         witness_configured=ask.configured,
         fresh_endpoint=ask.fresh_endpoint.result(0.2),

@@ -35,6 +35,22 @@ class Silence:
     witness_after_s: float | None = None  # from our first probe to the witness's answer
 
 
+def fresh_handshake(ctx: CheckContext, state: Any, started_wall: float) -> Outcome | None:
+    """A pass when WireGuard completed a handshake after we started sending, though nothing we
+    probed answered (the gateway has no witness and the DNS server is down, say): the tunnel
+    itself works, what runs in it is for the other checks."""
+    peer = _peer(ctx, state)
+    # WireGuard tells whole seconds: only a handshake in a later second than our start counts
+    if peer is None or not peer.latest_handshake or peer.latest_handshake <= started_wall:
+        return None
+    return Outcome.passed(
+        "the tunnel works: WireGuard completed a handshake with the gateway (nothing inside "
+        "the tunnel answered the probes: the other checks tell what)",
+        answered_by="wireguard",
+        last_handshake_age_s=round(ctx.clock.now().timestamp() - peer.latest_handshake, 1),
+    )
+
+
 def explain_silence(ctx: CheckContext, s: Silence) -> Outcome:
     metrics = _metrics(ctx, s)
     head = (
