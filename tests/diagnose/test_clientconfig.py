@@ -25,7 +25,8 @@ def config_text(extra: str = "", *, private: str | None = None, psk: str | None 
     private = private or generate_keypair().private.reveal()
     psk = psk or generate_preshared_key().reveal()
     return (
-        f"{extra}[Interface]\nPrivateKey = {private}\nAddress = 198.18.10.2/32, 2001:db8:10::2/128\n"
+        f"{extra}[Interface]\nPrivateKey = {private}\n"
+        "Address = 198.18.10.2/32, 2001:db8:10::2/128\n"
         "DNS = 192.0.2.53, acme-dental.example\nMTU = 1380\n\n[Peer]\n"
         "PublicKey = MDKTGWX4d3ADlYiRA1ol9W47Rb6pKJFUAwDdD/XyIHI=\n"
         f"PresharedKey = {psk}\nEndpoint = vpn.acme-dental.example:51820\n"
