@@ -34,6 +34,10 @@ PROBE_INTERVAL_S = 0.5
 
 
 class TunnelConfigCheck(Check):
+    """The config without the network: keys, addresses, AllowedIPs covering the gateway, DNS and
+    targets, the MTU, DNS, the keepalive VoIP needs (fails: calls through the tunnel without
+    PersistentKeepalive <= 25 s), unreadable netsetup-diagnose lines."""
+
     id = "tunnel.config"
     title = "WireGuard config"
     budget_s = 2.0
@@ -45,6 +49,12 @@ class TunnelConfigCheck(Check):
 
 
 class HandshakeCheck(Check):
+    """The tunnel carries traffic: the interface with the config's Address is up, and a probe
+    through it is answered (the gateway witness, the DNS server). Silence for ~6 s after sending
+    (WireGuard retries after 5 s) fails with one owner where the witness tells the cause (UDP
+    blocked: assistant; key changed, revoked or expired, another port: IT), else the causes
+    that remain. An idle tunnel with an old handshake is healthy: it is judged after sending."""
+
     id = "tunnel.handshake"
     title = "Tunnel to the company"
     budget_s = 7.8
@@ -63,6 +73,9 @@ class HandshakeCheck(Check):
 
 
 class MtuCheck(Check):
+    """The largest Don't-Fragment packet through the tunnel and the path MTU outside it, against
+    the gateway witness; a black hole fails with the MTU to put in the config."""
+
     id = "tunnel.mtu"
     title = "Packet size through the tunnel"
     budget_s = 5.0
