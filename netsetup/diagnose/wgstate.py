@@ -70,6 +70,8 @@ def read_state(public_key: str, timeout: float = 2.0) -> State:
         found = reader(public_key, timeout)
         if isinstance(found, InterfaceState):
             return found
+        if found.reason == NEEDS_ADMIN:
+            return found  # the other reader needs the same rights: no need to wait for it
         if found.reason not in reasons:
             reasons.append(found.reason)
     return Unreadable("; ".join(reasons))

@@ -29,7 +29,7 @@ HANDSHAKE_WINDOW_S = 6.0
 # up to 1/3 s of jitter), so that a packet of ours the gateway saw is a recent one: the witness only
 # knows when it last saw us, and a packet from before we started must not count.
 WITNESS_ASK_AFTER_S = 5.6
-WITNESS_TIMEOUT_S = 1.5
+WITNESS_TIMEOUT_S = 1.2
 PROBE_INTERVAL_S = 0.5
 
 
@@ -57,7 +57,7 @@ class HandshakeCheck(Check):
 
     id = "tunnel.handshake"
     title = "Tunnel to the company"
-    budget_s = 7.8
+    budget_s = 8.5
 
     def run(self, ctx: CheckContext) -> Outcome:
         from netsetup.diagnose.platform.net import interface_holding
@@ -203,7 +203,9 @@ def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
         )
     from netsetup.diagnose.checks.tunnelsilence import Silence, explain_silence, fresh_handshake
 
-    after = read_wg_state(ctx)
+    reading = Background(lambda: read_wg_state(ctx))  # while the witness answers
+    witness = ask.answer(ctx.time_left(WITNESS_TIMEOUT_S + 0.2))
+    after = reading.result(ctx.time_left(2.0) - 0.3)
     shaken = fresh_handshake(ctx, after, started_wall)
     if shaken is not None:
         return shaken
@@ -211,9 +213,9 @@ def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
         window_s=window,
         probes_sent=sent,
         interface=interface,
-        before=before.result(0.5),
+        before=before.result(0.2),
         after=after,
-        witness=ask.answer(ctx.time_left(WITNESS_TIMEOUT_S + 0.2)),
+        witness=witness,
         witness_configured=ask.configured,
         fresh_endpoint=ask.fresh_endpoint.result(0.2),
         witness_after_s=ask.answered_after_s,
