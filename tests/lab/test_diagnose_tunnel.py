@@ -98,7 +98,8 @@ def test_healthy_lab_passes_within_3_s(lab: Lab, tess: str, user: str | None) ->
     for check_id in ("tunnel.config", "tunnel.handshake", "tunnel.mtu"):
         check = run.check(check_id)
         assert check["status"] == "pass", check
-    assert run.check("tunnel.handshake")["metrics"]["answered_by"] == "witness"
+    # the witness or the DNS server, whichever answered first; the MTU search needs the witness
+    assert run.check("tunnel.handshake")["metrics"]["answered_by"] in ("witness", "dns")
     assert run.check("tunnel.mtu")["metrics"]["largest_through_tunnel"] == 1380
     assert run.document["duration_s"] < 3.0, run.statuses
     text = json.dumps(run.document)
