@@ -36,6 +36,8 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 VENV_CACHE = Path("/var/cache/netsetup-lab")
 LAB_USER = "netsetup-lab"  # created on first use when asked for; "nobody" needs nothing
 STALE_VENV_S = 7 * 24 * 3600  # venvs of older sources unused this long are removed
+KEEP_VENVS = 3  # ... and beyond the newest three, those unused for IN_USE_S
+IN_USE_S = 3600.0
 INSTALL_TIMEOUT_S = 600.0
 
 
@@ -215,14 +217,20 @@ def _build_venv(root: Path, venv: Path) -> None:
 
 
 def _remove_stale(cache: Path, keep: Path) -> None:
+    """Venvs of older sources: the KEEP_VENVS most recently used stay (another checkout may use
+    them), the rest go once unused for an hour (a run in progress keeps its own), and any unused
+    for STALE_VENV_S."""
     now = time.time()
-    for other in cache.glob("venv-*"):
-        if other == keep:
-            continue
-        marker = other / ".complete"
-        try:
-            age = now - marker.stat().st_mtime
-        except OSError:
-            age = now - other.stat().st_mtime  # an abandoned build
-        if age > STALE_VENV_S:
+    others = [(_last_used(v), v) for v in cache.glob("venv-*") if v != keep]
+    others.sort(reverse=True)
+    for index, (used, other) in enumerate(others):
+        idle = now - used
+        if idle > STALE_VENV_S or (index >= KEEP_VENVS - 1 and idle > IN_USE_S):
             shutil.rmtree(other, ignore_errors=True)
+
+
+def _last_used(venv: Path) -> float:
+    for path in (venv / ".complete", venv):  # no marker: an abandoned build
+        with contextlib.suppress(OSError):
+            return path.stat().st_mtime
+    return 0.0
