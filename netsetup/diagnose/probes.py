@@ -161,33 +161,62 @@ class SizeResult:
     too_big_here: bool = False
 
 
+SizedMaker = Callable[[int], tuple[bytes, Matcher]]  # UDP payload size -> packet, reply test
+
+
+def witness_sized(payload: int) -> tuple[bytes, Matcher]:
+    """A witness probe of `payload` bytes; its ack must say it got all of them."""
+    packet, token = probe_payload(payload)
+    return packet, lambda reply: probe_reply_size(reply, token) == payload
+
+
+def dns_sized(payload: int, name: str = "") -> tuple[bytes, Matcher]:
+    """A DNS query padded to `payload` bytes (an EDNS0 padding option, RFC 7830): any reply
+    proves the whole query arrived. For gateways without a witness."""
+    ident = int.from_bytes(os.urandom(2), "big")
+    query = bytearray(dns_query(ident, name))
+    query[10:12] = (1).to_bytes(2, "big")  # ARCOUNT: the OPT record
+    opt_head = 11 + 4  # OPT RR (name, type, class, ttl, rdlength) + option code and length
+    pad = payload - len(query) - opt_head
+    if pad < 0:
+        raise ValueError(f"a padded DNS query is at least {len(query) + opt_head} bytes")
+    opt = b"\0" + struct.pack("!HHIH", 41, 4096, 0, 4 + pad) + struct.pack("!HH", 12, pad)
+    return bytes(query) + opt + b"\0" * pad, lambda reply: is_dns_reply(reply, ident)
+
+
+MIN_PAYLOAD = {"witness": PROBE_MIN_SIZE, "dns": 64}
+
+
 def df_probe(
-    address: IPAddress, port: int, size: int, tries: int = 3, timeout: float = 0.4
+    address: IPAddress,
+    port: int,
+    size: int,
+    tries: int = 3,
+    timeout: float = 0.4,
+    make: SizedMaker = witness_sized,
 ) -> SizeResult:
-    """Send `tries` probes of `size` bytes on the wire (IP packet) with Don't Fragment set, at
-    once, and wait up to `timeout` for any ack: random loss takes all tries to be taken for a
-    black hole. Raises DontFragmentUnsupported where DF cannot be set."""
+    """Send `tries` packets of `size` bytes on the wire (the IP packet) with Don't Fragment set,
+    at once, and wait up to `timeout` for any answer: random loss takes all tries to be taken
+    for a black hole. Raises DontFragmentUnsupported where DF cannot be set."""
     payload = size - UDP_OVERHEAD[address.version]
-    if payload < PROBE_MIN_SIZE:
-        raise ValueError(f"a probe packet is at least {PROBE_MIN_SIZE + UDP_OVERHEAD[4]} bytes")
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         set_dont_fragment(sock)
-        tokens = []
+        matchers: list[Matcher] = []
         for _ in range(tries):
-            packet, token = probe_payload(payload)
+            packet, matcher = make(payload)
             try:
                 sock.sendto(packet, (str(address), port))
             except OSError as exc:
                 if is_too_big(exc):
                     return SizeResult(size, False, too_big_here=True)
                 continue
-            tokens.append(token)
-        return SizeResult(size, _wait_ack(sock, tokens, payload, time.monotonic() + timeout))
+            matchers.append(matcher)
+        return SizeResult(size, _wait_answer(sock, matchers, time.monotonic() + timeout))
 
 
-def _wait_ack(sock: socket.socket, tokens: list[bytes], payload: int, deadline: float) -> bool:
-    while tokens:
+def _wait_answer(sock: socket.socket, matchers: list[Matcher], deadline: float) -> bool:
+    while matchers:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
@@ -198,7 +227,7 @@ def _wait_ack(sock: socket.socket, tokens: list[bytes], payload: int, deadline: 
             reply = sock.recv(2048)
         except OSError:
             continue
-        if any(probe_reply_size(reply, t) == payload for t in tokens):
+        if any(m(reply) for m in matchers):
             return True
     return False
 

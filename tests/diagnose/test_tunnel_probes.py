@@ -125,3 +125,34 @@ def test_first_answer_gives_up_after_the_window() -> None:
     answer, sent = first_answer([silent], 0.6, 0.2)
     assert answer is None and sent >= 3
     assert 0.55 < time.monotonic() - began < 1.5
+
+
+def test_a_padded_dns_query_has_the_size_asked_for_and_is_still_a_query() -> None:
+    from netsetup.diagnose.probes import dns_sized
+
+    for payload in (100, 548, 1352):
+        packet, matches = dns_sized(payload, "files.acme-dental.example")
+        assert len(packet) == payload
+        assert packet[10:12] == b"\0\1"  # one additional record: the OPT with the padding
+        reply = packet[:2] + b"\x81\x80" + packet[4:40]
+        assert matches(reply) and not matches(packet)
+    with pytest.raises(ValueError):
+        dns_sized(20)
+
+
+def test_df_probe_through_loopback_to_a_dns_server() -> None:
+    from netsetup.diagnose.probes import df_probe, dns_sized
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        sizes: list[int] = []
+
+        def reply() -> None:
+            data, peer = server.recvfrom(4096)
+            sizes.append(len(data))
+            server.sendto(data[:2] + b"\x81\x80" + data[4:12], peer)
+
+        threading.Thread(target=reply, daemon=True).start()
+        result = df_probe(LOOPBACK, port, 1380, tries=1, timeout=2.0, make=dns_sized)
+    assert result.acked and sizes == [1380 - 28]

@@ -26,23 +26,69 @@ TRIES = 3
 def measure_mtu(ctx: CheckContext) -> Outcome:
     from netsetup.diagnose.platform.net import dont_fragment_reason
 
-    why = _cannot_measure(ctx) or dont_fragment_reason()
+    inside = _answerers_inside(ctx)
+    why = dont_fragment_reason()
+    if not inside:
+        why = "the config names neither a gateway witness nor a DNS server in the tunnel"
     if why is not None:
         return Outcome.skip(f"not measured: {why}")
-    gateway = _gateway(ctx)
-    assert gateway is not None and ctx.info.witness_port
     config_mtu = _config_mtu(ctx)
     deadline = time.monotonic() + ctx.time_left() - 0.3
     outside = Background(lambda: _outside(ctx, deadline))
-    inner, _ = _search(gateway, ctx.info.witness_port, config_mtu, deadline)
+    inner, against, top = None, None, config_mtu
+    for label, address, port, make in inside:
+        top = min(config_mtu, _largest_accepted(label, address))
+        inner, _ = _search(address, port, top, deadline, make)
+        if inner is not None:
+            against = label
+            break
     path = outside.result(max(0.0, deadline - time.monotonic()) + 0.2)
-    return _verdict(ctx, config_mtu, inner, path)
+    if against is not None and inner is not None and inner >= top and top < config_mtu:
+        return _dns_limited(config_mtu, inner, path, against)
+    return _verdict(ctx, config_mtu, inner, path, against)
 
 
-def _cannot_measure(ctx: CheckContext) -> str | None:
-    if not ctx.info.witness_port or _gateway(ctx) is None:
-        return "the config names no gateway witness to measure against"
-    return None
+DNS_QUERY_MAX = 1232  # DNS servers take queries up to the EDNS size of DNS Flag Day 2020
+
+
+def _largest_accepted(label: str, address: Any) -> int:
+    """The largest packet the answerer takes: any size for the witness, a DNS server's EDNS
+    limit for a padded query (a bigger one is dropped by the server, not lost on the way)."""
+    if label != "the DNS server":
+        return 65535
+    return DNS_QUERY_MAX + (28 if address.version == 4 else 48)
+
+
+def _dns_limited(config_mtu: int, inner: int, path: int | None, against: str) -> Outcome:
+    return Outcome.passed(
+        f"packets of {inner} bytes get through the tunnel (measured against {against}, which "
+        f"takes nothing bigger; the config's {config_mtu} needs the gateway witness to confirm)",
+        config_mtu=config_mtu,
+        largest_through_tunnel=inner,
+        path_mtu_outside=path,
+        measured_against=against,
+    )
+
+
+Inside = tuple[str, Any, int, Any]  # (what, address, port, packet maker)
+
+
+def _answerers_inside(ctx: CheckContext) -> list[Inside]:
+    """What answers packets of any size through the tunnel: the witness on the gateway's tunnel
+    address first, then the DNS servers inside AllowedIPs (a padded query; no witness needed)."""
+    from netsetup.diagnose.probes import DNS_PORT, dns_sized, witness_sized
+
+    found: list[Inside] = []
+    gateway = _gateway(ctx)
+    if ctx.info.witness_port and gateway is not None:
+        found.append(("the gateway witness", gateway, ctx.info.witness_port, witness_sized))
+    routed = ctx.config.allowed_ips
+    families = {a.version for a in ctx.config.addresses}
+    for server in ctx.config.dns_servers:
+        inside = any(server in n for n in routed if n.version == server.version)
+        if inside and server.version in families:
+            found.append(("the DNS server", server, DNS_PORT, dns_sized))
+    return found
 
 
 def _gateway(ctx: CheckContext) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -60,14 +106,16 @@ def _config_mtu(ctx: CheckContext) -> int:
     return interface.mtu if interface is not None and interface.mtu else DEFAULT_TUNNEL_MTU
 
 
-def _search(address: Any, port: int, high: int, deadline: float) -> tuple[int | None, list[Any]]:
-    from netsetup.diagnose.probes import df_probe, largest_passing
+def _search(
+    address: Any, port: int, high: int, deadline: float, make: Any = None
+) -> tuple[int | None, list[Any]]:
+    from netsetup.diagnose.probes import df_probe, largest_passing, witness_sized
 
     low = LOWEST[address.version]
 
     def try_size(size: int) -> Any:
         left = max(0.05, min(0.4, deadline - time.monotonic()))
-        return df_probe(address, port, size, TRIES, left)
+        return df_probe(address, port, size, TRIES, left, make or witness_sized)
 
     return largest_passing(try_size, low, max(low, high), deadline)
 
@@ -103,17 +151,20 @@ def _endpoint_family(ctx: CheckContext) -> int:
     return 4
 
 
-def _verdict(ctx: CheckContext, config_mtu: int, inner: int | None, path: int | None) -> Outcome:
+def _verdict(
+    ctx: CheckContext, config_mtu: int, inner: int | None, path: int | None, against: str | None
+) -> Outcome:
     metrics: dict[str, Any] = {
         "config_mtu": config_mtu,
         "largest_through_tunnel": inner,
         "path_mtu_outside": path,
+        "measured_against": against,
     }
     if inner is None:
         return Outcome(
             Status.skip,
-            "not measured: the gateway witness does not answer probes through the tunnel, not "
-            "even small ones (it may not run on this gateway)",
+            "not measured: neither the gateway witness nor the DNS server answered probes "
+            "through the tunnel, not even small ones (the witness may not run on this gateway)",
             metrics,
         )
     if inner >= config_mtu:
