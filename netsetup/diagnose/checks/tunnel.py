@@ -30,6 +30,7 @@ HANDSHAKE_WINDOW_S = 6.0
 # knows when it last saw us, and a packet from before we started must not count.
 WITNESS_ASK_AFTER_S = 5.6
 WITNESS_TIMEOUT_S = 1.2
+EVIDENCE_AFTER_S = 0.4  # unanswered this long: start gathering what explains the silence
 PROBE_INTERVAL_S = 0.5
 
 
@@ -180,9 +181,8 @@ def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
             {"interface": interface},
         )
     started_wall = ctx.clock.now().timestamp()
-    before = Background(lambda: read_wg_state(ctx))
     window = min(HANDSHAKE_WINDOW_S, ctx.time_left() - 0.6)
-    ask = _WitnessLater(ctx)
+    ask = _Evidence(ctx)
     answer, sent = first_answer(probes, max(0.0, window), PROBE_INTERVAL_S, on_tick=ask.tick)
     if answer is not None:
         kind = answer.label.split()[0]
@@ -213,19 +213,21 @@ def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
         window_s=window,
         probes_sent=sent,
         interface=interface,
-        before=before.result(0.2),
+        before=ask.state_before(0.2),
         after=after,
         witness=witness,
         witness_configured=ask.configured,
-        fresh_endpoint=ask.fresh_endpoint.result(0.2),
+        fresh_endpoint=ask.endpoint_now(0.2),
         witness_after_s=ask.answered_after_s,
     )
     return explain_silence(ctx, evidence)
 
 
-class _WitnessLater:
-    """Asks the witness (outside the tunnel) once the probes have gone unanswered for a while,
-    and looks the Endpoint name up again meanwhile."""
+class _Evidence:
+    """What is gathered while the probes go unanswered, started only then: a healthy tunnel
+    answers within milliseconds and leaves no thread behind. WireGuard's state as a baseline and
+    a fresh lookup of the Endpoint name after EVIDENCE_AFTER_S; the witness (outside the tunnel)
+    after WITNESS_ASK_AFTER_S."""
 
     def __init__(self, ctx: CheckContext) -> None:
         self.ctx = ctx
@@ -235,12 +237,17 @@ class _WitnessLater:
         self.configured = bool(
             ctx.info.witness_port and self.host and ctx.config.private_key is not None
         )
-        self.fresh_endpoint = Background(lambda: resolve(self.host))
+        self.before: Background | None = None
+        self.fresh_endpoint: Background | None = None
         self.asked: Background | None = None
         self.answered_after_s: float | None = None
 
     def tick(self, now: bool = False) -> None:
-        due = now or time.monotonic() - self.started >= WITNESS_ASK_AFTER_S
+        elapsed = time.monotonic() - self.started
+        if self.before is None and (now or elapsed >= EVIDENCE_AFTER_S):
+            self.before = Background(lambda: read_wg_state(self.ctx))
+            self.fresh_endpoint = Background(lambda: resolve(self.host))
+        due = now or elapsed >= WITNESS_ASK_AFTER_S
         if self.configured and self.asked is None and due:
             self.asked = Background(self._ask)
 
@@ -259,6 +266,12 @@ class _WitnessLater:
     def answer(self, wait: float) -> Any:
         self.tick(now=True)
         return self.asked.result(wait) if self.asked is not None else None
+
+    def state_before(self, wait: float) -> Any:
+        return self.before.result(wait) if self.before is not None else None
+
+    def endpoint_now(self, wait: float) -> Any:
+        return self.fresh_endpoint.result(wait) if self.fresh_endpoint is not None else None
 
 
 def resolve(host: str | None) -> list[str]:
