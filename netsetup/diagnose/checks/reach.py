@@ -172,7 +172,7 @@ def _handshake(
     """The TLS session on `c` (a new connection when None), and the handshake's milliseconds."""
     c = c or connect(ctx, target, _label(target))
     context = _tls_context(verify)
-    hostname = target.host if isinstance(target.host, str) else None
+    hostname = str(target.host)  # an address is checked against the certificate's IP names
     c.sock.settimeout(ctx.time_left(CONNECT_TIMEOUT_S))
     started = time.monotonic()
     try:
