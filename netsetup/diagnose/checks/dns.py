@@ -25,6 +25,7 @@ from netsetup.diagnose.result import Metric, Outcome, Owner, Status
 
 T = TypeVar("T")
 
+DNS_PORT = 53
 QUERY_TIMEOUT_S = 1.0  # one question to one server (a LAN answers in milliseconds)
 SYSTEM_TIMEOUT_S = 1.0  # the system resolver, once the company's server has answered
 
@@ -92,7 +93,7 @@ def query_server(name: str, server: str, timeout: float) -> Lookup:
             return Lookup(name, NO_ANSWER, server=server, detail="no answer in time")
         query = dns.message.make_query(name, rdtype)
         try:
-            response, _ = dns.query.udp_with_fallback(query, server, timeout=left)
+            response, _ = dns.query.udp_with_fallback(query, server, timeout=left, port=DNS_PORT)
         except dns.exception.Timeout:
             return Lookup(name, NO_ANSWER, server=server, detail=f"no answer in {timeout:g} s")
         except (OSError, dns.exception.DNSException) as exc:

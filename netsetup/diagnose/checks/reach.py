@@ -153,7 +153,9 @@ def probe_tcp(ctx: CheckContext, target: Target, c: Connected) -> Outcome:
 
 
 def _label(target: Target) -> str:
-    return f"{WHAT[target.kind]} {target.name}"
+    """'web portal' for a target named portal, 'service fileserver' otherwise."""
+    what = WHAT[target.kind]
+    return what if target.name in what.split() else f"{what} {target.name}"
 
 
 def _tls_context(verify: bool) -> ssl.SSLContext:
