@@ -40,8 +40,9 @@ COMMAND_MODULES = {
     "validate": "validate",
     "rule": "validate",
     "lab": "lab",
+    "diagnose": "diagnose",
 }
-ALL_MODULES = ("provision", "inventory", "render", "validate", "lab")
+ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "diagnose")
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ from types import FrameType
 from netsetup.lab.fileservice import GREETING, MAX_ECHO
 
 TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
-WAIT_FOR_CLIENT_S = 0.25  # a client that says nothing by then gets the greeting
+WAIT_FOR_CLIENT_S = 0.5  # a client that says nothing by then gets the greeting
 BODY = b"netsetup-lab portal\n"
 
 

@@ -13,6 +13,7 @@ can pass them on. A name that does not resolve skips, pointing at the `dns` chec
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -158,7 +159,10 @@ def _label(target: Target) -> str:
     return what if target.name in what.split() else f"{what} {target.name}"
 
 
+@functools.lru_cache(maxsize=2)
 def _tls_context(verify: bool) -> ssl.SSLContext:
+    """One context per kind for the run: loading the CA store takes a while, and it is done
+    before connecting (a server waits only so long for the ClientHello)."""
     import ssl
 
     context = ssl.create_default_context()
@@ -357,6 +361,8 @@ class ReachCheck(Check):
         self.needs = needs
 
     def run(self, ctx: CheckContext) -> Outcome:
+        if self.target.kind == "https":
+            _tls_context(True), _tls_context(False)  # ready before the connection is
         try:
             connected = connect(ctx, self.target, _label(self.target))
         except Unreachable as exc:

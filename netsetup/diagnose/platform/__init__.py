@@ -1,5 +1,4 @@
-"""The one place for what differs between Linux, macOS and Windows (DNS policy, DF bit, routes).
+"""The one place for what differs between Windows, macOS and Linux (DF bit, routes, DNS policy).
 
-Each module reads one kind of system fact and says so when the system does not show it; the
-checks stay portable Python and never branch on the platform themselves.
-"""
+Checks ask these modules and end `skip` with the reason where a platform cannot answer.
+`net` holds the socket and routing parts, `dns` the resolver configuration."""
