@@ -32,12 +32,12 @@ def ssh_server(key: paramiko.PKey) -> tcp_server:  # type: ignore[valid-type]
     return tcp_server(serve)
 
 
-def run(port: int, host_key: str | None = None) -> Outcome:
+def run(port: int, host_key: str | None = None, budget: float = 4.0) -> Outcome:
     pin = f" host-key={host_key}" if host_key else ""
     ctx = context(config_text([f"target=office-ssh kind=ssh host=127.0.0.1 port={port}{pin}"]))
     (check,) = ssh.checks(ctx)
     assert check.id == "ssh.office-ssh"
-    return check.run(view(ctx, 4.0))
+    return check.run(view(ctx, budget))
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,16 @@ def test_refused_fails_for_it() -> None:
     outcome = run(closed_port())
     assert outcome.status is Status.fail and outcome.owner is Owner.it
     assert "refuses connections" in outcome.summary
+
+
+def test_silent_port_ends_within_the_budget() -> None:
+    import time
+
+    def silent(conn: socket.socket) -> None:
+        time.sleep(3)
+
+    with tcp_server(silent) as port:
+        started = time.monotonic()
+        outcome = run(port, budget=1.0)
+        assert time.monotonic() - started < 1.5
+    assert outcome.status is Status.fail and "not an SSH server" in outcome.summary

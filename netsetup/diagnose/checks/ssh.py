@@ -63,9 +63,10 @@ def exchange(ctx: CheckContext, target: Target, key_type: str | None = None) -> 
             transport.get_security_options().key_types = (key_type,)
         try:
             transport.start_client(timeout=ctx.time_left())
+            # start_client returns at its timeout without a key: this raises then
+            key = transport.get_remote_server_key()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise NotSsh(str(exc) or type(exc).__name__) from None
-        key = transport.get_remote_server_key()
         banner = transport.remote_version or ""
         return HostKey(banner, key.get_name(), fingerprint(key.asbytes()), c.address, c.connect_ms)
     finally:
