@@ -19,10 +19,12 @@ is never logged.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import select
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -402,10 +404,18 @@ class Witness:
 # -- serving -----------------------------------------------------------------------------------
 
 
+# Linux's values; Python's socket module leaves these two out
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ifindex, local address (spec_dst), header destination
+_IN6_PKTINFO = struct.Struct("=16si")  # address, ifindex
+
+
 def open_sockets(addresses: Iterable[str], port: int) -> list[socket.socket]:
     """One UDP socket per address (`0.0.0.0` and `::` for every address). An address that is
     not (yet) on the machine is bound all the same (IP_FREEBIND), so the gateway's tunnel
-    addresses can be served before the interface is up."""
+    addresses can be served before the interface is up. Each socket learns the address a query
+    was sent to, so that the answer leaves from it (a NAT on the way expects it from there)."""
     sockets: list[socket.socket] = []
     try:
         for text in addresses:
@@ -416,7 +426,8 @@ def open_sockets(addresses: Iterable[str], port: int) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if not address.is_unspecified:
-                sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+                sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            _learn_destination(sock)
             sock.bind((str(address), port))
             sock.setblocking(False)
     except BaseException:
@@ -424,6 +435,29 @@ def open_sockets(addresses: Iterable[str], port: int) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+def _learn_destination(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # elsewhere than Linux: the route decides
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+
+
+def _reply_from(ancillary: list[tuple[int, int, bytes]]) -> list[Any]:
+    """The control message that makes an answer leave from the address its query was sent to."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+            _, _, destination = _IN_PKTINFO.unpack_from(data)
+            return [(level, kind, _IN_PKTINFO.pack(0, destination, bytes(4)))]
+        v6 = level == socket.IPPROTO_IPV6 and kind == getattr(socket, "IPV6_PKTINFO", -1)
+        if v6 and len(data) >= _IN6_PKTINFO.size:
+            destination, index = _IN6_PKTINFO.unpack_from(data)
+            # a link-local destination needs its interface; any other one does not
+            keep = index if destination[:2] == b"\xfe\x80" else 0
+            return [(level, kind, _IN6_PKTINFO.pack(destination, keep))]
+    return []
 
 
 def serve(
@@ -444,13 +478,13 @@ def _serve_one(
     witness: Witness, sock: socket.socket, on_error: Callable[[BaseException], None] | None
 ) -> None:
     try:
-        packet, peer = sock.recvfrom(RECV_BYTES)
+        packet, ancillary, _, peer = sock.recvmsg(RECV_BYTES, 256)
     except OSError:
         return
     try:
         answer = witness.handle(packet, str(peer[0]))
         if answer is not None:
-            sock.sendto(answer, peer)
+            sock.sendmsg([answer], _reply_from(ancillary), 0, peer)
     except OSError:
         pass
     except Exception as exc:
