@@ -59,6 +59,7 @@ class LiveState:
     private_key: SecretKey | None = field(default=None, repr=False)
     listen_port: int | None = None
     handshakes: Mapping[str, int] = field(default_factory=dict)  # peer key -> unix s (0: never)
+    key_is_live: bool = True  # False: the key is the fallback (the interface could not be read)
 
     @property
     def public_key(self) -> str | None:
@@ -194,7 +195,7 @@ class SystemGateway:
         text = self.runner(["wg", "show", self.interface, "dump"])
         state = parse_dump(text) if text else LiveState()
         if state.private_key is None and self.fallback_key is not None:
-            return LiveState(self.fallback_key, state.listen_port, state.handshakes)
+            return LiveState(self.fallback_key, state.listen_port, state.handshakes, False)
         return state
 
     def _read_seen(self, version: int) -> dict[str, float] | None:
@@ -537,6 +538,7 @@ class Serving:
     port: int
     addresses: tuple[str, ...]
     interface: str
+    key: str  # whose key it answers with: "live", "fallback" or "none" (then it stays silent)
 
 
 def run_gateway_witness(
@@ -569,7 +571,9 @@ def run_gateway_witness(
         raise EnvironmentProblem.from_os_error(exc, where=f"udp port {port}") from None
     try:
         if on_ready is not None:
-            on_ready(Serving(str(profile.id), port, tuple(addresses), source.interface))
+            live = source.live()
+            key = "none" if live.private_key is None else "live" if live.key_is_live else "fallback"
+            on_ready(Serving(str(profile.id), port, tuple(addresses), source.interface, key))
         serve(Witness(source), sockets, stop, on_error)
     finally:
         for sock in sockets:
