@@ -45,6 +45,7 @@ SEEN_SETS = {4: "wg_seen_v4", 6: "wg_seen_v6"}
 TIMESTAMP_WINDOW_MS = 60_000  # a query's clock may be this far from the witness's
 REPLAY_MEMORY = 50_000  # nonces remembered (the global rate limit keeps it from filling)
 LIVE_TTL_S = 0.5  # how long a read of `wg show` and the seen sets is reused
+FRESH_S = 0.1  # a read asked for afresh (the key may have changed) is at least this old
 FILES_TTL_S = 2.0  # how long the peer files read are reused
 RECV_BYTES = 65535
 
@@ -149,7 +150,8 @@ def _element_age(entry: Any, set_timeout: Any) -> tuple[str, float] | None:
 
 
 class _Cached:
-    """One value, read again when older than `ttl` seconds."""
+    """One value, read again when older than `ttl` seconds, or on demand (`fresh`) when older
+    than FRESH_S: a flood of forged queries cannot make the witness run `wg` for each."""
 
     def __init__(self, ttl: float, read: Callable[[], Any]) -> None:
         self.ttl, self.read = ttl, read
@@ -158,7 +160,7 @@ class _Cached:
 
     def get(self, fresh: bool = False) -> Any:
         now = time.monotonic()
-        if fresh or now - self.at > self.ttl:
+        if now - self.at > (FRESH_S if fresh else self.ttl):
             self.value, self.at = self.read(), now
         return self.value
 
