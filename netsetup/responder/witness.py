@@ -495,13 +495,12 @@ def _serve_one(
             on_error(exc)
 
 
-def default_listen(profile: Profile) -> list[str]:
-    return ["0.0.0.0", "::"]
+EVERY_ADDRESS = ("0.0.0.0", "::")
 
 
 def listen_addresses(profile: Profile, listen: Sequence[str]) -> list[str]:
     """`listen` (default: every address) and the gateway's tunnel addresses, once each."""
-    chosen = list(listen) or default_listen(profile)
+    chosen = list(listen) or list(EVERY_ADDRESS)
     if listen:
         network = profile.network
         tunnel = [network.gateway_address_v4, network.gateway_address_v6]
