@@ -40,9 +40,10 @@ COMMAND_MODULES = {
     "validate": "validate",
     "rule": "validate",
     "lab": "lab",
+    "diagnose": "diagnose",
     "responder": "responder",
 }
-ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "responder")
+ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "diagnose", "responder")
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from netsetup.diagnose.context import CheckContext, DiagnoseContext
 from netsetup.diagnose.result import CheckResult, Outcome, Status
+from netsetup.errors import ExitCode, NetsetupError
 
 
 class Check:
@@ -187,6 +188,11 @@ def run_checks(
             run.wait()
             run.start_ready()
     except KeyboardInterrupt:
+        run.interrupt()
+        return run.ordered(), True
+    except NetsetupError as exc:  # the CLI's SIGINT handler raises its own Interrupted
+        if exc.exit_code != ExitCode.INTERRUPTED:
+            raise
         run.interrupt()
         return run.ordered(), True
     return run.ordered(), False

@@ -313,3 +313,18 @@ def test_generated_keys_are_valid() -> None:
     assert is_valid_key(pair.public) and is_valid_key(pair.private.reveal())
     assert "redacted" in repr(pair) and pair.private.reveal() not in repr(pair)
     assert public_from_private(pair.private) == pair.public
+
+
+def test_client_config_carries_what_diagnose_needs_and_the_qr_code_does_not(
+    acme: Path, state_dir: Path
+) -> None:
+    from netsetup.diagnose.clientconfig import MARK, ClientConfig, DiagnoseInfo
+    from netsetup.provision.client_config import qr_payload
+
+    profile = load_profile(acme)
+    result = service.provision(profile, "maria", "dedicated", state=StateDir(), clock=AT)
+    text = result.config.read_text()
+    assert ClientConfig.parse(text).info == DiagnoseInfo.from_profile(profile)
+    assert MARK not in qr_payload(text)
+    # wg-quick's own parser (the wireguard-tools package) still reads the file
+    assert parse(result.config).mtu == 1380
