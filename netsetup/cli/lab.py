@@ -207,6 +207,41 @@ def demo(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> No
         raise typer.Exit(int(ExitCode.FINDINGS))
 
 
+@lab_app.command(
+    "diagnose", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def diagnose_command(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Options for `netsetup diagnose` (--json, --report DIR, --only ...)."),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Run as this unprivileged user (as an assistant would)."),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="The assistant's host.")] = "home",
+    lab: LabOpt = None,
+) -> None:
+    """Run `netsetup diagnose` on the assistant's machine in the lab, against the running lab.
+
+    Its output and exit status are diagnose's own.
+
+    Example:
+
+        sudo netsetup lab diagnose --report /tmp/diagnose-report
+
+        sudo netsetup lab diagnose --user netsetup-lab -- --json
+    """
+    _start()
+    from netsetup.lab.diagnose import run_diagnose
+
+    extra: dict[str, Any] = {"user": user} if user else {}  # as root unless asked
+    result = run_diagnose(_load(lab), list(args or []), host=host, **extra)
+    typer.echo(result.stdout, nl=False)
+    typer.echo(result.stderr, nl=False, err=True)
+    raise typer.Exit(result.returncode)
+
+
 def fault_add(kind: str, lab: str | None, json_out: bool, **given: object) -> None:
     """Inject a fault into a running lab.
 

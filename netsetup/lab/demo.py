@@ -2,7 +2,7 @@
 
 The checks are the same measurements the lab tests make, from the assistant's machine through
 the tunnel: the gateway, the company DNS, SIP OPTIONS over each transport, the SSH banner and the
-file server's port.
+file server's port. It ends with `netsetup diagnose`, as the assistant would run it at home.
 """
 
 from __future__ import annotations
@@ -102,6 +102,28 @@ def _resolve(profile: Profile, host: object) -> object | None:
     return next((address for name, address in profile.dns.records if name == host), None)
 
 
+def diagnose_check(lab: Lab, echo: Callable[[str], None]) -> Check:
+    """What the assistant would run at home: `netsetup diagnose`, its output shown as is; the
+    verdict read back from the report it writes."""
+    import json
+    import tempfile
+
+    from netsetup.lab.diagnose import run_diagnose
+
+    echo("netsetup diagnose, on the assistant's machine:")
+    with tempfile.TemporaryDirectory(prefix="netsetup-demo-") as folder:
+        ran = run_diagnose(lab, ["--report", folder])
+        for line in (ran.stdout + ran.stderr).splitlines():
+            echo(f"  | {line}")
+        try:
+            envelope = json.loads((Path(folder) / "report.json").read_text())
+        except (OSError, ValueError):
+            return Check("netsetup diagnose", False, f"no report (exit {ran.returncode})")
+    verdict, took = envelope["verdict"], envelope["duration_s"]
+    detail = f"verdict {verdict} after {took:.1f}s, {len(envelope['checks'])} checks"
+    return Check("netsetup diagnose", ran.returncode == 0 and verdict == "pass", detail)
+
+
 def run_demo(profile: str | Path, echo: Callable[[str], None]) -> DemoResult:
     """Up, connect, check, down. The caller keeps SIGTERM turned into an interrupt (the CLI does)
     so the `finally` below also runs on SIGTERM; `down` itself defers signals until it is done."""
@@ -120,6 +142,7 @@ def run_demo(profile: str | Path, echo: Callable[[str], None]) -> DemoResult:
         echo(f"handshake after {handshake:.2f}s" if handshake is not None else "no handshake!")
         result = DemoResult(lab.prefix, handshake, up_s)
         result.checks = tunnel_checks(lab)
+        result.checks.append(diagnose_check(lab, echo))
         return result
     finally:
         echo(f"tearing down lab {lab.prefix}")
