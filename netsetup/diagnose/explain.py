@@ -51,12 +51,18 @@ def metric_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}={metric_text(v)}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}={_nested(v)}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple):
-        return ", ".join(metric_text(v) for v in value) or "-"
+        return ", ".join(_nested(v) for v in value) or "-"
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
+
+
+def _nested(value: Any) -> str:
+    """A value inside a list or table: bracketed when it is itself a list or table."""
+    text = metric_text(value)
+    return f"({text})" if isinstance(value, Mapping | list | tuple) and value else text
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class CheckView:
     who: str | None  # None for a pass or a skip: nobody has to act
     duration: str
     metrics: tuple[tuple[str, str], ...]
+    line: str  # the summary as the terminal's progress line shows it (shorter for a skip)
 
 
 def check_view(result: CheckResult, contact: str | None = None) -> CheckView:
@@ -85,7 +92,17 @@ def check_view(result: CheckResult, contact: str | None = None) -> CheckView:
         who=who_acts(o.owner, contact) if acting else None,
         duration=f"{result.duration_s:.2f} s",
         metrics=tuple((str(k), metric_text(v)) for k, v in o.metrics.items()),
+        line=_progress_line(result),
     )
+
+
+def _progress_line(result: CheckResult) -> str:
+    """A skip names the check to fix first without repeating that check's whole summary (which
+    has its own line)."""
+    blocker = result.outcome.metrics.get("blocked_by")
+    if result.status is Status.skip and isinstance(blocker, str):
+        return f"not checked: {blocker} must work first"
+    return result.outcome.summary
 
 
 @dataclass(frozen=True)

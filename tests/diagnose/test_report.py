@@ -355,3 +355,14 @@ def test_a_file_in_place_of_the_folder_is_refused_with_where(tmp_path: Path) -> 
         check_report_folder(blocker / "inside")
     assert refused.value.where == str(blocker)
     assert blocker.read_text() == "mine"
+
+
+def test_nested_measurements_stay_readable_and_a_skip_line_is_short() -> None:
+    from netsetup.diagnose.explain import check_view
+
+    assert metric_text({"a": {"x": 1, "y": [2, 3]}, "b": True}) == "a=(x=1, y=(2, 3)), b=yes"
+    skipped = result(
+        "dns",
+        Outcome.skip("not checked: tunnel.handshake failed; fix that first (long)", blocked_by="t"),
+    )
+    assert check_view(skipped).line == "not checked: t must work first"

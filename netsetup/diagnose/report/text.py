@@ -63,7 +63,7 @@ class Terminal:
     def check(self, check: CheckView) -> None:
         """One finished check."""
         label = (check.label.ljust(LABEL_WIDTH), STYLES[check.status])
-        self.line(label, (check.id, "bold"), f"  {check.summary}", (f"  ({check.duration})", "dim"))
+        self.line(label, (check.id, "bold"), f"  {check.line}", (f"  ({check.duration})", "dim"))
 
     def summary(self, view: ReportView, report_html: Path | None = None) -> None:
         """The verdict first, then what to fix first, then one line for what passed."""
