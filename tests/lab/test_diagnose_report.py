@@ -5,14 +5,17 @@ public address of the lab's internet in any of them."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import re
 import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,20 +80,51 @@ def screenshot(page: Path, out: Path, profile_dir: Path) -> subprocess.Completed
     )
 
 
+@pytest.fixture
+def report_folder(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Where the reports go: under the test's folder as root; for an unprivileged user a folder
+    of theirs (the test's folder is root's alone)."""
+    user = request.param
+    if user is None:
+        yield tmp_path / "report"
+        return
+    import pwd
+
+    from netsetup.lab.diagnose import run_diagnose
+
+    if "user" not in inspect.signature(run_diagnose).parameters:
+        pytest.skip("run_diagnose cannot run as another user in this tree")
+    folder = Path(tempfile.mkdtemp(prefix="netsetup-report-"))
+    account = pwd.getpwnam(user)
+    os.chown(folder, account.pw_uid, account.pw_gid)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("user", "report_folder"), [(None, None), ("nobody", "nobody")], indirect=["report_folder"]
+)
 def test_lab_diagnose_report_opens_in_chromium_and_holds_no_secret(
-    lab: Lab, connect: Callable[..., str], tmp_path: Path
+    lab: Lab, connect: Callable[..., str], tmp_path: Path, user: str | None, report_folder: Path
 ) -> None:
     connect("maria")
-    folder = tmp_path / "report"
-    argv = ["lab", "diagnose", "--lab", lab.prefix, "--report", str(folder)]
+    folder = report_folder
+    # as root, a relative --report: `lab diagnose` makes it absolute (the run starts elsewhere)
+    shown = "report" if user is None else str(folder)
+    argv = ["lab", "diagnose", "--lab", lab.prefix, "--report", shown]
+    argv += ["--user", user] if user else []
     ran = subprocess.run(
         [sys.executable, "-m", "netsetup", *argv],
-        cwd=REPO,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # the first unprivileged run builds its venv
         check=False,
     )
+    assert (folder / "report.json").is_file(), (ran.stdout, ran.stderr[-2000:])
     reports = {name: (folder / name).read_text() for name in ("report.md", "report.html")}
     reports["report.json"] = (folder / "report.json").read_text()
     envelope = json.loads(reports["report.json"])
