@@ -367,3 +367,31 @@ def test_ctrl_c_exits_130_after_writing_what_was_found(config: Path, tmp_path: P
     assert "Interrupted (Ctrl-C)" in (folder / "report.md").read_text()
     assert (folder / "report.html").stat().st_size > 1000
     assert "fake.fast" in out and "Interrupted (Ctrl-C)" in out and "report.html" in out
+
+
+# -- `netsetup lab diagnose` (its lab run is in tests/lab/test_diagnose_report.py) --------------
+
+
+def test_lab_diagnose_is_documented_and_needs_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_main(["lab", "diagnose", "--help"], capsys)
+    assert code == 0 and "Example" in out and "--user" in out
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    code, out, err = run_main(["lab", "diagnose", "--", "--json"], capsys)
+    assert code == 2 and "the lab needs root" in err
+
+
+def test_lab_diagnose_passes_an_absolute_report_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netsetup.cli.lab import _report_path_absolute
+
+    monkeypatch.chdir(tmp_path)
+    assert _report_path_absolute(["--json", "--report", "out"]) == [
+        "--json",
+        "--report",
+        str(tmp_path / "out"),
+    ]
+    assert _report_path_absolute(["--report=r"]) == [f"--report={tmp_path / 'r'}"]
+    assert _report_path_absolute(["--only", "dns"]) == ["--only", "dns"]
