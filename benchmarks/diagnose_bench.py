@@ -79,9 +79,15 @@ class DiagnoseRuns:
             in_ns(self.ns, [*self.argv, "--json"]), capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - started
+        report = json.loads(result.stdout)
         if result.returncode != 0:
-            raise SystemExit(f"diagnose did not pass on the healthy lab:\n{result.stdout}")
-        self.reports.append(json.loads(result.stdout))
+            failed = [
+                f"  {c['id']}: {c['status']}: {c['summary']}"
+                for c in report["checks"]
+                if c["status"] in ("fail", "unknown")
+            ]
+            raise SystemExit("diagnose failed on the healthy lab:\n" + "\n".join(failed))
+        self.reports.append(report)
         return elapsed
 
 
