@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -90,10 +88,10 @@ def diagnose(
     options = DiagnoseOptions(deadline_s=deadline, only=wanted, include_public_ip=include_public_ip)
     run = load_context(config, profile, options)
     redactor = Redactor.for_config(run.config, include_public_ip)
-    result = _run(run, redactor, None if as_json else _terminal(streams))
-    with _sigint_deferred() as late_interrupt:
+    with _CtrlC() as ctrl_c:
+        result = _run(run, redactor, None if as_json else _terminal(streams), ctrl_c)
         _output(result, streams, as_json, report)
-    if result.interrupted or late_interrupt:
+    if result.interrupted or ctrl_c.caught:
         raise typer.Exit(ExitCode.INTERRUPTED)
     from netsetup.diagnose.result import Status
 
@@ -107,20 +105,25 @@ def _terminal(streams: Streams) -> Terminal:
     return Terminal(streams.stdout, streams.stdout_is_terminal)
 
 
-def _run(run: DiagnoseContext, redactor: Redactor, terminal: Terminal | None) -> DiagnoseReport:
+def _run(
+    run: DiagnoseContext, redactor: Redactor, terminal: Terminal | None, ctrl_c: _CtrlC
+) -> DiagnoseReport:
     """The checks, each one's line shown as it ends (redacted like the rest); the report."""
     from netsetup.diagnose.explain import check_view
     from netsetup.diagnose.result import CheckResult
     from netsetup.diagnose.run import diagnose as run_diagnose
 
     if terminal is None:
-        return redactor.report(run_diagnose(run))
+        found = run_diagnose(run)
+        ctrl_c.deferring = True
+        return redactor.report(found)
 
     def show(result: CheckResult) -> None:
         terminal.check(check_view(redactor.result(result), run.info.contact))
 
     with terminal.progress(f"Checking your connection (at most {run.options.deadline_s:g} s) ..."):
         found = run_diagnose(run, show)
+        ctrl_c.deferring = True
     return redactor.report(found)
 
 
@@ -142,19 +145,37 @@ def _output(result: DiagnoseReport, streams: Streams, as_json: bool, folder: Pat
     _terminal(streams).summary(report_view(result), written.html if written else None)
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[list[int]]:
-    """Ctrl-C while the output and reports are written is held until they are complete (the
-    list it yields then holds the signal): what was found is never lost half-way."""
-    import signal
+class _CtrlC:
+    """Ctrl-C while the checks run ends the run (the engine keeps what finished and marks the
+    rest unknown); once the output and reports are being written, it is only noted, and the
+    command exits 130 when they are complete: what was found is never lost half-way."""
 
-    caught: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    except ValueError:  # not the main thread (an embedding caller): nothing to defer
-        yield caught
-        return
-    try:
-        yield caught
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def __init__(self) -> None:
+        self.deferring = False
+        self.caught = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.deferring:
+            self.caught = True
+            return
+        from netsetup.cli import Interrupted
+
+        raise Interrupted("interrupted")
+
+    def __enter__(self) -> _CtrlC:
+        import signal
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread (an embedding caller): nothing to change
+            return self
+        self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous or signal.SIG_DFL)

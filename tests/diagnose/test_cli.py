@@ -395,3 +395,19 @@ def test_lab_diagnose_passes_an_absolute_report_folder(
     ]
     assert _report_path_absolute(["--report=r"]) == [f"--report={tmp_path / 'r'}"]
     assert _report_path_absolute(["--only", "dns"]) == ["--only", "dns"]
+
+
+def test_ctrl_c_ends_the_run_but_waits_for_the_output() -> None:
+    from netsetup.cli import Interrupted
+    from netsetup.cli.diagnose import _CtrlC
+
+    before = signal.getsignal(signal.SIGINT)
+    with _CtrlC() as ctrl_c:
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs at the next bytecode
+        ctrl_c.deferring = True
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert ctrl_c.caught
+    assert signal.getsignal(signal.SIGINT) is before
