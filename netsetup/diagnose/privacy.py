@@ -18,9 +18,12 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netsetup.diagnose.result import CheckResult, DiagnoseReport, Outcome
+
+if TYPE_CHECKING:
+    from netsetup.diagnose.clientconfig import ClientConfig
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -77,7 +80,7 @@ class Redactor:
         self.private = PRIVATE_USE + tuple(n for n in company_networks if n.prefixlen > 0)
 
     @classmethod
-    def for_config(cls, config: Any, show_public_ip: bool = False) -> Redactor:
+    def for_config(cls, config: ClientConfig, show_public_ip: bool = False) -> Redactor:
         """From a ClientConfig: its Address networks and AllowedIPs are the company's."""
         networks: list[IPNetwork] = [a.network for a in config.addresses]
         networks += list(config.allowed_ips)
