@@ -51,6 +51,19 @@ class Terminal:
     def line(self, *parts: tuple[str, str] | str) -> None:
         self.console.print(self._text(*parts))
 
+    def hanging(self, head: tuple[str, str] | str, *parts: tuple[str, str] | str) -> None:
+        """`head`, then `parts` wrapped under themselves on a terminal (one line elsewhere)."""
+        if not self.is_terminal:
+            self.line(head, *parts)
+            return
+        from rich.table import Table
+
+        grid = Table.grid()
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        grid.add_row(self._text(head), self._text(*parts))
+        self.console.print(grid)
+
     @contextlib.contextmanager
     def progress(self, what: str) -> Iterator[None]:
         """A spinner with `what` while the checks run (only on a terminal)."""
@@ -63,7 +76,7 @@ class Terminal:
     def check(self, check: CheckView) -> None:
         """One finished check."""
         label = (check.label.ljust(LABEL_WIDTH), STYLES[check.status])
-        self.line(label, (check.id, "bold"), f"  {check.line}", (f"  ({check.duration})", "dim"))
+        self.hanging(label, (check.id, "bold"), f"  {check.line}", (f"  ({check.duration})", "dim"))
 
     def summary(self, view: ReportView, report_html: Path | None = None) -> None:
         """The verdict first, then what to fix first, then one line for what passed."""
@@ -92,6 +105,6 @@ class Terminal:
             f": {check.summary}",
         )
         if check.fix:
-            self.line("   Fix: ", (check.fix, "bold"))
+            self.hanging("   Fix: ", (check.fix, "bold"))
         if check.who:
-            self.line("   Who: ", check.who)
+            self.hanging("   Who: ", check.who)
