@@ -13,6 +13,10 @@ apt-get install -y --no-install-recommends \
 # containers often skip that, and sshd refuses to start without it.
 mkdir -p -m 0755 /run/sshd
 
+# Headless Chromium opens diagnose's HTML report in a lab test; dig and nc are among the classic
+# tools benchmarks/diagnose_bench.py compares diagnose with.
+apt-get install -y --no-install-recommends chromium bind9-dnsutils netcat-openbsd
+
 # wireguard-go needs the TUN device; create the node if the container has the module but no node.
 if [ ! -c /dev/net/tun ]; then
   mkdir -p /dev/net

@@ -41,8 +41,9 @@ COMMAND_MODULES = {
     "rule": "validate",
     "lab": "lab",
     "diagnose": "diagnose",
+    "responder": "responder",
 }
-ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "diagnose")
+ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "diagnose", "responder")
 
 
 def __getattr__(name: str) -> Any:

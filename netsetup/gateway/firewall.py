@@ -13,11 +13,12 @@ gateway:
   and with any access the profile takes away. The mode's rules match the connection's original
   tuple (`ct original ...`), so one rule admits a flow's packets both ways and the ICMP errors
   that belong to it, and nothing of a flow the mode does not allow.
-- the gateway itself answers the tunnel only with ping on its tunnel addresses, DNS when a DNS
-  server of the profile is one of its own addresses and the VoIP path when the PBX or a media host
-  is; what it sends into the tunnel is its answers and calls. Its tunnel addresses answer the
-  tunnel only; its other interfaces are not filtered (the profile does not say who administers
-  the gateway).
+- the gateway itself answers the tunnel only with ping and the witness's UDP port on its tunnel
+  addresses, DNS when a DNS server of the profile is one of its own addresses and the VoIP path
+  when the PBX or a media host is; what it sends into the tunnel is its answers and calls. Its
+  tunnel addresses answer the tunnel only; its other interfaces are not filtered (the profile
+  does not say who administers the gateway), except that the rules record who sends to
+  WireGuard's port (timed sets the witness reads) and accept the witness's port.
 - expiry is an absolute time: an expiring peer passes through the chain of its expiry instant,
   which drops it from then on by the kernel's clock (`meta time`, unix seconds). Loading the
   same file again later never gives access back. Revoked and expired peers are not in the maps.
@@ -105,6 +106,7 @@ def render_firewall(profile: Profile, peers: Sequence[Peer], now: datetime) -> s
         lines.extend(_chain("voip", voip_rules(profile)))
     lines.extend(_expiry_chains(active))
     lines.extend(_peer_maps(active))
+    lines.extend(witness_sets(profile))
     lines.extend(_hooks(profile))
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -173,7 +175,12 @@ def _hooks(profile: Profile) -> list[str]:
     iface = profile.gateway.interface
     out = _chain(
         "input",
-        [f'iifname "{iface}" jump peer_to_gateway', *tunnel_only_rules(profile)],
+        [
+            *witness_seen_rules(profile),
+            f'iifname "{iface}" jump peer_to_gateway',
+            *tunnel_only_rules(profile),
+            *witness_outside_rules(profile),
+        ],
         head=["type filter hook input priority filter; policy accept;"],
     )
     out += _chain(
@@ -275,8 +282,9 @@ def tunnel_only_rules(profile: Profile) -> list[str]:
 
 
 def gateway_rules(profile: Profile) -> list[str]:
-    """What a peer may ask of the gateway itself: ping on its tunnel addresses, and DNS where a
-    DNS server of the profile is one of the gateway's own addresses (only those reach input)."""
+    """What a peer may ask of the gateway itself: ping on its tunnel addresses, the witness's
+    probes there, and DNS where a DNS server of the profile is one of the gateway's own
+    addresses (only those reach input)."""
     v4 = profile.network.gateway_address_v4
     rules = [f'ip daddr {v4} icmp type echo-request accept comment "ping"']
     v6 = profile.network.gateway_address_v6
@@ -287,10 +295,63 @@ def gateway_rules(profile: Profile) -> list[str]:
             f"{_family(server)} daddr {server} meta l4proto {{ tcp, udp }} th dport 53 "
             'accept comment "DNS on the gateway"'
         )
+    witness = profile.gateway.witness_port
+    if witness:
+        rules += [
+            f'{_family(a)} daddr {a} udp dport {witness} accept comment "the witness"'
+            for a in (v4, v6)
+            if a is not None
+        ]
     if profile.voip is not None:
         # a PBX (or media host) on the gateway itself: its SIP and RTP, and answers to its calls
         rules += ["ct direction original jump voip", "ct direction reply jump calls"]
     return rules
+
+
+# how long the source of a packet to WireGuard's port stays in the witness's sets
+SEEN_TIMEOUT = "10m"
+SEEN_SETS = (("wg_seen_v4", "ipv4_addr", "ip"), ("wg_seen_v6", "ipv6_addr", "ip6"))
+
+
+def witness_sets(profile: Profile) -> list[str]:
+    """The timed sets in which input records who sent to WireGuard's port, and when: what the
+    witness (`netsetup responder --role gateway`) tells an assistant about their own address.
+    None when the profile turns the witness off (`gateway.witness_port = 0`)."""
+    if not profile.gateway.witness_port:
+        return []
+    out = ["\t# sources of packets to WireGuard's port, read by the witness (netsetup responder)"]
+    for name, kind, _ in SEEN_SETS:
+        out += [
+            f"\tset {name} {{",
+            f"\t\ttype {kind}",
+            "\t\tflags dynamic,timeout",
+            f"\t\ttimeout {SEEN_TIMEOUT}",
+            "\t}",
+            "",
+        ]
+    return out
+
+
+def witness_seen_rules(profile: Profile) -> list[str]:
+    """Input fills the witness's sets from packets to WireGuard's listen port."""
+    if not profile.gateway.witness_port:
+        return []
+    port = profile.gateway.listen_port
+    return [
+        f"udp dport {port} update @{name} {{ {family} saddr }} "
+        'comment "WireGuard seen from there (for the witness)"'
+        for name, _, family in SEEN_SETS
+    ]
+
+
+def witness_outside_rules(profile: Profile) -> list[str]:
+    """The witness's UDP port, from anywhere outside the tunnel (after the rules that keep the
+    tunnel addresses for the tunnel); from the tunnel it is in `gateway_rules`."""
+    witness = profile.gateway.witness_port
+    if not witness:
+        return []
+    iface = profile.gateway.interface
+    return [f'iifname != "{iface}" udp dport {witness} accept comment "the witness"']
 
 
 def peer_rules(profile: Profile, mode: str) -> list[str]:

@@ -38,6 +38,7 @@ def build(lab: Lab) -> None:
     prepare_profile(lab)
     start_gateway(lab)
     start_services(lab)
+    start_witness(lab)
     lab.record.clients["home"] = ClientHost("home", lab.names.client_wg(0), index=0)
     tunnels.check_interface_names(lab)
     lab.record.ready = True
@@ -80,3 +81,23 @@ def start_services(lab: Lab) -> None:
         lab.save()
     office_key = hosts.directory / "sshd-office" / "ssh_host_ed25519_key.pub"
     pin_ssh_host_keys(lab.profile_dir, host_key_fingerprint(office_key))
+
+
+def start_witness(lab: Lab) -> None:
+    """The witness on the gateway, once its WireGuard and firewall are up (none when the profile
+    turns it off)."""
+    port = lab.profile().gateway.witness_port
+    if not port:
+        return
+    service = services.witness_service(
+        lab.ns("gateway"),
+        lab.profile_dir,
+        lab.state_dir,
+        lab.gateway_key_file,
+        port,
+        lab.run_dir / "services" / "witness",
+    )
+    lab.record.add_service(service)
+    lab.save()
+    services.start(service)
+    lab.save()

@@ -363,7 +363,7 @@ def _clear_stop(lab: Lab, fault: Fault) -> None:
 
 define(
     "stop",
-    "a service (kamailio, sshd, dnsmasq, files, portal, xrdp, gateway-sshd) is stopped",
+    "a service (kamailio, sshd, dnsmasq, files, portal, xrdp, gateway-sshd, witness) is stopped",
     params=(Param("service", str, "the service name"),),
     describe=lambda p: f"service {p['service']} stopped",
     target=lambda p: (p["service"],),

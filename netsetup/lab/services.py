@@ -361,6 +361,38 @@ def tcp_service(namespace: str, endpoints: list[tuple[str, int]], directory: Pat
     return Service("files", namespace, argv, str(directory / "files.log"), listens=listens)
 
 
+# -- the gateway witness ---------------------------------------------------------------------
+
+
+def witness_service(
+    namespace: str,
+    profile_dir: Path,
+    state_dir: Path,
+    key_file: Path,
+    port: int,
+    directory: Path,
+) -> Service:
+    """`netsetup responder --role gateway` on the lab's gateway: it reads the live interface's
+    key (a `wrong-key` fault is what it answers with), with the lab's key file as the fallback."""
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "netsetup",
+        "responder",
+        "--profile",
+        str(profile_dir),
+        "--role",
+        "gateway",
+        "--state-dir",
+        str(state_dir),
+        "--key-file",
+        str(key_file),
+    ]
+    listens = [f"udp:0.0.0.0:{port}", f"udp:{'::'}:{port}"]
+    return Service("witness", namespace, argv, str(directory / "witness.log"), listens=listens)
+
+
 # -- which services one lab runs ---------------------------------------------------------------
 
 

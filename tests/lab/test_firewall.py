@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -79,9 +80,15 @@ def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None
     tunnel_only = 'drop comment "the tunnel addresses answer the tunnel only"'
     assert _rules(text, "input") == [
         "type filter hook input priority filter; policy accept;",
+        *(
+            f"udp dport 51820 update @wg_seen_{v} {{ {f} saddr }} "
+            'comment "WireGuard seen from there (for the witness)"'
+            for v, f in (("v4", "ip"), ("v6", "ip6"))
+        ),
         'iifname "wg0" jump peer_to_gateway',
         f'iifname != "lo" ip daddr 198.18.10.0/24 {tunnel_only}',
         f'iifname != "lo" ip6 daddr 2001:db8:10::/64 {tunnel_only}',
+        'iifname != "wg0" udp dport 51821 accept comment "the witness"',
     ]
     assert _rules(text, "peer_to_gateway") == [
         "jump sender_active",
@@ -89,6 +96,8 @@ def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None
         'ip6 daddr 2001:db8:10::1 icmpv6 type echo-request accept comment "ping"',
         "ip daddr 192.0.2.53 meta l4proto { tcp, udp } th dport 53 accept"
         ' comment "DNS on the gateway"',
+        'ip daddr 198.18.10.1 udp dport 51821 accept comment "the witness"',
+        'ip6 daddr 2001:db8:10::1 udp dport 51821 accept comment "the witness"',
         "ct direction original jump voip",
         "ct direction reply jump calls",
         "drop",
@@ -283,7 +292,8 @@ def test_expiry_is_an_absolute_time_in_its_own_chain() -> None:
     assert f"198.18.10.3 : jump expires_{seconds}," in text
     assert f"2001:db8:10::3 : jump expires_{seconds}," in text
     assert "198.18.10.2 : jump expires" not in text  # no expiry, no expiry chain
-    assert "timeout" not in text  # nothing counts from the moment of loading
+    # nothing counts from the moment of loading (but the witness's record of who sent when)
+    assert "timeout" not in re.sub(r"\tset wg_seen_v[46] \{.*?\n\t\}", "", text, flags=re.S)
     # the same instant whenever it is rendered: a later render names the same second
     later = render_firewall(load_profile(ACME), PEERS, NOW + timedelta(days=1))
     assert f"meta time >= {seconds} drop" in later

@@ -1,0 +1,581 @@
+"""The gateway witness: answers, outside the tunnel, what only the gateway can tell an assistant.
+
+To the owner of a key (a STATUS query MAC'd with X25519 of their key and the gateway's): whether
+WireGuard packets from their public address arrived lately (the rendered firewall keeps the
+sources of packets to WireGuard's port in timed nftables sets, `wg_seen_v4` and `wg_seen_v6`),
+the state of their key (active, unknown, revoked, expired: from the profile's peer files and the
+live `wg show <iface> dump`), its last handshake and the port WireGuard really listens on. Nothing
+about any other key. A query that does not verify gets the fingerprint of the gateway's *current*
+public key, read from the live interface (so a key changed with `wg set` is what counts).
+
+To anyone: probes (an ack with the probe's token and how many bytes arrived, never the payload),
+for reachability through the tunnel and the path MTU search.
+
+No answer is longer than its query; every source is rate limited (token buckets) and so is the
+whole; a malformed packet gets no answer at all. The private key stays a `SecretKey` in memory and
+is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ipaddress
+import json
+import select
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from netsetup.keys import SecretKey, fingerprint, is_valid_key, public_from_private
+from netsetup.profile.model import Peer, PeerState, Profile
+from netsetup.responder import auth
+
+SEEN_RECENT_S = 30.0  # packets this recent count as "seen lately" (the age is told as well)
+SEEN_SETS = {4: "wg_seen_v4", 6: "wg_seen_v6"}
+TIMESTAMP_WINDOW_MS = 60_000  # a query's clock may be this far from the witness's
+REPLAY_MEMORY = 50_000  # nonces remembered (the global rate limit keeps it from filling)
+LIVE_TTL_S = 0.5  # how long a read of `wg show` and the seen sets is reused
+FRESH_S = 0.1  # a read asked for afresh (the key may have changed) is at least this old
+FILES_TTL_S = 2.0  # how long the peer files read are reused
+RECV_BYTES = 65535
+
+
+# -- what the gateway knows ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """The running WireGuard interface, as `wg show <iface> dump` tells it."""
+
+    private_key: SecretKey | None = field(default=None, repr=False)
+    listen_port: int | None = None
+    handshakes: Mapping[str, int] = field(default_factory=dict)  # peer key -> unix s (0: never)
+    key_is_live: bool = True  # False: the key is the fallback (the interface could not be read)
+
+    @property
+    def public_key(self) -> str | None:
+        return public_from_private(self.private_key) if self.private_key else None
+
+
+class GatewaySource(Protocol):
+    """Where the witness reads the gateway's state (the system, or a test's stand-in)."""
+
+    def live(self, fresh: bool = False) -> LiveState: ...
+
+    def seen_age(self, address: str) -> tuple[bool, float | None]:
+        """(whether the record could be read, seconds since `address` last sent to WireGuard's
+        port or None when it did not within the record's timeout)."""
+        ...
+
+    def peers(self) -> Mapping[str, Peer]: ...
+
+
+Runner = Callable[[Sequence[str]], str | None]
+
+
+def run_tool(argv: Sequence[str]) -> str | None:
+    """The stdout of a program, or None when it failed or is missing (never its stderr, which
+    could echo what it was given)."""
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=5, check=False, stdin=None
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def parse_dump(text: str) -> LiveState:
+    """`wg show <iface> dump`: the interface line (private key, public key, listen port,
+    fwmark), then one line per peer (public key, psk, endpoint, allowed ips, handshake, ...)."""
+    lines = [line.split("\t") for line in text.splitlines() if line.strip()]
+    if not lines or len(lines[0]) < 3:
+        return LiveState()
+    head = lines[0]
+    private = SecretKey(head[0]) if is_valid_key(head[0]) else None
+    port = int(head[2]) if head[2].isdigit() and 0 < int(head[2]) < 65536 else None
+    handshakes = {
+        parts[0]: int(parts[4]) if parts[4].isdigit() else 0
+        for parts in lines[1:]
+        if len(parts) >= 5 and is_valid_key(parts[0])
+    }
+    return LiveState(private, port, handshakes)
+
+
+def parse_seen_set(text: str) -> dict[str, float] | None:
+    """`nft -j list set ...`: each address in the set and how long ago it was last refreshed
+    (the set's timeout minus what is left of it). None when the text holds no set."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    items = document.get("nftables") if isinstance(document, dict) else None
+    found = [
+        i["set"] for i in items or [] if isinstance(i, dict) and isinstance(i.get("set"), dict)
+    ]
+    if not found:
+        return None
+    ages: dict[str, float] = {}
+    for one in found:
+        for entry in one.get("elem") or []:
+            age = _element_age(entry, one.get("timeout"))
+            if age is not None:
+                ages[age[0]] = age[1]
+    return ages
+
+
+def _element_age(entry: Any, set_timeout: Any) -> tuple[str, float] | None:
+    elem = entry.get("elem") if isinstance(entry, dict) else None
+    if not isinstance(elem, dict) or not isinstance(elem.get("val"), str):
+        return None
+    timeout = elem.get("timeout", set_timeout)
+    expires = elem.get("expires")
+    if not isinstance(timeout, int | float) or not isinstance(expires, int | float):
+        return None
+    try:
+        address = str(ipaddress.ip_address(elem["val"]))
+    except ValueError:
+        return None
+    return address, max(0.0, float(timeout) - float(expires))
+
+
+class _Cached:
+    """One value, read again when older than `ttl` seconds, or on demand (`fresh`) when older
+    than FRESH_S: a flood of forged queries cannot make the witness run `wg` for each."""
+
+    def __init__(self, ttl: float, read: Callable[[], Any]) -> None:
+        self.ttl, self.read = ttl, read
+        self.value: Any = None
+        self.at = float("-inf")
+
+    def get(self, fresh: bool = False) -> Any:
+        now = time.monotonic()
+        if now - self.at > (FRESH_S if fresh else self.ttl):
+            self.value, self.at = self.read(), now
+        return self.value
+
+
+class SystemGateway:
+    """The gateway's state from `wg show`, `nft -j list set` and the profile's peer files."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        key_file: SecretKey | None = None,
+        runner: Runner = run_tool,
+        table: str | None = None,
+    ) -> None:
+        from netsetup.gateway.firewall import table_name
+
+        self.profile = profile
+        self.interface = profile.gateway.interface
+        self.table = table or table_name(self.interface)
+        self.fallback_key = key_file
+        self.runner = runner
+        self._live = _Cached(LIVE_TTL_S, self._read_live)
+        self._seen = {v: _Cached(LIVE_TTL_S, partial(self._read_seen, v)) for v in SEEN_SETS}
+        self._peers = _Cached(FILES_TTL_S, self._read_peers)
+
+    def __repr__(self) -> str:
+        return f"SystemGateway({self.profile.id!r}, {self.interface!r})"
+
+    def live(self, fresh: bool = False) -> LiveState:
+        state: LiveState = self._live.get(fresh)
+        return state
+
+    def _read_live(self) -> LiveState:
+        text = self.runner(["wg", "show", self.interface, "dump"])
+        state = parse_dump(text) if text else LiveState()
+        if state.private_key is None and self.fallback_key is not None:
+            return LiveState(self.fallback_key, state.listen_port, state.handshakes, False)
+        return state
+
+    def _read_seen(self, version: int) -> dict[str, float] | None:
+        text = self.runner(["nft", "-j", "list", "set", "inet", self.table, SEEN_SETS[version]])
+        return parse_seen_set(text) if text else None
+
+    def seen_age(self, address: str) -> tuple[bool, float | None]:
+        version = ipaddress.ip_address(address).version
+        ages: dict[str, float] | None = self._seen[version].get()
+        return (False, None) if ages is None else (True, ages.get(address))
+
+    def peers(self) -> Mapping[str, Peer]:
+        peers: Mapping[str, Peer] = self._peers.get()
+        return peers
+
+    def _read_peers(self) -> dict[str, Peer]:
+        from netsetup.profile.store import parse_peer_file
+
+        by_key: dict[str, Peer] = {}
+        try:
+            paths = sorted(self.profile.peers_dir.glob("*.toml"))
+        except OSError:
+            paths = []
+        for path in paths:
+            if path.name.startswith("."):
+                continue
+            peer, _ = parse_peer_file(path)
+            if peer is None:
+                continue
+            known = by_key.get(peer.public_key)
+            # a key in two records (a retired one and a live one): the live one speaks
+            if known is None or known.status == "revoked":
+                by_key[peer.public_key] = peer
+        return by_key
+
+
+def key_state(public_key: str, source: GatewaySource, now: datetime) -> str:
+    """What the gateway thinks of `public_key`: revoked or expired by the profile, else active
+    when the live interface has it, else unknown."""
+    peer = source.peers().get(public_key)
+    if peer is not None:
+        state = peer.state(now)
+        if state != PeerState.active:
+            return state.value
+    return "active" if public_key in source.live().handshakes else "unknown"
+
+
+# -- rate limits and replays ---------------------------------------------------------------------
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Answers per second (and bursts) per source address and for the whole witness."""
+
+    per_source: float = 20.0
+    per_source_burst: float = 40.0
+    total: float = 200.0
+    total_burst: float = 400.0
+    sources: int = 10_000  # buckets kept; the oldest go first
+
+
+class RateLimiter:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.total = TokenBucket(limits.total, limits.total_burst)
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def allow(self, source: str) -> bool:
+        now = time.monotonic()
+        bucket = self.buckets.pop(source, None)
+        if bucket is None:
+            bucket = TokenBucket(self.limits.per_source, self.limits.per_source_burst)
+            while len(self.buckets) >= self.limits.sources:
+                self.buckets.popitem(last=False)
+        self.buckets[source] = bucket
+        return bucket.take(now) and self.total.take(now)
+
+
+class ReplayGuard:
+    """Nonces of the queries answered within the timestamp window: each is answered once."""
+
+    def __init__(self, window_ms: int = TIMESTAMP_WINDOW_MS, memory: int = REPLAY_MEMORY) -> None:
+        self.window_ms, self.memory = window_ms, memory
+        self.seen: OrderedDict[bytes, int] = OrderedDict()
+
+    def fresh(self, nonce: bytes, now_ms: int) -> bool:
+        """True the first time `nonce` is shown (and remembered); False for a replay, or when
+        the memory is full of nonces still in their window (refused rather than forgotten)."""
+        while self.seen and next(iter(self.seen.values())) < now_ms:
+            self.seen.popitem(last=False)
+        if nonce in self.seen or len(self.seen) >= self.memory:
+            return False
+        self.seen[nonce] = now_ms + 2 * self.window_ms
+        return True
+
+
+# -- the witness -------------------------------------------------------------------------------
+
+
+def _source_address(host: str) -> str:
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+class Witness:
+    """Turns one datagram into its answer (or None). No I/O of its own besides `source`."""
+
+    def __init__(
+        self,
+        source: GatewaySource,
+        limits: Limits | None = Limits(),
+        *,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.source = source
+        self.limiter = RateLimiter(limits) if limits is not None else None
+        self.replays = ReplayGuard()
+        self.wall_ms = wall_ms
+
+    def __repr__(self) -> str:
+        return f"Witness({self.source!r})"
+
+    def handle(self, packet: bytes, host: str) -> bytes | None:
+        """The answer to `packet` from address `host`, never longer than `packet`."""
+        try:
+            address = _source_address(host)
+        except ValueError:
+            return None
+        if self.limiter is not None and not self.limiter.allow(address):
+            return None
+        try:
+            answer = self._answer(packet, address)
+        except (auth.Malformed, ValueError):
+            return None
+        return answer if answer is not None and len(answer) <= len(packet) else None
+
+    def _answer(self, packet: bytes, address: str) -> bytes | None:
+        kind = auth.packet_type(packet)
+        if kind == auth.T_PROBE:
+            return auth.build_ack(auth.probe_token(packet), len(packet))
+        if kind == auth.T_QUERY:
+            return self._status(auth.parse_query(packet), address)
+        return None
+
+    def _keys(self, query: auth.Query, live: LiveState) -> tuple[bytes, bytes] | None:
+        if live.private_key is None or live.public_key is None:
+            return None
+        gateway_public = auth.raw_key(live.public_key)
+        keys = auth.shared_keys(
+            auth.raw_key(live.private_key.reveal()),
+            query.client_public,
+            query.client_public,
+            gateway_public,
+        )
+        return keys if query.verifies(keys[0]) else None
+
+    def _status(self, query: auth.Query, address: str) -> bytes | None:
+        live = self.source.live()
+        keys = self._keys(query, live)
+        if keys is None:  # perhaps the key changed since the last read: read it again once
+            live = self.source.live(fresh=True)
+            keys = self._keys(query, live)
+        if keys is None:
+            if live.public_key is None:
+                return None  # no key to speak for: say nothing rather than something wrong
+            return auth.build_mismatch(query.nonce, fingerprint(live.public_key))
+        answer_key = keys[1]
+        now_ms = self.wall_ms()
+        if abs(now_ms - query.timestamp_ms) > TIMESTAMP_WINDOW_MS:
+            return auth.build_stale(query.nonce, answer_key, now_ms)
+        if not self.replays.fresh(query.nonce, now_ms):
+            return None
+        return auth.build_status(query.nonce, answer_key, self._facts(query, address, live))
+
+    def _facts(self, query: auth.Query, address: str, live: LiveState) -> auth.Status:
+        public = base64.b64encode(query.client_public).decode("ascii")
+        now = datetime.fromtimestamp(self.wall_ms() / 1000, UTC)
+        known, seen_age = self.source.seen_age(address)
+        handshake = live.handshakes.get(public, 0)
+        recent = seen_age is not None and seen_age <= SEEN_RECENT_S
+        return auth.Status(
+            seen_recently=recent if known else None,
+            seen_age_s=seen_age,
+            key_state=key_state(public, self.source, now),
+            last_handshake_age_s=max(0.0, now.timestamp() - handshake) if handshake else None,
+            listen_port=live.listen_port,
+            public_address=address,
+        )
+
+
+# -- serving -----------------------------------------------------------------------------------
+
+
+# Linux's values; Python's socket module leaves these two out
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ifindex, local address (spec_dst), header destination
+_IN6_PKTINFO = struct.Struct("=16si")  # address, ifindex
+
+
+def open_sockets(addresses: Iterable[str], port: int) -> list[socket.socket]:
+    """One UDP socket per address (`0.0.0.0` and `::` for every address). An address that is
+    not (yet) on the machine is bound all the same (IP_FREEBIND), so the gateway's tunnel
+    addresses can be served before the interface is up. Each socket learns the address a query
+    was sent to, so that the answer leaves from it (a NAT on the way expects it from there)."""
+    sockets: list[socket.socket] = []
+    try:
+        for text in addresses:
+            address = ipaddress.ip_address(text)
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sockets.append(sock)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if not address.is_unspecified:
+                sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            _learn_destination(sock)
+            sock.bind((str(address), port))
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _learn_destination(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # elsewhere than Linux: the route decides
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+
+
+def _reply_from(ancillary: list[tuple[int, int, bytes]]) -> list[Any]:
+    """The control message that makes an answer leave from the address its query was sent to."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+            _, _, destination = _IN_PKTINFO.unpack_from(data)
+            return [(level, kind, _IN_PKTINFO.pack(0, destination, bytes(4)))]
+        v6 = level == socket.IPPROTO_IPV6 and kind == getattr(socket, "IPV6_PKTINFO", -1)
+        if v6 and len(data) >= _IN6_PKTINFO.size:
+            destination, index = _IN6_PKTINFO.unpack_from(data)
+            # a link-local destination needs its interface; any other one does not
+            keep = index if destination[:2] == b"\xfe\x80" else 0
+            return [(level, kind, _IN6_PKTINFO.pack(destination, keep))]
+    return []
+
+
+def serve(
+    witness: Witness,
+    sockets: Sequence[socket.socket],
+    stop: threading.Event,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Answer datagrams on `sockets` until `stop` is set. A packet that breaks the witness is
+    reported to `on_error` and dropped: one bad packet never ends the service."""
+    while not stop.is_set():
+        ready, _, _ = select.select(list(sockets), [], [], 0.2)
+        for sock in ready:
+            _serve_one(witness, sock, on_error)
+
+
+def _serve_one(
+    witness: Witness, sock: socket.socket, on_error: Callable[[BaseException], None] | None
+) -> None:
+    try:
+        packet, ancillary, _, peer = sock.recvmsg(RECV_BYTES, 256)
+    except OSError:
+        return
+    try:
+        answer = witness.handle(packet, str(peer[0]))
+        if answer is not None:
+            sock.sendmsg([answer], _reply_from(ancillary), 0, peer)
+    except OSError:
+        pass
+    except Exception as exc:
+        if on_error is not None:
+            on_error(exc)
+
+
+EVERY_ADDRESS = ("0.0.0.0", "::")
+
+
+def listen_addresses(profile: Profile, listen: Sequence[str]) -> list[str]:
+    """`listen` (default: every address) and the gateway's tunnel addresses, once each."""
+    chosen = list(listen) or list(EVERY_ADDRESS)
+    if listen:
+        network = profile.network
+        tunnel = [network.gateway_address_v4, network.gateway_address_v6]
+        chosen += [str(a) for a in tunnel if a is not None]
+    return list(dict.fromkeys(str(ipaddress.ip_address(a)) for a in chosen))
+
+
+def gateway_key(
+    profile: Profile, key_file: Path | None, state_dir: Path | None
+) -> SecretKey | None:
+    """The fallback private key (the live interface's comes first): `key_file`, else the one in
+    the state directory, else None. A key file that was named but cannot be read is an error."""
+    from netsetup.errors import InputError
+    from netsetup.state import StateDir
+
+    if key_file is None:
+        return StateDir(state_dir).load_gateway_key(profile.id)
+    try:
+        return SecretKey(key_file.read_text().strip())
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the gateway key: {exc.strerror or type(exc).__name__}",
+            where=str(key_file),
+        ) from None
+    except ValueError:
+        raise InputError(
+            "the gateway key file holds no WireGuard key", where=str(key_file)
+        ) from None
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Where a started witness listens (what the CLI tells its operator)."""
+
+    profile_id: str
+    port: int
+    addresses: tuple[str, ...]
+    interface: str
+    key: str  # whose key it answers with: "live", "fallback" or "none" (then it stays silent)
+
+
+def run_gateway_witness(
+    profile: Profile,
+    *,
+    listen: Sequence[str] = (),
+    key_file: Path | None = None,
+    state_dir: Path | None = None,
+    stop: threading.Event,
+    on_ready: Callable[[Serving], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Serve the witness of `profile`'s gateway until `stop` is set."""
+    from netsetup.errors import EnvironmentProblem, InputError
+
+    port = profile.gateway.witness_port
+    if port == 0:
+        raise InputError(
+            "the profile turns the witness off (gateway.witness_port = 0)",
+            where=str(profile.profile_file),
+        )
+    try:
+        addresses = listen_addresses(profile, listen)
+    except ValueError:
+        raise InputError("--listen takes IP addresses") from None
+    source = SystemGateway(profile, gateway_key(profile, key_file, state_dir))
+    try:
+        sockets = open_sockets(addresses, port)
+    except OSError as exc:
+        raise EnvironmentProblem.from_os_error(exc, where=f"udp port {port}") from None
+    try:
+        if on_ready is not None:
+            live = source.live()
+            key = "none" if live.private_key is None else "live" if live.key_is_live else "fallback"
+            on_ready(Serving(str(profile.id), port, tuple(addresses), source.interface, key))
+        serve(Witness(source), sockets, stop, on_error)
+    finally:
+        for sock in sockets:
+            sock.close()
