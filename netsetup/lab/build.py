@@ -81,6 +81,7 @@ def start_services(lab: Lab) -> None:
         lab.save()
     office_key = hosts.directory / "sshd-office" / "ssh_host_ed25519_key.pub"
     pin_ssh_host_keys(lab.profile_dir, host_key_fingerprint(office_key))
+    services.trust_portal_certificate(lab.ns("home"), hosts.directory / "portal")
 
 
 def start_witness(lab: Lab) -> None:

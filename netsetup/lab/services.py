@@ -550,3 +550,32 @@ def xrdp_service(name: str, namespace: str, address: str, port: int, directory: 
     argv = ["xrdp", "--nodaemon", "--config", str(config)]
     listens = [f"tcp:{address}:{port}"]
     return Service(name, namespace, argv, str(directory / "xrdp.out"), listens=listens)
+
+
+# -- the assistant's machine trusts the lab's portal certificate ----------------------------------
+
+HOST_SSL_DIR = Path("/etc/ssl")
+CA_BUNDLE = Path("certs") / "ca-certificates.crt"
+
+
+def trust_portal_certificate(namespace: str, portal_directory: Path) -> Path | None:
+    """Let programs run in `namespace` (`ip netns exec`) trust the lab portal's certificate, as a
+    company hands its certificate to its assistants' machines: a copy of the host's /etc/ssl
+    with the certificate added to the CA bundle, under /etc/netns/<namespace>/ssl (which
+    `ip netns exec` mounts over /etc/ssl; it goes with the namespace's other files at `down`).
+    The host's own /etc/ssl is never written. Returns the bundle (None: no portal)."""
+    import shutil
+
+    from netsetup.lab.topology import NETNS_ETC
+
+    cert = portal_directory / "sip-cert.pem"  # make_certificate's name for it
+    if not cert.exists():
+        return None
+    copy = NETNS_ETC / namespace / "ssl"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(HOST_SSL_DIR, copy, symlinks=True)
+    bundle = copy / CA_BUNDLE
+    existing = bundle.read_text() if bundle.exists() else ""
+    bundle.unlink(missing_ok=True)  # a symlink on some systems: never write through it
+    bundle.write_text(existing.rstrip("\n") + "\n" + cert.read_text())
+    return bundle
