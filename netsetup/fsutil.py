@@ -15,7 +15,6 @@ for tests only and nothing else sets it. Unset, `change_point()` only counts.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -59,6 +58,12 @@ def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
+# O_CLOEXEC is POSIX; O_BINARY is Windows' (bytes as they are)
+_WRITE_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
 def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644, durable: bool = True) -> None:
     """Replace `path` with `data` atomically; the file has `mode` from its first byte.
 
@@ -69,9 +74,10 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644, durable: b
     directory = path.parent
     # O_EXCL on a random name is what tempfile.mkstemp does, without importing tempfile/random
     tmp_name = str(directory / f".{path.name}.{os.urandom(6).hex()}.tmp")
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp_name, _WRITE_FLAGS, 0o600)
     try:
-        os.fchmod(fd, mode)
+        if hasattr(os, "fchmod"):  # not on Windows (diagnose's reports are written there)
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
             if durable:
@@ -88,6 +94,8 @@ def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644, durable: b
 
 
 def fsync_dir(directory: Path) -> None:
+    if os.name == "nt":  # a folder cannot be opened, nor synced, on Windows
+        return
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -177,6 +185,8 @@ def locked(lock_path: Path) -> Iterator[None]:
 
     The kernel drops the lock when the process dies, so a SIGKILL never leaves a stale lock.
     """
+    import fcntl  # POSIX only: the admin's side, never diagnose's on Windows
+
     # never through a link: O_CREAT would make its target
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from netsetup.cli.app import app, streams_of
 from netsetup.errors import ExitCode, InputError
+
+if TYPE_CHECKING:
+    from netsetup.cli.app import Streams
+    from netsetup.diagnose.context import DiagnoseContext
+    from netsetup.diagnose.privacy import Redactor
+    from netsetup.diagnose.report.text import Terminal
+    from netsetup.diagnose.result import DiagnoseReport
 
 
 @app.command()
@@ -37,40 +44,138 @@ def diagnose(
     as_json: Annotated[bool, typer.Option("--json", help="Print the netsetup.diagnose/1 JSON.")] = (
         False
     ),
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write report.html, report.md and report.json into this folder (made if "
+            "needed), to send to your company's IT.",
+        ),
+    ] = None,
     include_public_ip: Annotated[
         bool,
-        typer.Option("--include-public-ip", help="Show your public IP address in the report."),
+        typer.Option(
+            "--include-public-ip",
+            help="Show public IP addresses (yours, the gateway's) instead of hiding them.",
+        ),
     ] = False,
 ) -> None:
     """Check your connection to the company and say what is wrong, how to fix it, who must act.
 
-    Exit status: 0 nothing failed, 1 a check failed, 2 bad input, 130 interrupted.
+    The answer comes in plain words: the verdict first, then each problem with its fix and who
+    must act (you, your company's IT, or your internet provider). No key and (unless
+    --include-public-ip) no public IP address appears in the output or the reports.
+
+    Exit status: 0 nothing failed, 1 a check failed, 2 bad input, 130 interrupted (Ctrl-C: what
+    was found is still shown and written).
 
     Example:
 
-        netsetup diagnose --config wg-acme.conf
+        netsetup diagnose --config wg-acme.conf --report diagnose-report
     """
-    import json
-
     from netsetup.diagnose.context import DiagnoseOptions
-    from netsetup.diagnose.result import Status
-    from netsetup.diagnose.run import diagnose as run_diagnose
+    from netsetup.diagnose.privacy import Redactor
     from netsetup.diagnose.run import load_context
 
     if not 0 < deadline <= 600:
         raise InputError(f"--deadline must be between 0 and 600 seconds, not {deadline:g}")
+    if report is not None:
+        from netsetup.diagnose.report import check_report_folder
+
+        check_report_folder(report)
     streams = streams_of(ctx)
     wanted = tuple(item.strip() for item in (only or "").split(",") if item.strip())
     options = DiagnoseOptions(deadline_s=deadline, only=wanted, include_public_ip=include_public_ip)
     run = load_context(config, profile, options)
-    report = run_diagnose(run)
-    if as_json:
-        streams.stdout.write(json.dumps(report.to_envelope(), indent=2) + "\n")
-    else:
-        for result in report.checks:
-            streams.stdout.write(f"{result.status:7} {result.id}: {result.outcome.summary}\n")
-        streams.stdout.write(f"verdict: {report.verdict}\n")
-    if report.interrupted:
+    redactor = Redactor.for_config(run.config, include_public_ip)
+    with _CtrlC() as ctrl_c:
+        result = _run(run, redactor, None if as_json else _terminal(streams), ctrl_c)
+        _output(result, streams, as_json, report)
+    if result.interrupted or ctrl_c.caught:
         raise typer.Exit(ExitCode.INTERRUPTED)
-    if report.verdict is Status.fail:
+    from netsetup.diagnose.result import Status
+
+    if result.verdict is Status.fail:
         raise typer.Exit(ExitCode.FINDINGS)
+
+
+def _terminal(streams: Streams) -> Terminal:
+    from netsetup.diagnose.report.text import Terminal
+
+    return Terminal(streams.stdout, streams.stdout_is_terminal)
+
+
+def _run(
+    run: DiagnoseContext, redactor: Redactor, terminal: Terminal | None, ctrl_c: _CtrlC
+) -> DiagnoseReport:
+    """The checks, each one's line shown as it ends (redacted like the rest); the report."""
+    from netsetup.diagnose.explain import check_view
+    from netsetup.diagnose.result import CheckResult
+    from netsetup.diagnose.run import diagnose as run_diagnose
+
+    if terminal is None:
+        found = run_diagnose(run)
+        ctrl_c.deferring = True
+        return redactor.report(found)
+
+    def show(result: CheckResult) -> None:
+        terminal.check(check_view(redactor.result(result), run.info.contact))
+
+    with terminal.progress(f"Checking your connection (at most {run.options.deadline_s:g} s) ..."):
+        found = run_diagnose(run, show)
+        ctrl_c.deferring = True
+    return redactor.report(found)
+
+
+def _output(result: DiagnoseReport, streams: Streams, as_json: bool, folder: Path | None) -> None:
+    from netsetup.diagnose.privacy import scrub_keys
+
+    written = None
+    if folder is not None:
+        from netsetup.diagnose.report import write_reports
+
+        written = write_reports(result, folder)
+    if as_json:
+        from netsetup.diagnose.report.json import render_json
+
+        streams.stdout.write(scrub_keys(render_json(result)))
+        return
+    from netsetup.diagnose.explain import report_view
+
+    _terminal(streams).summary(report_view(result), written.html if written else None)
+
+
+class _CtrlC:
+    """Ctrl-C while the checks run ends the run (the engine keeps what finished and marks the
+    rest unknown); once the output and reports are being written, it is only noted, and the
+    command exits 130 when they are complete: what was found is never lost half-way."""
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.caught = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.deferring:
+            self.caught = True
+            return
+        from netsetup.cli import Interrupted
+
+        raise Interrupted("interrupted")
+
+    def __enter__(self) -> _CtrlC:
+        import signal
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread (an embedding caller): nothing to change
+            return self
+        self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous or signal.SIG_DFL)

@@ -207,6 +207,53 @@ def demo(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> No
         raise typer.Exit(int(ExitCode.FINDINGS))
 
 
+@lab_app.command(
+    "diagnose", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def diagnose_command(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Options for `netsetup diagnose` (--json, --report DIR, --only ...)."),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Run as this unprivileged user (as an assistant would)."),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="The assistant's host.")] = "home",
+    lab: LabOpt = None,
+) -> None:
+    """Run `netsetup diagnose` on the assistant's machine in the lab, against the running lab.
+
+    Its output and exit status are diagnose's own. A --report folder is taken from here
+    (the run itself starts elsewhere); with --user, that user must be able to write it.
+
+    Example:
+
+        sudo netsetup lab diagnose --report /tmp/diagnose-report
+
+        sudo netsetup lab diagnose --user netsetup-lab -- --json
+    """
+    _start()
+    from netsetup.lab.diagnose import run_diagnose
+
+    extra: dict[str, Any] = {"user": user} if user else {}  # as root unless asked
+    result = run_diagnose(_load(lab), _report_path_absolute(list(args or [])), host=host, **extra)
+    typer.echo(result.stdout, nl=False)
+    typer.echo(result.stderr, nl=False, err=True)
+    raise typer.Exit(result.returncode)
+
+
+def _report_path_absolute(args: list[str]) -> list[str]:
+    """diagnose's --report folder as an absolute path: the lab runs it from another folder."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--report" and i + 1 < len(out):
+            out[i + 1] = str(Path(out[i + 1]).absolute())
+        elif arg.startswith("--report="):
+            out[i] = "--report=" + str(Path(arg.partition("=")[2]).absolute())
+    return out
+
+
 def fault_add(kind: str, lab: str | None, json_out: bool, **given: object) -> None:
     """Inject a fault into a running lab.
 

@@ -96,6 +96,15 @@ def responder(
             f"witness of {serving.profile_id} (WireGuard interface {serving.interface}) "
             f"listening on udp {where}\n"
         )
+        if serving.key != "live":
+            streams.stderr.write(
+                f"warning: cannot read the key of {serving.interface} (`wg show`, needs root); "
+                + (
+                    "answering with the fallback key (--key-file or the state directory)\n"
+                    if serving.key == "fallback"
+                    else "no fallback key either: status queries get no answer until it can\n"
+                )
+            )
         streams.stderr.flush()
 
     def failed(exc: BaseException) -> None:

@@ -117,6 +117,9 @@ class DiagnoseReport:
     config: str | None  # the config file's name (not its contents)
     profile_id: str | None
     interrupted: bool = False
+    company: str | None = None  # the company's name, as the config or profile gives it
+    contact: str | None = None  # whom the assistant asks at the company's IT
+    public_ip_shown: bool = False  # --include-public-ip: public addresses were left as found
 
     @property
     def verdict(self) -> Status:
@@ -137,5 +140,9 @@ class DiagnoseReport:
             "platform": self.platform,
             "config": self.config,
             "profile": self.profile_id,
+            "company": self.company,
+            "contact": self.contact,
+            "public_ip_shown": self.public_ip_shown,
+            "problems": [c.id for c in self.problems],
             "checks": [c.to_dict() for c in self.checks],
         }

@@ -64,4 +64,6 @@ def diagnose(ctx: DiagnoseContext, on_result: OnResult = lambda r: None) -> Diag
         config=ctx.config.name,
         profile_id=ctx.info.profile_id,
         interrupted=interrupted,
+        company=ctx.info.company,
+        contact=ctx.info.contact,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netsetup.lab import admin, cleanup, services, topology, tunnels, wireguard
-from netsetup.lab.labprofile import write_lab_profile
+from netsetup.lab.labprofile import host_key_fingerprint, pin_ssh_host_keys, write_lab_profile
 from netsetup.lab.proc import LabError, require_kamailio_tls, require_programs
 from netsetup.lab.record import ClientHost, run_base
 
@@ -79,6 +79,9 @@ def start_services(lab: Lab) -> None:
         lab.save()  # recorded before it starts: `down` stops it even if we die meanwhile
         services.start(service)
         lab.save()
+    office_key = hosts.directory / "sshd-office" / "ssh_host_ed25519_key.pub"
+    pin_ssh_host_keys(lab.profile_dir, host_key_fingerprint(office_key))
+    services.trust_portal_certificate(lab.ns("home"), hosts.directory / "portal")
 
 
 def start_witness(lab: Lab) -> None:

@@ -2,7 +2,7 @@
 
 The checks are the same measurements the lab tests make, from the assistant's machine through
 the tunnel: the gateway, the company DNS, SIP OPTIONS over each transport, the SSH banner and the
-file server's port.
+file server's port. It ends with `netsetup diagnose`, as the assistant would run it at home.
 """
 
 from __future__ import annotations
@@ -102,6 +102,22 @@ def _resolve(profile: Profile, host: object) -> object | None:
     return next((address for name, address in profile.dns.records if name == host), None)
 
 
+def diagnose_check(lab: Lab, echo: Callable[[str], None]) -> Check:
+    """What the assistant would run at home: `netsetup diagnose`, its output shown as is. It
+    passes when no check failed (exit 0; a warning is still shown)."""
+    import re
+
+    from netsetup.lab.diagnose import run_diagnose
+
+    echo("netsetup diagnose, on the assistant's machine:")
+    ran = run_diagnose(lab)
+    for line in (ran.stdout + ran.stderr).splitlines():
+        echo(f"  | {line}")
+    verdict = re.search(r"(?m)^(PASS|WARN|UNKNOWN|FAIL): (.*)$", ran.stdout)
+    detail = f"{verdict.group(1)}: {verdict.group(2)}" if verdict else f"exit {ran.returncode}"
+    return Check("netsetup diagnose", ran.returncode == 0, detail)
+
+
 def run_demo(profile: str | Path, echo: Callable[[str], None]) -> DemoResult:
     """Up, connect, check, down. The caller keeps SIGTERM turned into an interrupt (the CLI does)
     so the `finally` below also runs on SIGTERM; `down` itself defers signals until it is done."""
@@ -120,6 +136,7 @@ def run_demo(profile: str | Path, echo: Callable[[str], None]) -> DemoResult:
         echo(f"handshake after {handshake:.2f}s" if handshake is not None else "no handshake!")
         result = DemoResult(lab.prefix, handshake, up_s)
         result.checks = tunnel_checks(lab)
+        result.checks.append(diagnose_check(lab, echo))
         return result
     finally:
         echo(f"tearing down lab {lab.prefix}")

@@ -363,7 +363,7 @@ def _clear_stop(lab: Lab, fault: Fault) -> None:
 
 define(
     "stop",
-    "a service (kamailio, sshd, dnsmasq, files, gateway-sshd) is stopped",
+    "a service (kamailio, sshd, dnsmasq, files, portal, xrdp, gateway-sshd, witness) is stopped",
     params=(Param("service", str, "the service name"),),
     describe=lambda p: f"service {p['service']} stopped",
     target=lambda p: (p["service"],),
@@ -480,4 +480,130 @@ define(
     prepare=_prepare_home_subnet,
     apply=_home_subnet,
     undo=_clear_home_subnet,
+)
+
+
+# -- a company name removed from DNS ------------------------------------------------------------
+
+
+def _host_record(name: str) -> str:
+    return f"--host-record={name},"
+
+
+def _prepare_dns_remove(lab: Lab, fault: Fault) -> Fault:
+    name = fault.params["name"]
+    if "dnsmasq" not in lab.record.services:
+        raise InputError("fault dns-remove: this lab runs no DNS server (dnsmasq)")
+    argv = lab.record.service("dnsmasq").argv
+    known = [a.split("=", 1)[1].split(",", 1)[0] for a in argv if a.startswith("--host-record=")]
+    if name not in known:
+        raise InputError(
+            f"fault dns-remove: the lab's DNS has no {name!r} (names: {', '.join(known)})"
+        )
+    return replace(fault, undo={"argv": list(argv)})
+
+
+def _restart_dnsmasq(lab: Lab, argv: list[str]) -> None:
+    lab.stop_service("dnsmasq")
+    lab.record.service("dnsmasq").argv = argv
+    lab.save()
+    lab.start_service("dnsmasq")
+
+
+def _dns_remove(lab: Lab, fault: Fault) -> Params:
+    argv = [a for a in fault.undo["argv"] if not a.startswith(_host_record(fault.params["name"]))]
+    _restart_dnsmasq(lab, argv)
+    return {}
+
+
+define(
+    "dns-remove",
+    "a company name no longer answers: dnsmasq is restarted without its record (NXDOMAIN)",
+    params=(Param("name", str, "the company DNS name to remove"),),
+    describe=lambda p: f"DNS name {p['name']} removed from the company's DNS",
+    target=lambda p: ("dnsmasq",),  # each restart rewrites dnsmasq's arguments: one at a time
+    prepare=_prepare_dns_remove,
+    apply=_dns_remove,
+    undo=lambda lab, fault: _restart_dnsmasq(lab, list(fault.undo["argv"])),
+)
+
+
+# -- a TCP port in the office closed with RST -------------------------------------------------
+
+
+ANY_ADDRESS = "any"
+
+
+def _close_port(lab: Lab, fault: Fault) -> Params:
+    p = fault.params
+    match = ""
+    if p["address"] != ANY_ADDRESS:
+        family = "ip6" if ":" in p["address"] else "ip"
+        match = f"{family} daddr {p['address']} "
+    rule = f"{match}tcp dport {p['port']} reject with tcp reset"
+    nft_load(lab.ns("office"), _filter_table(table_name(fault.id), [rule], ("input",)))
+    return {}
+
+
+def _prepare_close_port(lab: Lab, fault: Fault) -> Fault:
+    address = fault.params["address"]
+    if address != ANY_ADDRESS:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise InputError(f"fault close-port: {address!r} is not an IP address") from None
+    return fault
+
+
+define(
+    "close-port",
+    "a TCP port in the office answers with RST (nft `reject with tcp reset`): a stopped service",
+    params=(
+        Param("port", int, "the TCP port", bounds=(1, 65535)),
+        Param("address", str, "only on this office address", ANY_ADDRESS),
+    ),
+    describe=lambda p: (
+        f"tcp port {p['port']} closed (RST) in the office"
+        + (f" on {p['address']}" if p["address"] else "")
+    ),
+    target=lambda p: (p["address"], p["port"]),
+    prepare=_prepare_close_port,
+    apply=_close_port,
+    undo=lambda lab, fault: _drop_table(lab, fault, "office"),
+)
+
+
+# -- the office sshd's host key changed -------------------------------------------------------
+
+
+def _office_host_key(lab: Lab) -> Path:
+    return Path(lab.record.service("sshd").log).parent / "ssh_host_ed25519_key"
+
+
+def _ssh_hostkey(lab: Lab, fault: Fault) -> Params:
+    key = _office_host_key(lab)
+    lab.stop_service("sshd")
+    for suffix in ("", ".pub"):  # the pinned key is kept beside it, for `clear`
+        Path(f"{key}{suffix}").replace(f"{key}.pinned{suffix}")
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    lab.start_service("sshd")
+    return {}
+
+
+def _clear_ssh_hostkey(lab: Lab, fault: Fault) -> None:
+    key = _office_host_key(lab)
+    if not Path(f"{key}.pinned").exists():
+        return  # the key was never replaced
+    lab.stop_service("sshd")
+    for suffix in ("", ".pub"):
+        Path(f"{key}.pinned{suffix}").replace(f"{key}{suffix}")
+    lab.start_service("sshd")
+
+
+define(
+    "ssh-hostkey",
+    "the office sshd gets a new host key and restarts (the profile still pins the old one)",
+    describe=lambda p: "the office SSH server's host key was replaced",
+    apply=_ssh_hostkey,
+    undo=_clear_ssh_hostkey,
 )

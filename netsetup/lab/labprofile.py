@@ -49,3 +49,25 @@ def expire_peer(profile: Profile, name: PeerName, now: datetime) -> datetime:
     expires = now - EXPIRED_SINCE
     write_peer(profile, dataclasses.replace(load_peer(profile, name), expires=expires))
     return expires
+
+
+def host_key_fingerprint(public_key_file: Path) -> str:
+    """`SHA256:...` of an OpenSSH public key file, as `ssh-keygen -lf` prints it."""
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(public_key_file.read_text().split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def pin_ssh_host_keys(profile_dir: Path, fingerprint: str) -> None:
+    """Pin `fingerprint` on every `ssh` target of the lab's profile copy (the office's sshd
+    serves them all), as an admin pins a server's key after checking it once."""
+    path = profile_dir / "profile.toml"
+    data = tomllib.loads(path.read_text())
+    diagnose = data.get("diagnose")
+    targets = diagnose.get("targets", []) if isinstance(diagnose, dict) else []
+    for target in targets:
+        if isinstance(target, dict) and target.get("kind") == "ssh":
+            target["host_key"] = fingerprint
+    atomic_write(path, tomlwrite.dumps(data), mode=0o644)

@@ -431,9 +431,11 @@ def lab_services(
             hosts.authorized_keys,
         ),
     ]
-    endpoints = sorted({(str(s.host), s.port) for s in plan.tcp_services})
+    https = target_endpoints(profile, plan, "https")
+    endpoints = sorted({(str(s.host), s.port) for s in plan.tcp_services} - set(https))
     if endpoints:
         wanted.append(tcp_service(hosts.office, endpoints, hosts.directory / "files"))
+    wanted += _target_services(profile, plan, hosts, now)
     return [s for s in wanted if s is not None]
 
 
@@ -468,3 +470,112 @@ def _sip_service(
         hosts.directory / "kamailio",
         now,
     )
+
+
+# -- diagnose targets of kind https (the portal over TLS) and rdp (xrdp) -----------------------
+
+TARGET_DEFAULT_PORTS = {"https": 443, "rdp": 3389}
+XRDP_INI = Path("/etc/xrdp/xrdp.ini")
+
+
+def target_endpoints(profile: Profile, plan: LabPlan, kind: str) -> list[tuple[str, int]]:
+    """(address, port) of the profile's diagnose targets of `kind`, names looked up in the
+    lab's DNS records."""
+    records = {name: str(address) for name, address in plan.dns_records}
+    found: set[tuple[str, int]] = set()
+    for target in profile.diagnose.targets:
+        if target.kind != kind:
+            continue
+        host = str(target.host)
+        address = records.get(host, host)
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            continue  # a name the lab does not serve
+        found.add((address, target.port or TARGET_DEFAULT_PORTS[kind]))
+    return sorted(found)
+
+
+def _target_services(
+    profile: Profile, plan: LabPlan, hosts: ServiceHosts, now: datetime
+) -> list[Service]:
+    wanted: list[Service] = []
+    https = target_endpoints(profile, plan, "https")
+    if https:
+        wanted.append(portal_service(hosts.office, https, hosts.directory / "portal", now))
+    for index, (address, port) in enumerate(target_endpoints(profile, plan, "rdp")):
+        name = "xrdp" if index == 0 else f"xrdp-{index}"
+        wanted.append(xrdp_service(name, hosts.office, address, port, hosts.directory / name))
+    return wanted
+
+
+def portal_service(
+    namespace: str, endpoints: list[tuple[str, int]], directory: Path, now: datetime
+) -> Service:
+    """The web portal over TLS (the lab's self-signed certificate) on the https targets."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, cert = make_certificate(directory, "portal.lab.example", [a for a, _ in endpoints], now)
+    argv = [sys.executable, "-m", "netsetup.lab.portalservice", "--cert", str(cert)]
+    argv += ["--key", str(key)]
+    for address, port in endpoints:
+        argv += ["--listen", f"[{address}]:{port}" if ":" in address else f"{address}:{port}"]
+    listens = [f"tcp:{a}:{p}" for a, p in endpoints]
+    return Service("portal", namespace, argv, str(directory / "portal.log"), listens=listens)
+
+
+def xrdp_ini(source: str, address: str, port: int, log: Path) -> str:
+    """Debian's xrdp.ini with the lab's listening address, no fork and its own log file."""
+    listen = f"tcp6://[{address}]:{port}" if ":" in address else f"tcp://{address}:{port}"
+    changes = {
+        "port": listen,
+        "fork": "false",
+        "LogFile": str(log),
+        "EnableSyslog": "false",
+    }
+    lines = []
+    for line in source.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith((";", "#")) and key in changes:
+            line = f"{key}={changes.pop(key)}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def xrdp_service(name: str, namespace: str, address: str, port: int, directory: Path) -> Service:
+    """xrdp in the foreground on the rdp target's address: enough for the X.224 handshake
+    (no xrdp-sesman: nobody logs in to the lab's desktop)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "xrdp.ini"
+    config.write_text(xrdp_ini(XRDP_INI.read_text(), address, port, directory / "xrdp.log"))
+    argv = ["xrdp", "--nodaemon", "--config", str(config)]
+    listens = [f"tcp:{address}:{port}"]
+    return Service(name, namespace, argv, str(directory / "xrdp.out"), listens=listens)
+
+
+# -- the assistant's machine trusts the lab's portal certificate ----------------------------------
+
+HOST_SSL_DIR = Path("/etc/ssl")
+CA_BUNDLE = Path("certs") / "ca-certificates.crt"
+
+
+def trust_portal_certificate(namespace: str, portal_directory: Path) -> Path | None:
+    """Let programs run in `namespace` (`ip netns exec`) trust the lab portal's certificate, as a
+    company hands its certificate to its assistants' machines: a copy of the host's /etc/ssl
+    with the certificate added to the CA bundle, under /etc/netns/<namespace>/ssl (which
+    `ip netns exec` mounts over /etc/ssl; it goes with the namespace's other files at `down`).
+    The host's own /etc/ssl is never written. Returns the bundle (None: no portal)."""
+    import shutil
+
+    from netsetup.lab.topology import NETNS_ETC
+
+    cert = portal_directory / "sip-cert.pem"  # make_certificate's name for it
+    if not cert.exists():
+        return None
+    copy = NETNS_ETC / namespace / "ssl"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(HOST_SSL_DIR, copy, symlinks=True)
+    bundle = copy / CA_BUNDLE
+    existing = bundle.read_text() if bundle.exists() else ""
+    bundle.unlink(missing_ok=True)  # a symlink on some systems: never write through it
+    bundle.write_text(existing.rstrip("\n") + "\n" + cert.read_text())
+    return bundle

@@ -19,10 +19,12 @@ is never logged.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import select
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -43,6 +45,7 @@ SEEN_SETS = {4: "wg_seen_v4", 6: "wg_seen_v6"}
 TIMESTAMP_WINDOW_MS = 60_000  # a query's clock may be this far from the witness's
 REPLAY_MEMORY = 50_000  # nonces remembered (the global rate limit keeps it from filling)
 LIVE_TTL_S = 0.5  # how long a read of `wg show` and the seen sets is reused
+FRESH_S = 0.1  # a read asked for afresh (the key may have changed) is at least this old
 FILES_TTL_S = 2.0  # how long the peer files read are reused
 RECV_BYTES = 65535
 
@@ -57,6 +60,7 @@ class LiveState:
     private_key: SecretKey | None = field(default=None, repr=False)
     listen_port: int | None = None
     handshakes: Mapping[str, int] = field(default_factory=dict)  # peer key -> unix s (0: never)
+    key_is_live: bool = True  # False: the key is the fallback (the interface could not be read)
 
     @property
     def public_key(self) -> str | None:
@@ -146,7 +150,8 @@ def _element_age(entry: Any, set_timeout: Any) -> tuple[str, float] | None:
 
 
 class _Cached:
-    """One value, read again when older than `ttl` seconds."""
+    """One value, read again when older than `ttl` seconds, or on demand (`fresh`) when older
+    than FRESH_S: a flood of forged queries cannot make the witness run `wg` for each."""
 
     def __init__(self, ttl: float, read: Callable[[], Any]) -> None:
         self.ttl, self.read = ttl, read
@@ -155,7 +160,7 @@ class _Cached:
 
     def get(self, fresh: bool = False) -> Any:
         now = time.monotonic()
-        if fresh or now - self.at > self.ttl:
+        if now - self.at > (FRESH_S if fresh else self.ttl):
             self.value, self.at = self.read(), now
         return self.value
 
@@ -192,7 +197,7 @@ class SystemGateway:
         text = self.runner(["wg", "show", self.interface, "dump"])
         state = parse_dump(text) if text else LiveState()
         if state.private_key is None and self.fallback_key is not None:
-            return LiveState(self.fallback_key, state.listen_port, state.handshakes)
+            return LiveState(self.fallback_key, state.listen_port, state.handshakes, False)
         return state
 
     def _read_seen(self, version: int) -> dict[str, float] | None:
@@ -402,10 +407,18 @@ class Witness:
 # -- serving -----------------------------------------------------------------------------------
 
 
+# Linux's values; Python's socket module leaves these two out
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ifindex, local address (spec_dst), header destination
+_IN6_PKTINFO = struct.Struct("=16si")  # address, ifindex
+
+
 def open_sockets(addresses: Iterable[str], port: int) -> list[socket.socket]:
     """One UDP socket per address (`0.0.0.0` and `::` for every address). An address that is
     not (yet) on the machine is bound all the same (IP_FREEBIND), so the gateway's tunnel
-    addresses can be served before the interface is up."""
+    addresses can be served before the interface is up. Each socket learns the address a query
+    was sent to, so that the answer leaves from it (a NAT on the way expects it from there)."""
     sockets: list[socket.socket] = []
     try:
         for text in addresses:
@@ -416,7 +429,8 @@ def open_sockets(addresses: Iterable[str], port: int) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if not address.is_unspecified:
-                sock.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+                sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            _learn_destination(sock)
             sock.bind((str(address), port))
             sock.setblocking(False)
     except BaseException:
@@ -424,6 +438,29 @@ def open_sockets(addresses: Iterable[str], port: int) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+def _learn_destination(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # elsewhere than Linux: the route decides
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+
+
+def _reply_from(ancillary: list[tuple[int, int, bytes]]) -> list[Any]:
+    """The control message that makes an answer leave from the address its query was sent to."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+            _, _, destination = _IN_PKTINFO.unpack_from(data)
+            return [(level, kind, _IN_PKTINFO.pack(0, destination, bytes(4)))]
+        v6 = level == socket.IPPROTO_IPV6 and kind == getattr(socket, "IPV6_PKTINFO", -1)
+        if v6 and len(data) >= _IN6_PKTINFO.size:
+            destination, index = _IN6_PKTINFO.unpack_from(data)
+            # a link-local destination needs its interface; any other one does not
+            keep = index if destination[:2] == b"\xfe\x80" else 0
+            return [(level, kind, _IN6_PKTINFO.pack(destination, keep))]
+    return []
 
 
 def serve(
@@ -444,13 +481,13 @@ def _serve_one(
     witness: Witness, sock: socket.socket, on_error: Callable[[BaseException], None] | None
 ) -> None:
     try:
-        packet, peer = sock.recvfrom(RECV_BYTES)
+        packet, ancillary, _, peer = sock.recvmsg(RECV_BYTES, 256)
     except OSError:
         return
     try:
         answer = witness.handle(packet, str(peer[0]))
         if answer is not None:
-            sock.sendto(answer, peer)
+            sock.sendmsg([answer], _reply_from(ancillary), 0, peer)
     except OSError:
         pass
     except Exception as exc:
@@ -458,13 +495,12 @@ def _serve_one(
             on_error(exc)
 
 
-def default_listen(profile: Profile) -> list[str]:
-    return ["0.0.0.0", "::"]
+EVERY_ADDRESS = ("0.0.0.0", "::")
 
 
 def listen_addresses(profile: Profile, listen: Sequence[str]) -> list[str]:
     """`listen` (default: every address) and the gateway's tunnel addresses, once each."""
-    chosen = list(listen) or default_listen(profile)
+    chosen = list(listen) or list(EVERY_ADDRESS)
     if listen:
         network = profile.network
         tunnel = [network.gateway_address_v4, network.gateway_address_v6]
@@ -503,6 +539,7 @@ class Serving:
     port: int
     addresses: tuple[str, ...]
     interface: str
+    key: str  # whose key it answers with: "live", "fallback" or "none" (then it stays silent)
 
 
 def run_gateway_witness(
@@ -535,7 +572,9 @@ def run_gateway_witness(
         raise EnvironmentProblem.from_os_error(exc, where=f"udp port {port}") from None
     try:
         if on_ready is not None:
-            on_ready(Serving(str(profile.id), port, tuple(addresses), source.interface))
+            live = source.live()
+            key = "none" if live.private_key is None else "live" if live.key_is_live else "fallback"
+            on_ready(Serving(str(profile.id), port, tuple(addresses), source.interface, key))
         serve(Witness(source), sockets, stop, on_error)
     finally:
         for sock in sockets:

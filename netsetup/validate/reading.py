@@ -33,6 +33,16 @@ class Unreadable(Exception):
         self.kind = kind
 
 
+# Windows has neither O_NONBLOCK nor O_CLOEXEC (diagnose reads the assistant's config there), and
+# needs O_BINARY for bytes as they are.
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
 def read_regular(path: os.PathLike[str] | str, limit: int) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; `Unreadable` for anything else.
 
@@ -40,7 +50,7 @@ def read_regular(path: os.PathLike[str] | str, limit: int) -> bytes:
     checked on the open descriptor, so a file swapped for something else in between is caught too.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
         gone = exc.errno in (errno.ENOENT, errno.ELOOP)
         raise Unreadable(_os_reason(exc), "special" if gone else "error") from None

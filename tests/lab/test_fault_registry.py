@@ -16,7 +16,17 @@ from netsetup.lab.faults import KINDS, Param, check_params, define, find_kind
 
 from .conftest import ACME, REPO
 
-EXPECTED_KINDS = ["drop", "loss", "mtu", "stop", "wrong-key", "home-subnet"]
+EXPECTED_KINDS = [
+    "drop",
+    "loss",
+    "mtu",
+    "stop",
+    "wrong-key",
+    "home-subnet",
+    "dns-remove",
+    "close-port",
+    "ssh-hostkey",
+]
 
 
 def _netsetup(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,6 +141,9 @@ def test_every_kind_describes_itself() -> None:
         "stop": {"service": "kamailio"},
         "wrong-key": {},
         "home-subnet": {"subnet": "192.0.2.0/24"},
+        "dns-remove": {"name": "mail.acme-dental.example"},
+        "close-port": {"port": 445, "address": "192.0.2.30"},
+        "ssh-hostkey": {},
     }
     assert set(samples) == set(KINDS)
     described = {k: faults.Fault("x", k, p).describe() for k, p in samples.items()}

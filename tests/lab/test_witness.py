@@ -164,6 +164,13 @@ def test_a_revoked_peer_is_told_revoked(lab: Lab, connect: Callable[..., str]) -
     assert found["type"] == "WitnessStatus" and found["key_state"] == "revoked", found
 
 
+def test_an_expired_peer_is_told_expired(lab: Lab, connect: Callable[..., str]) -> None:
+    connect("cleo", "agency")
+    lab.expire("cleo")
+    found = status(lab, config_of(lab, "cleo"))
+    assert found["type"] == "WitnessStatus" and found["key_state"] == "expired", found
+
+
 def test_an_unknown_key_is_told_unknown(lab: Lab) -> None:
     found = status(lab, None)
     assert found["type"] == "WitnessStatus" and found["key_state"] == "unknown", found

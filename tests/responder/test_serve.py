@@ -106,6 +106,8 @@ def test_the_command_serves_with_its_key_file_and_stops_on_sigterm(
         assert process.stderr is not None
         first = process.stderr.readline()
         assert f"listening on udp 127.0.0.1:{port}" in first, first
+        second = process.stderr.readline()
+        assert "cannot read the key of nswtest0" in second and "fallback key" in second
         found = ask_witness("127.0.0.1", port, client.private, gateway.public, 3)
         assert isinstance(found, WitnessStatus)
         assert found.key_state == "unknown" and found.seen_recently is None
@@ -113,7 +115,7 @@ def test_the_command_serves_with_its_key_file_and_stops_on_sigterm(
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=10)
     assert process.returncode == 0
-    assert gateway.private.reveal() not in first + err
+    assert gateway.private.reveal() not in first + second + err
 
 
 def test_office_role_is_not_built_yet(acme: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,3 +129,28 @@ def test_a_profile_without_a_witness_is_refused(
     profile = _profile_with(acme, 0, "wg0")
     code, _, err = run_main(["responder", "--profile", str(profile)], capsys)
     assert code == 2 and "witness_port = 0" in err
+
+
+def test_a_wildcard_socket_answers_from_the_address_it_was_asked_on() -> None:
+    """A NAT on the way drops an answer from another address of the gateway: on 0.0.0.0 the
+    answer must leave from the address the query went to (127.0.0.2 here, where the route back
+    would pick 127.0.0.1)."""
+    port = free_udp_port()
+    sockets = open_sockets(["0.0.0.0", "::"], port)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(Witness(FakeGateway(), Limits()), sockets, stop))
+    thread.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.connect(("127.0.0.2", port))  # a connected socket takes answers from there only
+            sock.settimeout(2)
+            packet = auth.build_probe(100, bytes(range(16)))
+            sock.send(packet)
+            assert auth.parse_ack(sock.recv(100), bytes(range(16))) == 100
+        assert probe("::1", port, 100, 2) == 100
+    finally:
+        stop.set()
+        thread.join(5)
+        for one in sockets:
+            one.close()

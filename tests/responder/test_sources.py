@@ -4,6 +4,7 @@ witness falls back on; the firewall rules it needs (and nothing more)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from netsetup.gateway.firewall import render_firewall
 from netsetup.keys import generate_keypair
 from netsetup.profile.store import load_profile, peer_to_toml
 from netsetup.responder.witness import (
+    FRESH_S,
     SystemGateway,
     gateway_key,
     key_state,
@@ -150,3 +152,26 @@ def test_the_firewall_adds_the_witness_and_nothing_else(acme: Path) -> None:
         "set wg_seen_v4 {",
         "set wg_seen_v6 {",
     ]
+
+
+def test_forged_queries_cannot_make_the_witness_run_wg_for_each(acme: Path) -> None:
+    from netsetup.responder.witness import Witness
+
+    from .test_witness_answers import asker
+
+    gw = generate_keypair()
+    runs: list[str] = []
+
+    def runner(argv: object) -> str | None:
+        runs.append(" ".join(argv))  # type: ignore[call-overload]
+        return f"{gw.private.reveal()}\t{gw.public}\t51820\toff\n" if "wg" in runs[-1] else None
+
+    witness = Witness(SystemGateway(load_profile(acme), runner=runner), None)
+    forged = asker(generate_keypair(), generate_keypair().public)
+    started = time.monotonic()
+    answers = [witness.handle(forged.query(), "198.51.100.2") for _ in range(200)]
+    elapsed = time.monotonic() - started
+    assert all(a is not None for a in answers)  # each one told the fingerprint
+    reads = sum(r.startswith("wg ") for r in runs)
+    assert reads <= 2 + elapsed / FRESH_S, (reads, elapsed)  # a read at most every FRESH_S
+    assert reads < 100

@@ -1,0 +1,54 @@
+"""The Markdown report: ready to paste into a ticket (GitHub, GitLab, Jira and most helpdesks)."""
+
+from __future__ import annotations
+
+from netsetup.diagnose.explain import CheckView, ReportView, report_view
+from netsetup.diagnose.result import DiagnoseReport
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a table cell: pipes escaped, one line."""
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def _inline(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _problem(number: int, check: CheckView) -> list[str]:
+    head = f"{number}. **{check.label}** `{check.id}` {_inline(check.title)}"
+    lines = [f"{head}: {_inline(check.summary)}"]
+    if check.fix:
+        lines.append(f"   - **Fix:** {_inline(check.fix)}")
+    if check.who:
+        lines.append(f"   - **Who:** {_inline(check.who)}")
+    return lines
+
+
+def _measurements(view: ReportView) -> list[str]:
+    lines = ["| Check | Status | Time | Result | Measurements |", "|---|---|---|---|---|"]
+    for check in view.checks:
+        metrics = "; ".join(f"{k}: {v}" for k, v in check.metrics) or "-"
+        lines.append(
+            f"| `{check.id}` | {check.label} | {check.duration} | {_cell(check.summary)} "
+            f"| {_cell(metrics)} |"
+        )
+    return lines
+
+
+def render_markdown(report: DiagnoseReport) -> str:
+    view = report_view(report)
+    lines = [f"# {view.title}", "", f"**{view.verdict_label}: {view.headline}**", ""]
+    if view.interrupted:
+        lines += [f"> {view.interrupted}", ""]
+    lines += [f"- **{label}:** {_inline(value)}" for label, value in view.facts]
+    lines.append("")
+    if view.problems:
+        lines += ["## What to fix, first things first", ""]
+        for number, check in enumerate(view.problems, start=1):
+            lines += _problem(number, check)
+        lines.append("")
+    lines += ["## What passed", "", view.passed_line, "", "## Measurements", ""]
+    lines += _measurements(view)
+    lines += ["", "_Made by `netsetup diagnose`._", ""]
+    return "\n".join(lines)
