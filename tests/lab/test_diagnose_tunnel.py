@@ -227,7 +227,7 @@ def test_fault_matrix(lab: Lab, tess: str, user: str | None, fault: str, witness
     check = run.check(expect.check)
     who = "root" if user is None else user
     MATRIX.append((fault, witness, who, check["id"], check["status"], check["owner"] or "-"))
-    print(f"{fault:15} {witness:8} {who:7} {check['id']:17} {check['status']:5} {check['owner']}")
+    print(f"{fault:17} {witness:8} {who:7} {check['id']:17} {check['status']:5} {check['owner']}")
     text = f"{check['summary']} {check['fix']}"
     if witness == "with":
         assert check["status"] == "fail", check
@@ -285,9 +285,9 @@ def test_zz_print_the_fault_matrix(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.skip("the matrix did not run")
     with capsys.disabled():
         print("\nfault matrix of diagnose (issue 8)")
-        print(f"{'fault':15} {'witness':8} {'user':7} {'check':17} {'status':6} owner")
+        print(f"{'fault':17} {'witness':8} {'user':7} {'check':17} {'status':6} owner")
         for row in MATRIX:
-            print(f"{row[0]:15} {row[1]:8} {row[2]:7} {row[3]:17} {row[4]:6} {row[5]}")
+            print(f"{row[0]:17} {row[1]:8} {row[2]:7} {row[3]:17} {row[4]:6} {row[5]}")
 
 
 # -- an idle tunnel -----------------------------------------------------------------------------
