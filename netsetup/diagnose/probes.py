@@ -56,10 +56,16 @@ def dns_answerer(address: IPAddress, name: str = "") -> Answerer:
 def dns_query(ident: int, name: str) -> bytes:
     """A standard query (recursion desired) for the A record of `name` ("" = the root)."""
     header = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0)
-    labels = b"".join(
-        bytes([len(p)]) + p.encode("ascii", "replace")[:63] for p in name.split(".") if p
-    )
-    return header + labels + b"\0" + struct.pack("!HH", 1, 1)
+    return header + _qname(name) + struct.pack("!HH", 1, 1)
+
+
+def _qname(name: str) -> bytes:
+    """`name` in DNS wire form; a name DNS cannot carry (a label over 63 bytes, over 255 in
+    all) becomes the root: any answer proves the server got the query all the same."""
+    labels = [p.encode("ascii", "replace") for p in name.split(".") if p]
+    if any(len(label) > 63 for label in labels) or sum(len(x) + 1 for x in labels) >= 255:
+        labels = []
+    return b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
 
 
 def is_dns_reply(reply: bytes, ident: int) -> bool:

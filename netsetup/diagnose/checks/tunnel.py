@@ -169,10 +169,54 @@ def read_wg_state(ctx: CheckContext) -> Any:
 _WHO_ANSWERED = {"witness": "gateway", "dns": "DNS server"}
 
 
+def through_tunnel(ctx: CheckContext, address: Any) -> bool:
+    """Would this computer send to `address` through the tunnel? Only if the route it picks
+    leaves from one of the tunnel's Addresses: a home network or another VPN holding the
+    company's addresses takes the packets elsewhere, and whatever answers there (the home
+    router's DNS, say) proves nothing about the tunnel. No route at all: yes (sending fails)."""
+    from netsetup.diagnose.platform.net import route_source
+
+    source = route_source(address)
+    return source is None or source in {a.ip for a in ctx.config.addresses}
+
+
+def split_by_route(ctx: CheckContext, probes: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(the answerers routed through the tunnel, those this computer sends elsewhere)."""
+    inside: list[Any] = []
+    elsewhere: list[Any] = []
+    for probe in probes:
+        (inside if through_tunnel(ctx, probe.address) else elsewhere).append(probe)
+    return inside, elsewhere
+
+
+def _routed_elsewhere(ctx: CheckContext, elsewhere: list[Any], interface: str) -> Outcome:
+    from netsetup.diagnose.checks.interfaces import suggest_lan
+    from netsetup.diagnose.platform.net import interface_for
+
+    address = elsewhere[0].address
+    other = interface_for(address)
+    via = f"through {other.name}" if other is not None else "another way"
+    suggestion = suggest_lan(ctx.config.allowed_ips)
+    return Outcome.problem(
+        Status.fail,
+        f"packets for the company's {address} do not go into the tunnel: this computer sends "
+        f"them {via}, so the tunnel could not be tested",
+        f"Your home network (or another VPN) uses the company's addresses. Change your "
+        f"router's home network to e.g. {suggestion} (the router's LAN / DHCP settings) or "
+        f"disconnect the other VPN, then turn the tunnel {tunnel_name(ctx)} off and on.",
+        Owner.assistant,
+        interface=interface,
+        not_through_tunnel=[str(p.address) for p in elsewhere],
+        sent_through=other.name if other is not None else None,
+    )
+
+
 def _probe_tunnel(ctx: CheckContext, interface: str) -> Outcome:
     from netsetup.diagnose.probes import first_answer
 
-    probes = answerers(ctx)
+    probes, elsewhere = split_by_route(ctx, answerers(ctx))
+    if not probes and elsewhere:
+        return _routed_elsewhere(ctx, elsewhere, interface)
     if not probes:
         return Outcome(
             Status.unknown,

@@ -13,7 +13,13 @@ import ipaddress
 import time
 from typing import Any
 
-from netsetup.diagnose.checks.tunnel import Background, contact, resolve, tunnel_name
+from netsetup.diagnose.checks.tunnel import (
+    Background,
+    contact,
+    resolve,
+    through_tunnel,
+    tunnel_name,
+)
 from netsetup.diagnose.checks.tunnelconfig import MTU_MAX, OVERHEAD
 from netsetup.diagnose.context import CheckContext
 from netsetup.diagnose.result import Outcome, Owner, Status
@@ -88,7 +94,7 @@ def _answerers_inside(ctx: CheckContext) -> list[Inside]:
         inside = any(server in n for n in routed if n.version == server.version)
         if inside and server.version in families:
             found.append(("the DNS server", server, DNS_PORT, dns_sized))
-    return found
+    return [f for f in found if through_tunnel(ctx, f[1])]
 
 
 def _gateway(ctx: CheckContext) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

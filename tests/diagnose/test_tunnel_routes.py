@@ -1,0 +1,136 @@
+"""tunnel.handshake and tunnel.mtu believe only answers that came through the tunnel: a company
+address this computer routes elsewhere (a home network or another VPN holding the company's
+addresses) may be answered by something else (the home router's DNS), which proves nothing."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from netsetup.diagnose import probes
+from netsetup.diagnose.checks import tunnel
+from netsetup.diagnose.checks.tunnel import HandshakeCheck, MtuCheck
+from netsetup.diagnose.clientconfig import ClientConfig
+from netsetup.diagnose.context import CheckContext, DiagnoseContext
+from netsetup.diagnose.platform import net
+from netsetup.diagnose.result import Owner, Status
+from netsetup.keys import generate_keypair
+
+HOME_DNS = "127.0.0.5"  # the company's DNS address, answered by "the home router"
+
+
+@pytest.fixture
+def home_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A DNS server that answers every query, outside any tunnel."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOME_DNS, 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.sendto(data[:2] + b"\x81\x83" + data[4:12], peer)  # NXDOMAIN
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = int(sock.getsockname()[1])
+    monkeypatch.setattr(probes, "DNS_PORT", port)
+    yield port
+    stop.set()
+    thread.join(2)
+    sock.close()
+
+
+@pytest.fixture
+def tunnel_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tunnel's interface is up and holds 10.99.0.2, but the company's DNS address is
+    routed elsewhere (here: the loopback, from 127.0.0.1)."""
+    wg = net.LocalInterface("wg-test", (), True, 1420)
+    monkeypatch.setattr(net, "interface_holding", lambda addresses: wg)
+    monkeypatch.setattr(tunnel, "HANDSHAKE_WINDOW_S", 1.2)
+    monkeypatch.setattr(tunnel, "REKEY_TIMEOUT_S", 1.0)
+
+
+def _config() -> ClientConfig:
+    keys, gateway = generate_keypair(), generate_keypair()
+    return ClientConfig.parse(
+        f"""\
+[Interface]
+PrivateKey = {keys.private.reveal()}
+Address = 10.99.0.2/32
+DNS = {HOME_DNS}
+[Peer]
+PublicKey = {gateway.public}
+Endpoint = 127.0.0.1:51820
+AllowedIPs = 127.0.0.0/8, 10.99.0.0/24
+"""
+    )
+
+
+def _view(cfg: ClientConfig, budget: float = 4.0) -> CheckContext:
+    return CheckContext(DiagnoseContext(cfg), time.monotonic() + budget)
+
+
+@pytest.mark.usefixtures("tunnel_up")
+def test_a_dns_server_answering_outside_the_tunnel_is_no_proof(home_dns: int) -> None:
+    outcome = HandshakeCheck().run(_view(_config()))
+    assert outcome.status is Status.fail, outcome.summary
+    assert outcome.owner is Owner.assistant
+    assert "do not go into the tunnel" in outcome.summary and HOME_DNS in outcome.summary
+    assert outcome.fix is not None and "router's home network" in outcome.fix
+    assert outcome.metrics["not_through_tunnel"] == [HOME_DNS]
+
+
+@pytest.mark.usefixtures("tunnel_up")
+def test_the_mtu_is_not_measured_against_a_server_outside_the_tunnel(home_dns: int) -> None:
+    outcome = MtuCheck().run(_view(_config()))
+    assert outcome.status is Status.skip, outcome.summary
+    assert outcome.metrics.get("largest_through_tunnel") is None
+
+
+# -- hostile names from the config's netsetup-diagnose lines -------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a" * 300 + ".example", "b" * 100 + ".example", "c." * 200])
+def test_a_name_dns_cannot_carry_still_makes_a_well_formed_query(name: str) -> None:
+    query = probes.dns_query(7, name)
+    assert query[12:13] == b"\0" and len(query) == 12 + 1 + 4  # the root
+
+
+def test_a_long_valid_name_is_queried_as_it_is() -> None:
+    query = probes.dns_query(7, "files.acme-dental.example")
+    assert query[12:] == b"\x05files\x0bacme-dental\x07example\0\0\x01\0\x01"
+
+
+@pytest.mark.usefixtures("tunnel_up")
+def test_a_300_character_dns_name_in_the_config_does_not_break_the_check(home_dns: int) -> None:
+    text = _config_text(dns_name="x" * 300 + ".example", dns=HOME_DNS, address="127.0.0.1")
+    outcome = HandshakeCheck().run(_view(ClientConfig.parse(text)))
+    assert outcome.status is Status.passed, outcome.summary
+    assert outcome.metrics["answered_by"] == "dns"
+
+
+def _config_text(dns_name: str, dns: str, address: str) -> str:
+    keys, gateway = generate_keypair(), generate_keypair()
+    return f"""\
+# netsetup-diagnose: v=1 profile=acme-dental
+# netsetup-diagnose: dns-name={dns_name}
+[Interface]
+PrivateKey = {keys.private.reveal()}
+Address = {address}/32
+DNS = {dns}
+[Peer]
+PublicKey = {gateway.public}
+Endpoint = 127.0.0.1:51820
+AllowedIPs = 127.0.0.0/8
+"""
