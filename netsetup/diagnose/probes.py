@@ -242,8 +242,9 @@ def largest_passing(
     try_size: Callable[[int], SizeResult], low: int, high: int, deadline: float
 ) -> tuple[int | None, list[SizeResult]]:
     """The largest size in [low, high] that passes, by binary search: `high` first (a healthy
-    path ends the search there), then `low` (nothing passes: None), then halving. Stops at the
-    monotonic `deadline` with the best size proven so far."""
+    path ends the search there), then `low` (nothing passes: None), then `high` once more (a
+    moment later: a burst of loss that took all tries of the first round is not a black hole),
+    then halving. Stops at the monotonic `deadline` with the best size proven so far."""
     tried: list[SizeResult] = []
 
     def passes(size: int) -> bool:
@@ -255,6 +256,8 @@ def largest_passing(
         return high, tried
     if time.monotonic() >= deadline or not passes(low):
         return None, tried
+    if time.monotonic() < deadline and passes(high):
+        return high, tried
     good, bad = low, high
     while bad - good > 1 and time.monotonic() < deadline:
         middle = (good + bad) // 2

@@ -44,7 +44,21 @@ def test_search_finds_the_exact_largest_size() -> None:
         _, try_size = black_hole(limit)
         best, tried = largest_passing(try_size, 576, 1380, time.monotonic() + 5)  # type: ignore[arg-type]
         assert best == limit
-        assert len(tried) <= 12  # a binary search, not a sweep
+        assert len(tried) <= 13  # a binary search (the top size tried twice), not a sweep
+
+
+def test_one_burst_of_loss_at_the_top_size_is_not_a_black_hole() -> None:
+    """All three tries of the first round lost at once (a Wi-Fi hiccup): the top size is tried
+    again a moment later before anything is called a black hole."""
+    answers = iter([False, True, True])  # 1380 lost once, then 576 and 1380 get through
+    tried: list[int] = []
+
+    def try_size(size: int) -> SizeResult:
+        tried.append(size)
+        return SizeResult(size, next(answers))
+
+    best, _ = largest_passing(try_size, 576, 1380, time.monotonic() + 5)
+    assert best == 1380 and tried == [1380, 576, 1380]
 
 
 def test_search_with_nothing_passing_is_none() -> None:
