@@ -115,10 +115,20 @@ def ensure_user(name: str) -> pwd.struct_passwd:
     return account
 
 
+COPY_PREFIX = "netsetup-diagnose-"
+
+
 @contextlib.contextmanager
-def config_for(account: pwd.struct_passwd, source: Path) -> Iterator[Path]:
-    """A copy of the config (0600) in a 0700 folder owned by `account`, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="netsetup-diagnose-"))
+def config_for(
+    account: pwd.struct_passwd, source: Path, base: Path | None = None
+) -> Iterator[Path]:
+    """A copy of the config (0600) in a 0700 folder owned by `account`, removed afterwards.
+    The folder's name carries this process's id: copies left by a process that died before it
+    could remove them (SIGKILL, a test runner's SIGTERM) hold a private key readable by that
+    user, and are removed by the next run."""
+    base = base or Path(tempfile.gettempdir())
+    remove_orphans(base)
+    folder = Path(tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}-", dir=base))
     try:
         target = folder / source.name
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -129,6 +139,25 @@ def config_for(account: pwd.struct_passwd, source: Path) -> Iterator[Path]:
         yield target
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_orphans(base: Path) -> None:
+    """Remove the config copies in `base` whose process is gone (see `config_for`)."""
+    for folder in base.glob(f"{COPY_PREFIX}*"):
+        pid = folder.name[len(COPY_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)) or folder.is_symlink():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)  # never follows a link planted inside
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 # -- the venv -----------------------------------------------------------------------------------

@@ -60,3 +60,25 @@ def test_old_venvs_go_the_recent_ones_stay(tmp_path: Path) -> None:
     left = sorted(p.name for p in tmp_path.glob("venv-*"))
     # the newest two others stay (with the one in use: three); older ones unused for an hour go
     assert left == ["venv-a", "venv-b", "venv-keep"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_a_copy_left_by_a_dead_run_is_removed_by_the_next(tmp_path: Path) -> None:
+    """A run killed before its cleanup (SIGKILL, a runner's SIGTERM) leaves the user's copy of
+    the config, private key included; the next run removes it, not a live run's copy."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"netsetup-diagnose-{gone.pid}-abc"
+    live = tmp_path / f"netsetup-diagnose-{os.getppid()}-def"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "wg-acme.conf").write_text("[Interface]\nPrivateKey = ...\n")
+    source = tmp_path / "wg-acme.conf"
+    source.write_text("[Interface]\n")
+    with labdiag.config_for(pwd.getpwnam("nobody"), source, base=tmp_path) as copied:
+        assert copied.parent.name.startswith(f"netsetup-diagnose-{os.getpid()}-")
+    assert not dead.exists() and live.exists()
+    assert not copied.parent.exists()
