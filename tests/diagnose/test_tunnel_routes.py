@@ -134,3 +134,63 @@ PublicKey = {gateway.public}
 Endpoint = 127.0.0.1:51820
 AllowedIPs = 127.0.0.0/8
 """
+
+
+# -- the witness asked over the address family WireGuard uses -----------------------------------
+
+
+def test_the_witness_is_asked_over_each_family_of_a_dual_stack_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WireGuard sends over IPv4 (the Windows app prefers it) while a query by name goes over
+    IPv6 first: the gateway saw no WireGuard packets from our IPv6 address, which must not turn
+    into "the company never received your packets" (owner: the assistant)."""
+    from netsetup.responder import client
+    from netsetup.responder.client import WitnessStatus
+
+    def status(seen: bool) -> WitnessStatus:
+        return WitnessStatus(seen, 0.3 if seen else None, "active", 900.0, 51820, None)
+
+    asked: list[str] = []
+
+    def ask_witness(host: str, *args: object) -> WitnessStatus:
+        asked.append(host)
+        return status(seen=host == "192.0.2.10")  # by name: over IPv6, first
+
+    monkeypatch.setattr(client, "ask_witness", ask_witness)
+    monkeypatch.setattr(tunnel, "resolve", lambda host: ["192.0.2.10", "2001:db8::10"])
+    monkeypatch.setattr(tunnel, "read_wg_state", lambda ctx: None)  # not this test's subject
+    keys, gateway = generate_keypair(), generate_keypair()
+    cfg = ClientConfig.parse(
+        f"""\
+# netsetup-diagnose: gateway=10.99.0.1 witness=51821
+[Interface]
+PrivateKey = {keys.private.reveal()}
+Address = 10.99.0.2/32
+[Peer]
+PublicKey = {gateway.public}
+Endpoint = gw.acme-dental.example:51820
+AllowedIPs = 10.99.0.0/24
+"""
+    )
+    evidence = tunnel._Evidence(_view(cfg))
+    answer = evidence.answer(3.0)
+    assert sorted(asked) == ["192.0.2.10", "2001:db8::10"]
+    assert isinstance(answer, WitnessStatus) and answer.seen_recently is True
+
+
+def test_merging_witness_answers() -> None:
+    from netsetup.responder.client import KeyMismatch, WitnessStatus
+
+    def status(seen: bool | None, age: float | None) -> WitnessStatus:
+        return WitnessStatus(seen, age, "active", None, 51820, None)
+
+    merge = tunnel.merge_witness_answers
+    assert merge([None, None]) is None
+    assert merge([status(False, None), None]) == status(False, None)
+    assert merge([status(True, 20.0), status(True, 0.5)]) == status(True, 0.5)
+    assert isinstance(merge([status(True, 0.5), KeyMismatch("SHA256:ab")]), KeyMismatch)
+    assert tunnel.one_per_family(["192.0.2.1", "192.0.2.2", "2001:db8::1"]) == [
+        "192.0.2.1",
+        "2001:db8::1",
+    ]

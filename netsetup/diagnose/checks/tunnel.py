@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 from netsetup.diagnose.context import CheckContext, DiagnoseContext
@@ -296,16 +297,22 @@ class _Evidence:
             self.asked = Background(self._ask)
 
     def _ask(self) -> Any:
+        """The witness asked over every address family the Endpoint name has, at once: it
+        tells whether WireGuard packets came from the address the query came from, and
+        WireGuard may send over IPv4 while a query by name goes over IPv6 (or the reverse)."""
         from netsetup.responder.client import ask_witness
 
         config, info = self.ctx.config, self.ctx.info
         assert config.private_key is not None and info.witness_port and self.host
-        gateway = config.gateway_public_key or ""
-        answer = ask_witness(
-            self.host, info.witness_port, config.private_key, gateway, WITNESS_TIMEOUT_S
-        )
+        gateway, key, port = config.gateway_public_key or "", config.private_key, info.witness_port
+        hosts = one_per_family(resolve(self.host)) or [self.host]
+        asks = [
+            Background(partial(ask_witness, h, port, key, gateway, WITNESS_TIMEOUT_S))
+            for h in hosts
+        ]
+        answers = [a.result(WITNESS_TIMEOUT_S + 0.2) for a in asks]
         self.answered_after_s = time.monotonic() - self.started
-        return answer
+        return merge_witness_answers(answers)
 
     def answer(self, wait: float) -> Any:
         self.tick(now=True)
@@ -316,6 +323,34 @@ class _Evidence:
 
     def endpoint_now(self, wait: float) -> Any:
         return self.fresh_endpoint.result(wait) if self.fresh_endpoint is not None else None
+
+
+def one_per_family(addresses: list[str]) -> list[str]:
+    """The first address of each IP version."""
+    by_family: dict[bool, str] = {}
+    for address in addresses:
+        by_family.setdefault(":" in address, address)
+    return list(by_family.values())
+
+
+def merge_witness_answers(answers: list[Any]) -> Any:
+    """One answer from the witness's answers over several address families: a changed gateway
+    key if any says so, else the status that saw our packets most lately (the family WireGuard
+    really uses), else None."""
+    from netsetup.responder.client import KeyMismatch, WitnessStatus
+
+    mismatch = [a for a in answers if isinstance(a, KeyMismatch)]
+    if mismatch:
+        return mismatch[0]
+    statuses = [a for a in answers if isinstance(a, WitnessStatus)]
+    if not statuses:
+        return None
+
+    def latest(w: WitnessStatus) -> tuple[bool, float]:
+        age = w.seen_age_s if w.seen_age_s is not None else float("inf")
+        return (bool(w.seen_recently), -age)
+
+    return max(statuses, key=latest)
 
 
 def resolve(host: str | None) -> list[str]:
