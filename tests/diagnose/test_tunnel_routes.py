@@ -194,3 +194,36 @@ def test_merging_witness_answers() -> None:
         "192.0.2.1",
         "2001:db8::1",
     ]
+
+
+# -- a platform that sets Don't Fragment for IPv4 only ------------------------------------------
+
+
+def test_an_ipv6_tunnel_without_ipv6_dont_fragment_is_skipped_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = net.set_dont_fragment
+
+    def v4_only(sock: socket.socket, platform: str = "") -> None:
+        if sock.family == socket.AF_INET6:
+            raise net.DontFragmentUnsupported("this system refused to set Don't Fragment (v6)")
+        real(sock)
+
+    monkeypatch.setattr(net, "set_dont_fragment", v4_only)
+    monkeypatch.setattr(probes, "set_dont_fragment", v4_only)
+    keys, gateway = generate_keypair(), generate_keypair()
+    cfg = ClientConfig.parse(
+        f"""\
+# netsetup-diagnose: gateway=10.99.0.1 gateway6=::1 witness=9
+[Interface]
+PrivateKey = {keys.private.reveal()}
+Address = ::1/128
+[Peer]
+PublicKey = {gateway.public}
+Endpoint = 127.0.0.1:51820
+AllowedIPs = ::1/128
+"""
+    )
+    outcome = MtuCheck().run(_view(cfg))
+    assert outcome.status is Status.skip, outcome.summary
+    assert "refused to set Don't Fragment (v6)" in outcome.summary

@@ -10,6 +10,7 @@ first (a healthy tunnel ends the search there), both searches in parallel.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from netsetup.diagnose.checks.tunnelconfig import MTU_MAX, OVERHEAD
 from netsetup.diagnose.context import CheckContext
 from netsetup.diagnose.result import Outcome, Owner, Status
 
+AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 LOWEST = {4: 576, 6: 1280}  # the smallest MTU each IP version promises
 DEFAULT_TUNNEL_MTU = 1420  # wg-quick's default for a 1500-byte line
 TRIES = 3
@@ -33,11 +35,16 @@ def measure_mtu(ctx: CheckContext) -> Outcome:
     from netsetup.diagnose.platform.net import dont_fragment_reason
 
     inside = _answerers_inside(ctx)
-    why = dont_fragment_reason()
     if not inside:
-        why = "the config names neither a gateway witness nor a DNS server in the tunnel"
-    if why is not None:
-        return Outcome.skip(f"not measured: {why}")
+        return Outcome.skip(
+            "not measured: the config names neither a gateway witness nor a DNS server in the "
+            "tunnel"
+        )
+    # Don't Fragment per IP version: a system may set it for IPv4 and not for IPv6
+    reasons = {v: dont_fragment_reason(AF[v]) for v in {a[1].version for a in inside}}
+    inside = [a for a in inside if reasons[a[1].version] is None]
+    if not inside:
+        return Outcome.skip(f"not measured: {next(r for r in reasons.values() if r)}")
     config_mtu = _config_mtu(ctx)
     deadline = time.monotonic() + ctx.time_left() - 0.3
     outside = Background(lambda: _outside(ctx, deadline))
