@@ -23,6 +23,7 @@ import ipaddress
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from netsetup.errors import InputError
@@ -278,6 +279,7 @@ class ClientConfig:
         section: dict[str, Setting] | None = None
         info = _InfoReader()
         secrets: dict[str, SecretKey] = {}
+        more: dict[tuple[int, str], list[str]] = {}  # list keys given again on later lines
         for number, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
             if line.startswith(MARK):
@@ -297,9 +299,10 @@ class ClientConfig:
                     "not a WireGuard config: expected [Interface], [Peer] or Key = value",
                     where=f"{where}:{number}",
                 )
-            _store(section, key.strip().lower(), value.strip(), number, secrets)
+            _store(section, key.strip().lower(), value.strip(), number, secrets, more)
         if not interface and not peers:
             raise InputError("not a WireGuard config: no [Interface] section", where=where)
+        _join_more([interface, *peers], more)
         return cls(
             path,
             interface,
@@ -324,9 +327,12 @@ class ClientConfig:
     def addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         return [ipaddress.ip_interface(a) for a in _split(self.interface.get("address"))]
 
-    @property
-    def allowed_ips(self) -> list[IPNetwork]:
-        return [ipaddress.ip_network(a, strict=False) for a in _split(self.peer.get("allowedips"))]
+    @cached_property
+    def allowed_ips(self) -> tuple[IPNetwork, ...]:
+        """Parsed once: a config may route thousands of networks, and every check asks."""
+        return tuple(
+            ipaddress.ip_network(a, strict=False) for a in _split(self.peer.get("allowedips"))
+        )
 
     @property
     def dns_servers(self) -> list[IPAddress]:
@@ -389,6 +395,7 @@ def _store(
     value: str,
     line: int,
     secrets: dict[str, SecretKey],
+    more: dict[tuple[int, str], list[str]],
 ) -> None:
     if key in _SECRET_KEYS:
         if is_valid_key(value):
@@ -396,9 +403,21 @@ def _store(
         section[key] = Setting("(hidden)" if is_valid_key(value) else "(not a valid key)", line)
         return
     if key in _LIST_KEYS and key in section:
-        value = f"{section[key].value}, {value}"  # wg-quick allows the key on several lines
-        line = section[key].line
+        # wg-quick allows the key on several lines: the values are joined once the config is
+        # read (joining here, line by line, took seconds for tens of thousands of lines)
+        more.setdefault((id(section), key), []).append(value)
+        return
     section[key] = Setting(value, line)
+
+
+def _join_more(
+    sections: Iterable[dict[str, Setting]], more: dict[tuple[int, str], list[str]]
+) -> None:
+    for section in sections:
+        for key, setting in section.items():
+            extra = more.get((id(section), key))
+            if extra:
+                section[key] = Setting(", ".join([setting.value, *extra]), setting.line)
 
 
 def _split(setting: Setting | None) -> list[str]:

@@ -39,7 +39,7 @@ def judge_config(config: ClientConfig) -> Outcome:
     facts = _facts(config)
     if not findings:
         return Outcome.passed(
-            f"the config looks right ({facts['allowed_ips']} go through the tunnel)", **facts
+            f"the config looks right ({_routed_words(config)} go through the tunnel)", **facts
         )
     findings.sort(key=lambda f: -f.status.rank)
     worst = findings[0]
@@ -47,6 +47,17 @@ def judge_config(config: ClientConfig) -> Outcome:
     fixes = " ".join(dict.fromkeys(f.fix for f in findings))
     problems = [{"line": f.line, "what": f.what, "status": str(f.status)} for f in findings]
     return Outcome.problem(worst.status, summary, fixes, worst.owner, problems=problems, **facts)
+
+
+SHOWN_ROUTES = 4  # a summary names this many of AllowedIPs, then counts the rest
+
+
+def _routed_words(config: ClientConfig) -> str:
+    routed = [str(n) for n in _safe(lambda: config.allowed_ips)]
+    if len(routed) <= SHOWN_ROUTES:
+        return ", ".join(routed)
+    rest = len(routed) - SHOWN_ROUTES
+    return f"{', '.join(routed[:SHOWN_ROUTES])} and {rest} more networks"
 
 
 def _with_line(f: Finding) -> str:
@@ -163,7 +174,7 @@ def _safe_addresses(
         return []
 
 
-def _covered(address: IPAddress, routed: list[IPNetwork]) -> bool:
+def _covered(address: IPAddress, routed: Sequence[IPNetwork]) -> bool:
     return any(address in net for net in routed if net.version == address.version)
 
 
