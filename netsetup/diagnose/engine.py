@@ -144,14 +144,19 @@ class _Run:
         self.outcomes.put((check.id, outcome))
 
     def wait(self) -> None:
-        """Take finished outcomes until the next deadline of a running check."""
+        """Take finished outcomes (the first until the next deadline of a running check, then
+        every one already there: taking one per round made hundreds of targets a quadratic
+        loop that called checks finished long before "did not finish")."""
         next_deadline = min(r.deadline for r in self.running.values())
         timeout = max(0.0, next_deadline - time.monotonic())
+        finished: list[tuple[str, Outcome]] = []
         try:
-            check_id, outcome = self.outcomes.get(timeout=timeout)
+            finished.append(self.outcomes.get(timeout=timeout))
+            while True:
+                finished.append(self.outcomes.get_nowait())
         except queue.Empty:
             pass
-        else:
+        for check_id, outcome in finished:
             running = self.running.get(check_id)
             if running is not None:  # not already ended by its deadline
                 self.finish(running.check, outcome, running.started)
