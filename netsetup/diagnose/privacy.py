@@ -14,6 +14,7 @@ count as public: examples and the lab use them for the internet.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,6 +58,19 @@ PRIVATE_USE: tuple[IPNetwork, ...] = tuple(
 )
 
 
+def _ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], list[int]]:
+    """The networks of one IP version merged into sorted, disjoint (first, last) address ranges:
+    a lookup is a bisection, not a walk through every network (a config may route thousands,
+    and every address in every text is looked up)."""
+    ours = [n for n in networks if n.version == version]  # one version: collapsible together
+    starts: list[int] = []
+    ends: list[int] = []
+    for net in ipaddress.collapse_addresses(ours):  # type: ignore[type-var]
+        starts.append(int(net.network_address))
+        ends.append(int(net.broadcast_address))
+    return starts, ends
+
+
 def scrub_keys(text: str) -> str:
     """`text` with everything shaped like a WireGuard key (private, preshared or public) removed."""
     return _KEY.sub(KEY_REMOVED, text)
@@ -78,6 +92,7 @@ class Redactor:
     def __init__(self, company_networks: Iterable[IPNetwork] = (), show_public_ip: bool = False):
         self.show_public_ip = show_public_ip
         self.private = PRIVATE_USE + tuple(n for n in company_networks if n.prefixlen > 0)
+        self._ranges = {version: _ranges(self.private, version) for version in (4, 6)}
 
     @classmethod
     def for_config(cls, config: ClientConfig, show_public_ip: bool = False) -> Redactor:
@@ -89,7 +104,9 @@ class Redactor:
     def is_public(self, address: IPAddr) -> bool:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             return self.is_public(address.ipv4_mapped)
-        return not any(address in net for net in self.private if net.version == address.version)
+        starts, ends = self._ranges[address.version]
+        at = bisect.bisect_right(starts, int(address)) - 1
+        return not (at >= 0 and int(address) <= ends[at])
 
     def text(self, value: str) -> str:
         value = scrub_keys(value)
