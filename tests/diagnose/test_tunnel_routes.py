@@ -280,3 +280,47 @@ def test_masking_a_report_of_ten_thousand_public_company_networks_is_quick() -> 
     assert time.monotonic() - began < 1.0
     assert redactor.text("from 8.8.4.4 to 11.0.0.9") == "from 8.8.x.x to 11.0.0.9"
     assert redactor.text("2001:db8::1 fd00::1") == "2001:db8:x:x:x:x:x:x fd00::1"
+
+
+# -- the black-hole verdict: the advised MTU -------------------------------------------------------
+
+
+def _black_hole_view(endpoint: str) -> CheckContext:
+    keys, gateway = generate_keypair(), generate_keypair()
+    cfg = ClientConfig.parse(
+        f"""\
+[Interface]
+PrivateKey = {keys.private.reveal()}
+Address = 10.99.0.2/32
+MTU = 1420
+[Peer]
+PublicKey = {gateway.public}
+Endpoint = {endpoint}
+AllowedIPs = 10.99.0.0/24
+"""
+    )
+    return _view(cfg)
+
+
+def test_a_hanging_lookup_of_the_endpoint_does_not_cost_the_black_hole_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from netsetup.diagnose.checks import tunnelmtu
+
+    monkeypatch.setattr(tunnelmtu, "resolve", lambda host: time.sleep(10) or [])
+    began = time.monotonic()
+    outcome = tunnelmtu._verdict(_black_hole_view("gw.example:51820"), 1420, 1300, None, "x")
+    assert time.monotonic() - began < 1.0
+    assert outcome.status is Status.fail and outcome.metrics["advised_mtu"] == 1300
+
+
+def test_a_dual_stack_endpoint_is_advised_the_mtu_that_fits_over_ipv6(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from netsetup.diagnose.checks import tunnelmtu
+
+    # `resolve` sorts as text: "192.…" before "2001:…", "2001:…" before "45.…"; which family
+    # the advice is for must not depend on that
+    monkeypatch.setattr(tunnelmtu, "resolve", lambda host: ["192.0.2.10", "2001:db8::10"])
+    outcome = tunnelmtu._verdict(_black_hole_view("gw.example:51820"), 1420, 1410, 1480, "x")
+    assert outcome.metrics["advised_mtu"] == 1480 - 80  # fits over IPv6 and IPv4

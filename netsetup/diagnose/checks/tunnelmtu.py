@@ -152,14 +152,22 @@ def _outside(ctx: CheckContext, deadline: float) -> int | None:
     return best
 
 
+RESOLVE_WAIT_S = 0.5
+
+
 def _endpoint_family(ctx: CheckContext) -> int:
+    """6 when WireGuard may reach the gateway over IPv6 (its larger overhead then decides the
+    advised MTU, which fits either way), else 4. The lookup is waited for briefly: a home
+    resolver that hangs must not cost the verdict already measured."""
+    from netsetup.diagnose.checks.dns import call_with_timeout
+
     endpoint = ctx.config.endpoint
     host = endpoint[0] if endpoint else None
     if isinstance(host, ipaddress.IPv6Address):
         return 6
     if isinstance(host, str):
-        found = resolve(host)
-        if found and ":" in found[0]:
+        _, found = call_with_timeout(lambda: resolve(host), min(RESOLVE_WAIT_S, ctx.time_left()))
+        if found and any(":" in a for a in found):
             return 6
     return 4
 
