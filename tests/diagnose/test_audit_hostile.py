@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paramiko
@@ -112,33 +114,31 @@ def test_a_hostile_ssh_banner_never_reaches_the_terminal_or_a_report(
         for char in CONTROL:
             assert char not in text, f"{char!r} in {name}"  # ... its escapes written out
     assert "<script>" not in outputs["report.html"]
-    assert "\\x1b[2J" in outputs["report.md"]
+    assert "\\\\x1b[2J" in outputs["report.md"]  # the escape shown as text
+    assert "\\<script>" in outputs["report.md"]  # no raw HTML for a ticket to render
 
 
-def test_config_lines_with_control_characters_are_problems_not_output(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # percent-encoding makes any character: an escape, a line break that fakes a verdict
-    config = write_config(
-        tmp_path,
-        [
-            "v=1 profile=acme-dental company=Evil%1b%5b2J contact=it%0aPASS:%20Everything",
-            "target=x%1b%5b31m kind=tcp host=127.0.0.1 port=9",
-            "dns-name=files%07.acme-dental.example",
-        ],
+def test_found_text_is_no_link_image_or_html_in_the_markdown_report() -> None:
+    from netsetup.diagnose.report.markdown import render_markdown
+    from netsetup.diagnose.result import CheckResult, DiagnoseReport, Outcome, Owner, Status
+
+    banner = "SSH-2.0-x ![t](https://evil.example/t.png) [fix](https://evil.example) <img src=x>"
+    outcome = Outcome.problem(Status.warn, f"banner {banner}", "call IT", Owner.it, banner=banner)
+    report = DiagnoseReport(
+        started=datetime(2026, 11, 27, tzinfo=UTC),
+        duration_s=0.1,
+        checks=(CheckResult("ssh.office", "SSH", outcome, 0.1),),
+        host="pc",
+        platform="Linux",
+        config="wg.conf",
+        profile_id="acme",
+        company="Acme <b>Dental</b>",
     )
-    parsed = ClientConfig.read(config)
-    assert parsed.info.company is None  # the whole line is refused (the first line's stay)
-    assert parsed.info.contact == "it@acme-dental.example"
-    assert parsed.info.targets == () and parsed.info.dns_names == ()
-    assert [line for line, _ in parsed.info.problems] == [2, 3, 4]
-    assert all("control" in what or "host name" in what for _, what in parsed.info.problems)
-    code, out, err = run_main(
-        ["diagnose", "--config", str(config), "--only", "interfaces"], capsys, terminal=False
-    )
-    assert code in (0, 1), err
-    for char in (*CONTROL, "\n:PASS"):
-        assert char not in out + err
+    text = render_markdown(report)
+    for active in ("<", "]("):  # each one found in the text is escaped: no HTML, link or image
+        assert not re.search(r"(?<!\\)" + re.escape(active), text), active
+    assert "\\<img src=x>" in text and "Acme \\<b>Dental\\</b>" in text  # shown as itself
+    assert "![t]\\(https://evil.example/t.png)" in text
 
 
 @pytest.mark.parametrize(
