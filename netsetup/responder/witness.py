@@ -22,6 +22,7 @@ import base64
 import contextlib
 import ipaddress
 import json
+import os
 import select
 import socket
 import struct
@@ -48,6 +49,7 @@ LIVE_TTL_S = 0.5  # how long a read of `wg show` and the seen sets is reused
 FRESH_S = 0.1  # a read asked for afresh (the key may have changed) is at least this old
 FILES_TTL_S = 2.0  # how long the peer files read are reused
 RECV_BYTES = 65535
+KEY_FILE_BYTES = 4096  # a key file is 45 bytes; anything far larger is not one
 
 
 # -- what the gateway knows ----------------------------------------------------------------------
@@ -536,20 +538,21 @@ def gateway_key(
     profile: Profile, key_file: Path | None, state_dir: Path | None
 ) -> SecretKey | None:
     """The fallback private key (the live interface's comes first): `key_file`, else the one in
-    the state directory, else None. A key file that was named but cannot be read is an error."""
+    the state directory, else None. A key file that was named but cannot be read is an error; so
+    is one that is not a regular file of a few bytes (a FIFO would block the start for good, even
+    SIGTERM, and /dev/zero fill the memory)."""
     from netsetup.errors import InputError
     from netsetup.state import StateDir
+    from netsetup.validate.reading import Unreadable, read_regular
 
     if key_file is None:
         return StateDir(state_dir).load_gateway_key(profile.id)
     try:
-        return SecretKey(key_file.read_text().strip())
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the gateway key: {exc.strerror or type(exc).__name__}",
-            where=str(key_file),
-        ) from None
-    except ValueError:
+        return SecretKey(read_regular(key_file, KEY_FILE_BYTES).decode("ascii").strip())
+    except Unreadable as exc:
+        reason = str(exc) if os.path.lexists(key_file) else "no such file"
+        raise InputError(f"cannot read the gateway key: {reason}", where=str(key_file)) from None
+    except ValueError:  # UnicodeDecodeError too
         raise InputError(
             "the gateway key file holds no WireGuard key", where=str(key_file)
         ) from None
