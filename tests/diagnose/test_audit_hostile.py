@@ -256,3 +256,24 @@ def test_a_report_that_cannot_be_written_names_it(
     code, err = _report(quiet_config, folder, capsys)
     assert code == 4, err
     assert str(folder / "report.html") in err and ".tmp" not in err, err
+
+
+# -- what the help and the README promise --------------------------------------------------------
+
+
+def test_help_and_readme_name_every_exit_status_diagnose_can_end_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_main(["diagnose", "--help"], capsys)
+    assert code == 0
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Diagnose") :]
+    for status in ("0 nothing failed", "1 a check failed", "2 bad input", "4 ", "70 ", "130 "):
+        assert status in " ".join(out.split()), status
+        assert status in " ".join(section.split()), status
+
+
+def test_the_witness_unit_does_not_hide_an_editable_install_under_root_or_home() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    unit = readme[readme.index("[Service]") : readme.index("[Install]")]
+    assert "ProtectHome=yes" not in unit and "ProtectHome=read-only" in unit
