@@ -66,8 +66,9 @@ def diagnose(
     must act (you, your company's IT, or your internet provider). No key and (unless
     --include-public-ip) no public IP address appears in the output or the reports.
 
-    Exit status: 0 nothing failed, 1 a check failed, 2 bad input, 130 interrupted (Ctrl-C: what
-    was found is still shown and written).
+    Exit status: 0 nothing failed, 1 a check failed, 2 bad input, 4 this computer is in the way
+    (a report folder that cannot be written), 70 a bug in netsetup (report it), 130 interrupted
+    (Ctrl-C: what was found is still shown and written).
 
     Example:
 

@@ -98,7 +98,8 @@ def responder(
         )
         if serving.key != "live":
             streams.stderr.write(
-                f"warning: cannot read the key of {serving.interface} (`wg show`, needs root); "
+                f"warning: cannot read the key of {serving.interface} (`wg show "
+                f"{serving.interface}` failed: is the interface up, and the witness run as root?); "
                 + (
                     "answering with the fallback key (--key-file or the state directory)\n"
                     if serving.key == "fallback"

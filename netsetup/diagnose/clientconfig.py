@@ -29,7 +29,16 @@ from pathlib import Path
 from netsetup.errors import InputError
 from netsetup.keys import SecretKey, is_valid_key
 from netsetup.profile.model import TARGET_KINDS, Profile, Target
-from netsetup.profile.values import IPAddress, IPNetwork, parse_endpoint, parse_host
+from netsetup.profile.values import (
+    IPAddress,
+    IPNetwork,
+    check_text,
+    parse_endpoint,
+    parse_host,
+    parse_host_key,
+    parse_hostname,
+    parse_name,
+)
 
 MARK = "# netsetup-diagnose:"
 MAX_CONFIG_BYTES = 1 << 20
@@ -159,18 +168,20 @@ class _InfoReader:
 
     def line(self, number: int, text: str) -> None:
         pairs: dict[str, str] = {}
-        for item in text.split():
-            key, sep, value = item.partition("=")
-            if not sep:
-                self.problems.append((number, f"netsetup-diagnose line: {item!r} is not key=value"))
-                return
-            pairs[key] = urllib.parse.unquote(value)
-        if not pairs:
-            return
         try:
-            self._record(next(iter(pairs)), pairs)
-        except (ValueError, KeyError) as exc:
+            for item in text.split():
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ValueError(f"{item!r} is not key=value")
+                # percent-decoding can make any character: a control one (an escape sequence, a
+                # line break) is refused, as in a profile, before it reaches a screen or a report
+                pairs[key] = check_text(urllib.parse.unquote(value), f"the value of {key!r}")
+            if pairs:
+                self._record(next(iter(pairs)), pairs)
+        except ValueError as exc:
             self.problems.append((number, f"netsetup-diagnose line: {exc}"))
+        except KeyError as exc:
+            self.problems.append((number, f"netsetup-diagnose line: it has no {exc.args[0]}="))
 
     def _record(self, first: str, p: dict[str, str]) -> None:
         if first == "v":
@@ -179,7 +190,7 @@ class _InfoReader:
         elif first == "gateway":
             self._gateway(p)
         elif first == "dns-name":
-            self.dns_names.append(p["dns-name"])
+            self.dns_names.append(parse_hostname(p["dns-name"]))
         elif first == "target":
             self.targets.append(_target(p))
         elif first == "responder":
@@ -217,7 +228,14 @@ def _target(p: dict[str, str]) -> Target:
     if kind not in TARGET_KINDS:
         raise ValueError(f"target kind {kind!r} is not one of {', '.join(TARGET_KINDS)}")
     port = _port(p["port"]) if "port" in p else None
-    return Target(p["target"], parse_host(p["host"]), port, kind, p.get("host-key"))
+    host_key = p.get("host-key")
+    return Target(
+        parse_name(p["target"], "target name"),
+        parse_host(p["host"]),
+        port,
+        kind,
+        parse_host_key(host_key) if host_key is not None else None,
+    )
 
 
 def _sip(p: dict[str, str]) -> SipInfo:
@@ -436,7 +454,10 @@ def _is_address(text: str) -> bool:
 
 def candidate_configs(folders: Iterable[Path]) -> list[Path]:
     """`*.conf` files in `folders` that carry netsetup's diagnose lines (for finding the active
-    tunnel when no --config is given); unreadable files are passed over."""
+    tunnel when no --config is given); unreadable files are passed over, and so is anything that
+    is not a regular file (a FIFO named `x.conf` in the current folder would block `open()`)."""
+    from netsetup.validate.reading import Unreadable, read_regular
+
     found: list[Path] = []
     for folder in folders:
         try:
@@ -445,10 +466,9 @@ def candidate_configs(folders: Iterable[Path]) -> list[Path]:
             continue
         for path in entries:
             try:
-                with path.open("r", encoding="utf-8", errors="replace") as handle:
-                    head = handle.read(65536)
-            except OSError:
+                data = read_regular(path, MAX_CONFIG_BYTES)
+            except Unreadable:
                 continue
-            if MARK in head:
+            if MARK.encode() in data:
                 found.append(path)
     return found

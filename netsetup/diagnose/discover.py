@@ -43,24 +43,26 @@ def local_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
 
 def find_active_config(folders: list[Path] | None = None) -> Path:
     """The one netsetup config whose tunnel address is on this machine now."""
-    candidates = candidate_configs(folders or search_folders())
+    folders = folders or search_folders()
+    candidates = candidate_configs(folders)
     present = local_addresses()
     active: list[Path] = []
     for path in candidates:
         try:
             config = ClientConfig.read(path)
-        except InputError:
+            if any(a.ip in present for a in config.addresses):
+                active.append(path)
+        except (InputError, ValueError):  # not a config, or an Address that is not one
             continue
-        if any(a.ip in present for a in config.addresses):
-            active.append(path)
     if len(active) == 1:
         return active[0]
     if not active:
         found = ", ".join(str(p) for p in candidates) or "none"
+        looked = ", ".join(str(f) for f in folders)
         raise InputError(
             "no active netsetup tunnel found on this machine (netsetup configs found: "
-            f"{found}). Start the tunnel in WireGuard, or name your config: "
-            "netsetup diagnose --config FILE.conf"
+            f"{found}; looked for *.conf in {looked}). Start the tunnel in WireGuard, or name "
+            "your config: netsetup diagnose --config FILE.conf"
         )
     names = ", ".join(str(p) for p in active)
     raise InputError(

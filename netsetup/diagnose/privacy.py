@@ -15,6 +15,7 @@ count as public: examples and the lab use them for the internet.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from netsetup.diagnose.result import CheckResult, DiagnoseReport, Outcome
+from netsetup.errors import one_line
 
 if TYPE_CHECKING:
     from netsetup.diagnose.clientconfig import ClientConfig
@@ -96,9 +98,13 @@ class Redactor:
 
     @classmethod
     def for_config(cls, config: ClientConfig, show_public_ip: bool = False) -> Redactor:
-        """From a ClientConfig: its Address networks and AllowedIPs are the company's."""
-        networks: list[IPNetwork] = [a.network for a in config.addresses]
-        networks += list(config.allowed_ips)
+        """From a ClientConfig: its Address networks and AllowedIPs are the company's. One that
+        is not valid (tunnel.config reports it) counts as none: more is masked, never less."""
+        networks: list[IPNetwork] = []
+        with contextlib.suppress(ValueError):
+            networks += [a.network for a in config.addresses]
+        with contextlib.suppress(ValueError):
+            networks += list(config.allowed_ips)
         return cls(networks, show_public_ip)
 
     def is_public(self, address: IPAddr) -> bool:
@@ -109,11 +115,14 @@ class Redactor:
         return not (at >= 0 and int(address) <= ends[at])
 
     def text(self, value: str) -> str:
+        """`value` with keys removed, public addresses masked, and every character that is not
+        printable (an escape sequence in a server's banner, a line break) written as its escape:
+        what a server or a config sends never drives the terminal nor breaks a line."""
         value = scrub_keys(value)
-        if self.show_public_ip:
-            return value
-        value = _IPV4.sub(self._mask_match, value)
-        return _IPV6.sub(self._mask_match, value)
+        if not self.show_public_ip:
+            value = _IPV4.sub(self._mask_match, value)
+            value = _IPV6.sub(self._mask_match, value)
+        return one_line(value)  # last: an escape written out could hide a key or an address
 
     def _mask_match(self, match: re.Match[str]) -> str:
         try:
@@ -143,7 +152,9 @@ class Redactor:
             self.text(o.fix) if o.fix is not None else None,
             o.owner,
         )
-        return replace(result, title=self.text(result.title), outcome=outcome)
+        return replace(
+            result, id=self.text(result.id), title=self.text(result.title), outcome=outcome
+        )
 
     def report(self, report: DiagnoseReport) -> DiagnoseReport:
         def opt(value: str | None) -> str | None:

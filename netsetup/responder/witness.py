@@ -22,6 +22,7 @@ import base64
 import contextlib
 import ipaddress
 import json
+import os
 import select
 import socket
 import struct
@@ -48,6 +49,7 @@ LIVE_TTL_S = 0.5  # how long a read of `wg show` and the seen sets is reused
 FRESH_S = 0.1  # a read asked for afresh (the key may have changed) is at least this old
 FILES_TTL_S = 2.0  # how long the peer files read are reused
 RECV_BYTES = 65535
+KEY_FILE_BYTES = 4096  # a key file is 45 bytes; anything far larger is not one
 
 
 # -- what the gateway knows ----------------------------------------------------------------------
@@ -73,8 +75,9 @@ class GatewaySource(Protocol):
     def live(self, fresh: bool = False) -> LiveState: ...
 
     def seen_age(self, address: str) -> tuple[bool, float | None]:
-        """(whether the record could be read, seconds since `address` last sent to WireGuard's
-        port or None when it did not within the record's timeout)."""
+        """(whether the record can tell, seconds since `address` last sent to WireGuard's port
+        or None when it did not within the record's timeout). The record cannot tell when it
+        cannot be read, or when it is full and `address` is not in it."""
         ...
 
     def peers(self) -> Mapping[str, Peer]: ...
@@ -112,9 +115,7 @@ def parse_dump(text: str) -> LiveState:
     return LiveState(private, port, handshakes)
 
 
-def parse_seen_set(text: str) -> dict[str, float] | None:
-    """`nft -j list set ...`: each address in the set and how long ago it was last refreshed
-    (the set's timeout minus what is left of it). None when the text holds no set."""
+def _seen_sets(text: str) -> list[dict[str, Any]] | None:
     try:
         document = json.loads(text)
     except ValueError:
@@ -123,7 +124,14 @@ def parse_seen_set(text: str) -> dict[str, float] | None:
     found = [
         i["set"] for i in items or [] if isinstance(i, dict) and isinstance(i.get("set"), dict)
     ]
-    if not found:
+    return found or None
+
+
+def parse_seen_set(text: str) -> dict[str, float] | None:
+    """`nft -j list set ...`: each address in the set and how long ago it was last refreshed
+    (the set's timeout minus what is left of it). None when the text holds no set."""
+    found = _seen_sets(text)
+    if found is None:
         return None
     ages: dict[str, float] = {}
     for one in found:
@@ -132,6 +140,17 @@ def parse_seen_set(text: str) -> dict[str, float] | None:
             if age is not None:
                 ages[age[0]] = age[1]
     return ages
+
+
+def seen_set_full(text: str) -> bool:
+    """Whether the set holds as many addresses as its size allows (nft gives a dynamic set 65535
+    unless told otherwise). Packets with spoofed sources fill it within a second, and from then on
+    a new source is not recorded: its absence then says nothing."""
+    for one in _seen_sets(text) or []:
+        size, elements = one.get("size"), one.get("elem") or []
+        if isinstance(size, int) and 0 < size <= len(elements):
+            return True
+    return False
 
 
 def _element_age(entry: Any, set_timeout: Any) -> tuple[str, float] | None:
@@ -200,14 +219,21 @@ class SystemGateway:
             return LiveState(self.fallback_key, state.listen_port, state.handshakes, False)
         return state
 
-    def _read_seen(self, version: int) -> dict[str, float] | None:
+    def _read_seen(self, version: int) -> tuple[dict[str, float], bool] | None:
+        """(each address's age, whether the set is full), or None when it cannot be read."""
         text = self.runner(["nft", "-j", "list", "set", "inet", self.table, SEEN_SETS[version]])
-        return parse_seen_set(text) if text else None
+        ages = parse_seen_set(text) if text else None
+        return None if ages is None or text is None else (ages, seen_set_full(text))
 
     def seen_age(self, address: str) -> tuple[bool, float | None]:
         version = ipaddress.ip_address(address).version
-        ages: dict[str, float] | None = self._seen[version].get()
-        return (False, None) if ages is None else (True, ages.get(address))
+        record: tuple[dict[str, float], bool] | None = self._seen[version].get()
+        if record is None:
+            return False, None
+        ages, full = record
+        if address not in ages and full:  # a full set records no new source: cannot tell
+            return False, None
+        return True, ages.get(address)
 
     def peers(self) -> Mapping[str, Peer]:
         peers: Mapping[str, Peer] = self._peers.get()
@@ -512,20 +538,21 @@ def gateway_key(
     profile: Profile, key_file: Path | None, state_dir: Path | None
 ) -> SecretKey | None:
     """The fallback private key (the live interface's comes first): `key_file`, else the one in
-    the state directory, else None. A key file that was named but cannot be read is an error."""
+    the state directory, else None. A key file that was named but cannot be read is an error; so
+    is one that is not a regular file of a few bytes (a FIFO would block the start for good, even
+    SIGTERM, and /dev/zero fill the memory)."""
     from netsetup.errors import InputError
     from netsetup.state import StateDir
+    from netsetup.validate.reading import Unreadable, read_regular
 
     if key_file is None:
         return StateDir(state_dir).load_gateway_key(profile.id)
     try:
-        return SecretKey(key_file.read_text().strip())
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the gateway key: {exc.strerror or type(exc).__name__}",
-            where=str(key_file),
-        ) from None
-    except ValueError:
+        return SecretKey(read_regular(key_file, KEY_FILE_BYTES).decode("ascii").strip())
+    except Unreadable as exc:
+        reason = str(exc) if os.path.lexists(key_file) else "no such file"
+        raise InputError(f"cannot read the gateway key: {reason}", where=str(key_file)) from None
+    except ValueError:  # UnicodeDecodeError too
         raise InputError(
             "the gateway key file holds no WireGuard key", where=str(key_file)
         ) from None

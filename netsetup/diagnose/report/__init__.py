@@ -51,15 +51,29 @@ def render_all(report: DiagnoseReport) -> dict[str, str]:
     return {name: scrub_keys(text) for name, text in texts.items()}
 
 
+# A report names the company's hosts, addresses and SSH keys (and with --include-public-ip the
+# assistant's address): for its owner only, who attaches it to the ticket. A folder made for it is
+# the owner's alone too; a folder that exists keeps its mode.
+REPORT_MODE = 0o600
+REPORT_FOLDER_MODE = 0o700
+
+
 def write_reports(report: DiagnoseReport, folder: Path) -> WrittenReports:
     """Write report.md, report.html and report.json into `folder` (created if needed), each
-    atomically: a reader never sees half a report."""
-    from netsetup.fsutil import atomic_write, ensure_dir
+    atomically: a reader never sees half a report. A file in the way is replaced, never written
+    through (a symlink named report.html is replaced by the report, its target is untouched)."""
+    from netsetup.errors import EnvironmentProblem
+    from netsetup.fsutil import atomic_write
 
     check_report_folder(folder)
-    ensure_dir(folder)
     written = []
-    for name, text in render_all(report).items():
-        atomic_write(folder / name, text)
-        written.append(folder / name)
+    target = folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=REPORT_FOLDER_MODE)
+        for name, text in render_all(report).items():
+            target = folder / name
+            atomic_write(target, text, mode=REPORT_MODE)
+            written.append(target)
+    except OSError as exc:  # named by the report's path, not the temporary file's
+        raise EnvironmentProblem.from_os_error(exc, where=target) from None
     return WrittenReports(folder, tuple(written))

@@ -5,13 +5,21 @@ from __future__ import annotations
 from netsetup.diagnose.explain import CheckView, ReportView, report_view
 from netsetup.diagnose.result import DiagnoseReport
 
+# What a Markdown renderer would act on in found text (a server's banner, an error it sent): raw
+# HTML and autolinks open with `<`, links and images with `](`. Backslash-escaped, they show as
+# themselves in a ticket; raw, a banner could put a link or a tracking image there.
+_ACTIVE = (("\\", "\\\\"), ("<", "\\<"), ("](", "]\\("))
+
 
 def _cell(text: str) -> str:
     """Text safe inside a table cell: pipes escaped, one line."""
-    return " ".join(text.replace("|", "\\|").split())
+    return _inline(text).replace("|", "\\|")
 
 
 def _inline(text: str) -> str:
+    """Found text on one line, shown as itself (nothing in it becomes a link or HTML)."""
+    for active, escaped in _ACTIVE:
+        text = text.replace(active, escaped)
     return " ".join(text.split())
 
 
@@ -38,7 +46,7 @@ def _measurements(view: ReportView) -> list[str]:
 
 def render_markdown(report: DiagnoseReport) -> str:
     view = report_view(report)
-    lines = [f"# {view.title}", "", f"**{view.verdict_label}: {view.headline}**", ""]
+    lines = [f"# {_inline(view.title)}", "", f"**{view.verdict_label}: {view.headline}**", ""]
     if view.interrupted:
         lines += [f"> {view.interrupted}", ""]
     lines += [f"- **{label}:** {_inline(value)}" for label, value in view.facts]

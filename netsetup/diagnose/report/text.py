@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from netsetup.diagnose.explain import CheckView, ReportView
 from netsetup.diagnose.privacy import scrub_keys
+from netsetup.errors import one_line
 
 STYLES = {
     "pass": "green",
@@ -91,7 +92,7 @@ class Terminal:
         if report_html is not None:
             self.line(
                 "Report: ",
-                (str(report_html), "bold"),
+                (one_line(str(report_html)), "bold"),
                 " (and report.md, report.json beside it): send it to your company's IT.",
             )
 
