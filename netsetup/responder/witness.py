@@ -170,18 +170,35 @@ def _element_age(entry: Any, set_timeout: Any) -> tuple[str, float] | None:
 
 class _Cached:
     """One value, read again when older than `ttl` seconds, or on demand (`fresh`) when older
-    than FRESH_S: a flood of forged queries cannot make the witness run `wg` for each."""
+    than FRESH_S: a flood of forged queries cannot make the witness run `wg` for each. With a
+    `stamp` (say, a folder's mtime), also read again as soon as the stamp changes."""
 
-    def __init__(self, ttl: float, read: Callable[[], Any]) -> None:
-        self.ttl, self.read = ttl, read
+    def __init__(
+        self,
+        ttl: float,
+        read: Callable[[], Any],
+        stamp: Callable[[], object] = lambda: None,
+    ) -> None:
+        self.ttl, self.read, self.stamp = ttl, read, stamp
         self.value: Any = None
         self.at = float("-inf")
+        self.stamped: object = None
 
     def get(self, fresh: bool = False) -> Any:
         now = time.monotonic()
-        if now - self.at > (FRESH_S if fresh else self.ttl):
-            self.value, self.at = self.read(), now
+        stamp = self.stamp()
+        if now - self.at > (FRESH_S if fresh else self.ttl) or stamp != self.stamped:
+            self.value, self.at, self.stamped = self.read(), now, stamp
         return self.value
+
+
+def _folder_stamp(folder: Path) -> object:
+    """What changes when a file in `folder` is written (netsetup writes by rename)."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
 
 
 class SystemGateway:
@@ -203,7 +220,12 @@ class SystemGateway:
         self.runner = runner
         self._live = _Cached(LIVE_TTL_S, self._read_live)
         self._seen = {v: _Cached(LIVE_TTL_S, partial(self._read_seen, v)) for v in SEEN_SETS}
-        self._peers = _Cached(FILES_TTL_S, self._read_peers)
+        # a revoke or an expiry counts at once: the peer files are read again when the peers
+        # folder changes, not only every FILES_TTL_S (the live interface may already lack the
+        # key, and a stale file would then make a revoked key look merely "unknown")
+        self._peers = _Cached(
+            FILES_TTL_S, self._read_peers, partial(_folder_stamp, profile.peers_dir)
+        )
 
     def __repr__(self) -> str:
         return f"SystemGateway({self.profile.id!r}, {self.interface!r})"

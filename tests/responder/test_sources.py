@@ -175,3 +175,25 @@ def test_forged_queries_cannot_make_the_witness_run_wg_for_each(acme: Path) -> N
     reads = sum(r.startswith("wg ") for r in runs)
     assert reads <= 2 + elapsed / FRESH_S, (reads, elapsed)  # a read at most every FRESH_S
     assert reads < 100
+
+
+def test_a_revoke_counts_at_once_not_after_the_files_cache(acme: Path) -> None:
+    # the lab's CI run caught it: a peer expired (its file rewritten, the gateway synced) was
+    # told "unknown" for up to two seconds, from peer files read just before the change
+    gw, ana = generate_keypair(), generate_keypair()
+    profile = load_profile(acme)
+    profile.peers_dir.mkdir(exist_ok=True)
+    record = profile.peers_dir / "ana.toml"
+    record.write_text(peer_to_toml(peer("ana", ana.public)))
+
+    def runner(argv: object) -> str | None:
+        if list(argv)[:2] == ["wg", "show"]:  # type: ignore[call-overload]
+            return f"{gw.private.reveal()}\t{gw.public}\t51820\toff\n"  # ana no longer there
+        return None
+
+    source = SystemGateway(profile, runner=runner)
+    assert key_state(ana.public, source, NOW) == "unknown"  # files read, cached now
+    fresh = profile.peers_dir / ".ana.toml.tmp"
+    fresh.write_text(peer_to_toml(peer("ana", ana.public, "revoked")))
+    fresh.replace(record)  # as netsetup writes: by rename, which changes the folder
+    assert key_state(ana.public, source, NOW) == "revoked"
