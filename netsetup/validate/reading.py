@@ -53,7 +53,7 @@ def read_regular(path: os.PathLike[str] | str, limit: int) -> bytes:
         fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
         gone = exc.errno in (errno.ENOENT, errno.ELOOP)
-        raise Unreadable(_os_reason(exc), "special" if gone else "error") from None
+        raise Unreadable(_os_reason(exc, path), "special" if gone else "error") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -71,7 +71,7 @@ def read_regular(path: os.PathLike[str] | str, limit: int) -> bytes:
             want = 65536
         return b"".join(chunks)
     except OSError as exc:
-        raise Unreadable(_os_reason(exc)) from None
+        raise Unreadable(_os_reason(exc, path)) from None
     finally:
         os.close(fd)
 
@@ -80,11 +80,13 @@ def _too_large(size: int, limit: int) -> str:
     return f"{size:,} bytes, more than the {limit:,} such a file may have"
 
 
-def _os_reason(exc: OSError) -> str:
+def _os_reason(exc: OSError, path: os.PathLike[str] | str) -> str:
     if exc.errno == errno.ELOOP:
         return "a symlink loop"
     if exc.errno == errno.ENOENT:
-        return "a broken symlink"
+        # a file found in a listing that cannot be opened is a link to nothing; a path someone
+        # named (diagnose --config) may simply not be there
+        return "a broken symlink" if os.path.lexists(path) else "no such file"
     return (exc.strerror or type(exc).__name__).lower()
 
 

@@ -107,3 +107,13 @@ def test_candidates_are_configs_with_netsetup_lines(tmp_path: Path) -> None:
     (tmp_path / "b.conf").write_text(config_text())
     (tmp_path / "c.txt").write_text(f"{MARK} v=1\n")
     assert candidate_configs([tmp_path, tmp_path / "missing"]) == [tmp_path / "a.conf"]
+
+
+def test_a_missing_config_is_no_such_file_and_a_dangling_link_is_named_so(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as missing:
+        ClientConfig.read(tmp_path / "wg-acme.conf")
+    assert "no such file" in missing.value.message
+    (tmp_path / "link.conf").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(InputError) as dangling:
+        ClientConfig.read(tmp_path / "link.conf")
+    assert "broken symlink" in dangling.value.message
