@@ -157,7 +157,9 @@ def main() -> None:
         config = Path(lab.record.clients["home"].config)
         compare(lab, connected.interface, config, args.rounds)
     finally:
-        lab.down()
+        problems = lab.down()
+        if problems:
+            raise SystemExit(f"the lab was not removed completely: {problems}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def one_run(profile: Path) -> dict[str, float]:
             raise SystemExit("no handshake within 20 s")
         done = time.monotonic()
     finally:
-        lab.down()
+        problems = lab.down()
+        if problems:
+            raise SystemExit(f"the lab was not removed completely: {problems}")
     return {
         "lab_up_s": up - started,
         "provision_and_sync_s": provisioned - up,

@@ -46,6 +46,50 @@ def _keep_session_signal_handlers() -> Iterator[None]:
         signal.signal(signum, handler)
 
 
+def lab_prefixes() -> set[str]:
+    """The prefix of every lab on this machine (run directory or namespace)."""
+    from netsetup.lab import cleanup
+    from netsetup.lab.lab import run_base
+
+    return set(cleanup.all_prefixes(run_base()))
+
+
+def _describe_lab(prefix: str) -> str:
+    from netsetup.lab.lab import run_base
+
+    record = run_base() / f"netsetup-lab-{prefix}" / "lab.json"
+    try:
+        text = record.read_text()
+    except OSError:
+        return f"lab {prefix} (no record)"
+    return f"lab {prefix}: {text[:300]}"
+
+
+_LIVE_FIXTURE_LABS: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _no_lab_leaks_from_this_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A lab that appears during a test and outlives it (and is no module fixture's lab) is a
+    leak: the test that left it fails, naming it, and it is removed so later tests are judged on
+    their own (a leak once surfaced only in the last module, far from its cause)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = lab_prefixes()
+    yield
+    leaked = lab_prefixes() - before - _LIVE_FIXTURE_LABS
+    if not leaked:
+        return
+    from netsetup.lab import cleanup
+    from netsetup.lab.lab import run_base
+
+    described = [_describe_lab(prefix) for prefix in sorted(leaked)]
+    for prefix in leaked:
+        cleanup.teardown(prefix, run_base() / f"netsetup-lab-{prefix}")
+    pytest.fail(f"{request.node.nodeid} left a lab behind (now removed): {described}")
+
+
 @pytest.fixture(scope="session")
 def host_resolv_conf() -> Iterator[bytes]:
     """The host's /etc/resolv.conf before any lab ran: the session checks it never changes."""
@@ -57,12 +101,15 @@ def host_resolv_conf() -> Iterator[bytes]:
 def _lab_for(profile: Path) -> Iterator[Lab]:
     require_lab()
     lab = Lab.create(profile)
+    _LIVE_FIXTURE_LABS.add(lab.prefix)
     lab.up()
     try:
         yield lab
     finally:
         problems = lab.down()
+        _LIVE_FIXTURE_LABS.discard(lab.prefix)
         assert not problems, problems
+        assert not [x for x in lab_leftovers() if lab.prefix in x], lab.prefix
 
 
 @pytest.fixture(scope="module")
