@@ -76,6 +76,11 @@ class DiagnoseInfo:
     targets: tuple[Target, ...] = ()
     responder: tuple[str | IPAddress, int] | None = None  # the office responder (issue 9)
     sip: SipInfo | None = None
+    # issue 9 (filled by provision's lines or the profile; defaults for older configs)
+    responder_key: SecretKey | None = None  # this peer's key for the office responder
+    codec: str = "g711"  # [voip] codec: the E-model's Ie and Bpl
+    plc: bool = True  # [voip] plc: the phones conceal lost packets
+    sip_mirror: bool = False  # the gateway witness mirrors SIP on UDP/TCP 5060 outside the tunnel
     problems: tuple[tuple[int, str], ...] = ()  # (line, what) for lines that could not be read
 
     @classmethod

@@ -25,6 +25,7 @@ class DiagnoseOptions:
     include_public_ip: bool = False
     long: bool = False  # long measurements (the NAT binding lifetime, issue 9)
     internet_speed: bool = True  # issue 9: the public speed test (never in tests)
+    load: bool = True  # issue 9: the checks that load the link (speed.tunnel, bufferbloat)
 
 
 @dataclass

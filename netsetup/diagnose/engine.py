@@ -34,6 +34,10 @@ class Check:
     title: str = ""
     budget_s: float = 5.0
     needs: tuple[str, ...] = ()  # checks that must pass (or warn) before this one makes sense
+    # issue 9: 0 connectivity (under --deadline), 1 VoIP (its own budget on top), 2 checks that
+    # load the link: they run after the others, one at a time when `exclusive`
+    phase: int = 0
+    exclusive: bool = False
 
     def run(self, ctx: CheckContext) -> Outcome:
         raise NotImplementedError
