@@ -607,3 +607,15 @@ define(
     apply=_ssh_hostkey,
     undo=_clear_ssh_hostkey,
 )
+
+
+def _register_more_kinds() -> None:
+    import importlib
+
+    from netsetup.lab.faultkinds import MODULES
+
+    for module in MODULES:
+        importlib.import_module(f"netsetup.lab.faultkinds.{module}")
+
+
+_register_more_kinds()

@@ -1,0 +1,1 @@
+"""Lab faults for issue 9 (voice)."""
