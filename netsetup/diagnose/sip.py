@@ -27,6 +27,7 @@ from netsetup.responder.sipmirror import Malformed, SipMessage, parse_message
 
 USER_AGENT = f"netsetup-diagnose/{__version__} (readiness check)"
 PACE_S = 1.0  # at most one request a second per destination
+LAST_WAIT_S = 1.5  # after the last try over UDP: an answer later than this is as good as none
 PADDED_SIZE = 1500  # the padded OPTIONS: an INVITE with a rich SDP is this big
 RECV_BYTES = 65535
 MAX_STREAM = 16384
@@ -260,7 +261,7 @@ def _udp_rounds(
             break
         sent += 1
         first_sent = first_sent or now
-        until = deadline if sent == tries else min(deadline, now + PACE_S)
+        until = min(deadline, now + (PACE_S if sent < tries else LAST_WAIT_S))
         message = _wait_udp(sock, request, until)
         if message is not None:
             return Attempt(_answer(message, time.monotonic() - now), None, sent, request.data)
@@ -303,9 +304,10 @@ def stream_exchange(
     except OSError as exc:
         return Attempt(None, _connect_error(exc), 0)
     with raw:
+        sock: socket.socket = raw
         try:
             sock, certificate = _wrap(raw, tls, tls_name) if tls else (raw, None)
-            request = build(raw.getsockname()[:2])
+            request = build(sock.getsockname()[:2])
             sock.settimeout(max(0.1, deadline - time.monotonic()))
             sent_at = time.monotonic()
             sock.sendall(request.data)
@@ -314,6 +316,9 @@ def stream_exchange(
             return Attempt(None, f"TLS failed: {exc.reason or exc}", 0)
         except OSError as exc:
             return Attempt(None, _connect_error(exc), 1)
+        finally:
+            if sock is not raw:
+                sock.close()
         if message is None:
             return Attempt(None, "no answer", 1, request.data)
         rtt = time.monotonic() - sent_at
