@@ -28,8 +28,8 @@ def _seeds() -> list[bytes]:
         stun.binding_request(txid),
         stun.binding_request(txid, size=128, response_port=40000),
         stun.binding_request(
-            txid, size=128, response_port=40000, signed_by=(bytes(32),) * 2 + (1,)
-        ),  # type: ignore[arg-type]
+            txid, size=128, response_port=40000, signed_by=(bytes(32), bytes(32), 1)
+        ),
         stun.binding_answer(txid, "198.51.100.1", 5000),
         invite,
         options,
