@@ -5,7 +5,7 @@ passed. Plain text without colour when the output is not a terminal (a pipe, a f
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -66,13 +66,14 @@ class Terminal:
         self.console.print(grid)
 
     @contextlib.contextmanager
-    def progress(self, what: str) -> Iterator[None]:
-        """A spinner with `what` while the checks run (only on a terminal)."""
+    def progress(self, what: str) -> Iterator[Callable[[str], None]]:
+        """A spinner with `what` while the checks run (only on a terminal); the context gives a
+        function that changes its text (a new phase of the run)."""
         if not self.is_terminal:
-            yield
+            yield lambda text: None
             return
-        with self.console.status(scrub_keys(what)):
-            yield
+        with self.console.status(scrub_keys(what)) as status:
+            yield lambda text: status.update(scrub_keys(text))
 
     def check(self, check: CheckView) -> None:
         """One finished check."""
