@@ -24,7 +24,7 @@ OFFLINE_ENV = "NETSETUP_OFFLINE"  # "1": nothing may reach the internet (tests, 
 PHASE_NAMES = {0: "connectivity", 1: "voip", 2: "load"}
 VOIP_BUDGET_S = 8.0  # a few seconds of voice-shaped probes
 VOIP_LONG_BUDGET_S = 200.0  # --long: ~1,100 voice probes (~25 s) and the NAT lifetime (<= 190 s)
-LOAD_BUDGET_S = 35.0  # speed.tunnel (~12 s) then bufferbloat (~15 s), one after the other
+LOAD_BUDGET_S = 40.0  # speed.tunnel (~12 s) then bufferbloat (~17 s), one after the other
 INTERNET_SPEED_S = 25.0  # speed.internet, when it runs, adds its own time to the load phase
 
 
