@@ -189,8 +189,11 @@ def _output(result: DiagnoseReport, streams: Streams, as_json: bool, folder: Pat
         streams.stdout.write(scrub_keys(render_json(result)))
         return
     from netsetup.diagnose.explain import report_view
+    from netsetup.diagnose.report.phone import phone_calls
 
-    _terminal(streams).summary(report_view(result), written.html if written else None)
+    _terminal(streams).summary(
+        report_view(result), written.html if written else None, phone_calls(result)
+    )
 
 
 class _CtrlC:
