@@ -219,3 +219,46 @@ def test_the_json_envelope_names_each_phase_and_its_budget(tmp_path: Path) -> No
         {"phase": 1, "name": "voip", "budget_s": VOIP_LONG_BUDGET_S},
         {"phase": 2, "name": "load", "budget_s": LOAD_BUDGET_S},
     ]
+
+
+def test_the_cli_options_reach_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--long, --no-load and --no-internet-speed on the command line: the envelope's budgets and
+    the load checks' skips show they arrived."""
+    from netsetup.keys import generate_keypair
+    from tests.cli.support import run_main
+
+    config = tmp_path / "wg-test.conf"
+    config.write_text(
+        CONFIG.replace(
+            "[Interface]", f"[Interface]\nPrivateKey = {generate_keypair().private.reveal()}"
+        )
+    )
+    config.chmod(0o600)
+    argv = [
+        "diagnose",
+        "--config",
+        str(config),
+        "--json",
+        "--only",
+        "tunnel.config,speed,bufferbloat",
+    ]
+    _, out, _ = run_main([*argv, "--long", "--no-load", "--no-internet-speed"], capsys)
+    envelope = json.loads(out)
+    budgets = {p["name"]: p["budget_s"] for p in envelope["phases"]}
+    assert budgets["voip"] == VOIP_LONG_BUDGET_S
+    statuses = {c["id"]: (c["status"], c["summary"]) for c in envelope["checks"]}
+    for load_check in ("speed.internet", "speed.tunnel", "bufferbloat"):
+        assert statuses[load_check] == ("skip", NO_LOAD), load_check
+    _, out, _ = run_main(argv, capsys)
+    statuses = {c["id"]: c["summary"] for c in json.loads(out)["checks"]}
+    assert "off in this environment" in statuses["speed.internet"]
+
+
+def test_help_names_the_new_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli.support import run_main
+
+    code, out, _ = run_main(["diagnose", "--help"], capsys)
+    assert code == 0
+    for option in ("--long", "--no-internet-speed", "--no-load"):
+        assert option in out
+    assert "netsetup diagnose --long --no-internet-speed" in " ".join(out.split())
