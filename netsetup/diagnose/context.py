@@ -115,9 +115,11 @@ class DiagnoseContext:
         with self._lock:
             return self.results.get(check_id)
 
-    def once(self, key: str, compute: Callable[[], T]) -> T:
-        """`compute()` run once per run for `key`; concurrent callers wait for the first one.
-        An exception is cached too (and raised to every caller)."""
+    def once(self, key: str, compute: Callable[[], T], wait_until: float | None = None) -> T:
+        """`compute()` run once per run for `key`; concurrent callers wait for the first one
+        (until `wait_until`, a time.monotonic() instant; default the global deadline: a VoIP or
+        load check passes its own, later one). An exception is cached too (and raised to every
+        caller)."""
         with self._lock:
             if key in self.shared:
                 return self._cached(key)
@@ -127,7 +129,8 @@ class DiagnoseContext:
                 event = self._pending[key] = threading.Event()
         assert event is not None
         if not owner:
-            event.wait(max(0.0, self.deadline - time.monotonic()))
+            until = self.deadline if wait_until is None else wait_until
+            event.wait(max(0.0, until - time.monotonic()))
             with self._lock:
                 if key not in self.shared:
                     raise TimeoutError(f"{key} was not ready in time")
@@ -192,4 +195,4 @@ class CheckContext:
         return self.run.result(check_id)
 
     def once(self, key: str, compute: Callable[[], T]) -> T:
-        return self.run.once(key, compute)
+        return self.run.once(key, compute, wait_until=self.deadline)

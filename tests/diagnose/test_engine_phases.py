@@ -262,3 +262,25 @@ def test_help_names_the_new_options(capsys: pytest.CaptureFixture[str]) -> None:
     for option in ("--long", "--no-internet-speed", "--no-load"):
         assert option in out
     assert "netsetup diagnose --long --no-internet-speed" in " ".join(out.split())
+
+
+class SharedMeasurement(Check):
+    """Two VoIP checks share one measurement through ctx.once (as voice.quality and lan.gateway
+    do); it outlasts the connectivity deadline."""
+
+    def __init__(self, check_id: str, seconds: float) -> None:
+        self.id = check_id
+        self.title = check_id
+        self.phase = 1
+        self.budget_s = 10.0
+        self.seconds = seconds
+
+    def run(self, ctx: CheckContext) -> Outcome:
+        value = ctx.once("measurement", lambda: time.sleep(self.seconds) or 42)
+        return Outcome.passed(f"got {value}")
+
+
+def test_a_voip_check_waits_for_a_shared_measurement_past_the_connectivity_deadline() -> None:
+    checks = [SharedMeasurement("voice.quality", 1.0), SharedMeasurement("lan.gateway", 1.0)]
+    results, _ = run_checks(context(deadline_s=0.3, voip_budget_s=5.0), checks)
+    assert [(r.status, r.outcome.summary) for r in results] == [(Status.passed, "got 42")] * 2
