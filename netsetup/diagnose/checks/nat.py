@@ -88,6 +88,7 @@ class NatCheck(Check):
     id = "nat"
     title = "Home router address translation (NAT)"
     budget_s = 6.0
+    long_budget_s = LONG_BUDGET_S  # --long: the binding lifetime, up to 3 minutes idle
     phase = 1
 
     def run(self, ctx: CheckContext) -> Outcome:
@@ -180,7 +181,4 @@ def _judge_lifetime(
 def checks(ctx: DiagnoseContext) -> Iterable[Check]:
     if not ctx.config.info.witness_port or ctx.config.endpoint is None:
         return ()
-    check = NatCheck()
-    if ctx.options.long:
-        check.budget_s = LONG_BUDGET_S
-    return (check,)
+    return (NatCheck(),)
