@@ -130,3 +130,15 @@ def test_a_short_nat_timeout_warns_with_long(assistant: Lab) -> None:
     assert nat["metrics"]["lifetime_below_s"] == 15  # gone after 15 s idle: less than keepalive 25
     assert nat["metrics"]["keepalive_s"] == 25
     assert "PersistentKeepalive" in nat["fix"] and "incoming call" in nat["summary"]
+
+
+def test_the_labs_router_keeps_a_binding_longer_than_the_keepalive(assistant: Lab) -> None:
+    """The control of the test above: the router's default UDP timeout (30 s here) outlives the
+    tunnel's keepalive, so --long passes and tells the interval found."""
+    args = ["--json", "--deadline", "200", "--only", "nat", "--long"]
+    result = run_diagnose(assistant, args, timeout=260)
+    assert result.returncode == 0, result.stderr
+    nat = {c["id"]: c for c in json.loads(result.stdout)["checks"]}["nat"]
+    assert nat["status"] == "pass", nat
+    assert nat["metrics"]["lifetime_at_least_s"] >= 25
+    assert "longer than the tunnel's keepalive (25 s)" in nat["summary"]
