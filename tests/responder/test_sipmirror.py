@@ -3,6 +3,7 @@ than the request; over UDP on the witness port and over TCP (the 5060 listener's
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -93,3 +94,21 @@ def test_the_tcp_mirror_drops_a_broken_request(tcp_mirror: int) -> None:
     with socket.create_connection(("127.0.0.1", tcp_mirror), timeout=8) as conn:
         conn.sendall(b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n")
         assert conn.recv(4096) == b""  # closed without a word
+
+
+def test_port_5060_taken_leaves_the_mirror_on_the_witness_port_only() -> None:
+    """A PBX on the gateway holds 5060: the witness starts all the same and says why the 5060
+    mirror is off (the CLI prints it as a warning)."""
+    from types import SimpleNamespace
+
+    from netsetup.responder.witness import SIP_PORT, _mirror_sockets
+
+    profile = SimpleNamespace(diagnose=SimpleNamespace(sip_mirror=True))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        # taken already: by something else, which serves the test as well
+        with contextlib.suppress(OSError):
+            holder.bind(("127.0.0.1", SIP_PORT))
+        udp, tcp, state = _mirror_sockets(profile, ["127.0.0.1"])  # type: ignore[arg-type]
+    assert (udp, tcp) == ([], []) and state.startswith(f"not on port {SIP_PORT} (udp")
+    off = SimpleNamespace(diagnose=SimpleNamespace(sip_mirror=False))
+    assert _mirror_sockets(off, ["127.0.0.1"]) == ([], [], "off")  # type: ignore[arg-type]
