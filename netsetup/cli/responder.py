@@ -171,6 +171,8 @@ def responder(
                     else "no fallback key either: status queries get no answer until it can\n"
                 )
             )
+        if serving.sip_mirror not in ("off", "on"):
+            streams.stderr.write(f"warning: SIP mirror {serving.sip_mirror}: witness port only\n")
         streams.stderr.flush()
 
     run_gateway_witness(

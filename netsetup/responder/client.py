@@ -217,3 +217,200 @@ def probe(
             got = probe_reply_size(reply, token)
             if got is not None:
                 return got
+
+
+# -- STUN on the witness port (the public mapping, the NAT's binding lifetime) -------------------
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """This computer's UDP socket as it is (`local`) and as the witness saw it (`mapped`)."""
+
+    local: tuple[str, int]
+    mapped: tuple[str, int]
+
+    @property
+    def translated(self) -> bool:
+        return self.local[0] != self.mapped[0]
+
+
+def stun_mapping(
+    address: tuple[str, int], timeout: float, sock: socket.socket | None = None, tries: int = 3
+) -> Mapping | None:
+    """Ask the witness at `address` how it sees our UDP socket (`sock`, or a new one)."""
+    from netsetup.responder import stun
+
+    own = sock is None
+    try:
+        if sock is None:
+            sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
+                                 socket.SOCK_DGRAM)  # fmt: skip
+            sock.connect(address)
+        local = sock.getsockname()[:2]
+    except OSError:
+        if own and sock is not None:
+            sock.close()
+        return None
+    try:
+        deadline = time.monotonic() + timeout
+        for index in range(tries):
+            txid = os.urandom(stun.TXID_BYTES)
+            try:
+                sock.send(stun.binding_request(txid))
+            except OSError:
+                return None
+            share = (deadline - time.monotonic()) / (tries - index)
+            found = _wait_mapping(sock, txid, time.monotonic() + share)
+            if found is not None:
+                return Mapping((str(local[0]), int(local[1])), found)
+        return None
+    finally:
+        if own:
+            sock.close()
+
+
+def _wait_mapping(sock: socket.socket, txid: bytes, until: float) -> tuple[str, int] | None:
+    from netsetup.responder import stun
+
+    while True:
+        packet = _receive(sock, until)
+        if packet is None:
+            return None
+        found = stun.mapped_address(packet, txid)
+        if found is not None:
+            return found
+
+
+@dataclass(frozen=True)
+class LifetimeKeys:
+    """What a RESPONSE-PORT request is signed with (the witness's query key for our key)."""
+
+    client_public: bytes
+    query_key: bytes
+
+
+def lifetime_keys(client_private: SecretKey, gateway_public: str) -> LifetimeKeys | None:
+    from netsetup.keys import public_from_private
+
+    try:
+        client_public = auth.raw_key(public_from_private(client_private))
+        query_key, _ = auth.shared_keys(
+            auth.raw_key(client_private.reveal()),
+            auth.raw_key(gateway_public),
+            client_public,
+            auth.raw_key(gateway_public),
+        )
+    except (ValueError, auth.Malformed):
+        return None
+    return LifetimeKeys(client_public, query_key)
+
+
+LIFETIME_ANSWER_S = 1.5  # how long a socket waits for the answer sent to its mapped port
+LIFETIME_TRIES = 2
+
+
+@dataclass
+class _Binding:
+    idle_s: float
+    sock: socket.socket
+    mapping: Mapping
+    due: float  # monotonic: when the other socket asks the witness to answer here
+    txids: list[bytes]
+    alive: bool | None = None
+
+
+def binding_lifetime(
+    address: tuple[str, int],
+    idle_times: list[float],
+    keys: LifetimeKeys,
+    deadline: float,
+) -> dict[float, bool | None]:
+    """RFC 5780 4.6 with parallel sockets: for each idle time T a socket learns its mapping, stays
+    silent T seconds, then another socket asks the witness (RESPONSE-PORT, signed) to answer to
+    the first one's mapped port. Answer received: the NAT kept the binding T seconds. None for a
+    T that could not be tried (no mapping, or past `deadline`)."""
+    bindings = _open_bindings(address, idle_times, deadline)
+    results: dict[float, bool | None] = {t: None for t in idle_times}
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
+                           socket.SOCK_DGRAM) as asker:  # fmt: skip
+            asker.connect(address)
+            _run_bindings(asker, bindings, keys, deadline)
+    except OSError:
+        pass
+    finally:
+        for b in bindings:
+            results[b.idle_s] = b.alive
+            b.sock.close()
+    return results
+
+
+def _open_bindings(
+    address: tuple[str, int], idle_times: list[float], deadline: float
+) -> list[_Binding]:
+    bindings: list[_Binding] = []
+    for idle in idle_times:
+        if time.monotonic() + idle + LIFETIME_ANSWER_S > deadline:
+            continue
+        sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
+                             socket.SOCK_DGRAM)  # fmt: skip
+        try:
+            sock.connect(address)
+            mapping = stun_mapping(address, 1.0, sock)
+        except OSError:
+            mapping = None
+        if mapping is None:
+            sock.close()
+            continue
+        bindings.append(_Binding(idle, sock, mapping, time.monotonic() + idle, []))
+    return bindings
+
+
+def _run_bindings(
+    asker: socket.socket, bindings: list[_Binding], keys: LifetimeKeys, deadline: float
+) -> None:
+    from netsetup.responder import stun
+
+    pending = list(bindings)
+    while pending and time.monotonic() < deadline:
+        now = time.monotonic()
+        for b in pending:
+            tries_due = b.due + len(b.txids) * 0.4
+            if len(b.txids) < LIFETIME_TRIES and now >= tries_due:
+                txid = os.urandom(stun.TXID_BYTES)
+                b.txids.append(txid)
+                stamp = int(time.time() * 1000)
+                signed = (keys.query_key, keys.client_public, stamp)
+                request = stun.binding_request(
+                    txid, size=128, response_port=b.mapping.mapped[1], signed_by=signed
+                )
+                asker.send(request)
+        _collect(pending, min(deadline, time.monotonic() + 0.2))
+        for b in list(pending):
+            if b.alive is None and b.txids and time.monotonic() > b.due + LIFETIME_ANSWER_S:
+                b.alive = False
+                # a binding forgotten after T is forgotten after any longer idle time too: the
+                # longer tests need not be waited for
+                for longer in pending:
+                    if longer.idle_s > b.idle_s and longer.alive is None:
+                        longer.alive = False
+        pending = [b for b in pending if b.alive is None]
+
+
+def _collect(pending: list[_Binding], until: float) -> None:
+    from netsetup.responder import stun
+
+    socks = {b.sock: b for b in pending if b.txids}
+    left = until - time.monotonic()
+    if not socks or left <= 0:
+        time.sleep(max(0.0, left))
+        return
+    ready, _, _ = select.select(list(socks), [], [], left)
+    for sock in ready:
+        try:
+            packet = sock.recv(2048)
+        except OSError:
+            continue
+        b = socks[sock]
+        if any(stun.mapped_address(packet, t) is not None for t in b.txids):
+            b.alive = True

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from netsetup.keys import SecretKey, fingerprint, is_valid_key, public_from_private
 from netsetup.profile.model import Peer, PeerState, Profile
-from netsetup.responder import auth
+from netsetup.responder import auth, sipmirror, stun
 
 SEEN_RECENT_S = 30.0  # packets this recent count as "seen lately" (the age is told as well)
 SEEN_SETS = {4: "wg_seen_v4", 6: "wg_seen_v6"}
@@ -384,8 +384,15 @@ class Witness:
     def __repr__(self) -> str:
         return f"Witness({self.source!r})"
 
-    def handle(self, packet: bytes, host: str) -> bytes | None:
-        """The answer to `packet` from address `host`, never longer than `packet`."""
+    def handle(self, packet: bytes, host: str, port: int = 0) -> bytes | None:
+        """The answer to `packet` from address `host` (and UDP `port`), never longer than
+        `packet`. Where it goes: `route`."""
+        routed = self.route(packet, host, port)
+        return routed[0] if routed is not None else None
+
+    def route(self, packet: bytes, host: str, port: int = 0) -> tuple[bytes, int] | None:
+        """(the answer, the port to send it to) or None. The port is the sender's, except for
+        an authenticated STUN request with RESPONSE-PORT (RFC 5780: the NAT lifetime test)."""
         try:
             address = _source_address(host)
         except ValueError:
@@ -393,18 +400,70 @@ class Witness:
         if self.limiter is not None and not self.limiter.allow(address):
             return None
         try:
-            answer = self._answer(packet, address)
-        except (auth.Malformed, ValueError):
+            routed = self._answer(packet, address, port)
+        except (auth.Malformed, stun.Malformed, ValueError):
             return None
-        return answer if answer is not None and len(answer) <= len(packet) else None
+        if routed is None or len(routed[0]) > len(packet):
+            return None
+        return routed
 
-    def _answer(self, packet: bytes, address: str) -> bytes | None:
+    def mirror(self, packet: bytes, host: str) -> bytes | None:
+        """The SIP mirror's answer to a request that came over TCP (rate limited as UDP is)."""
+        try:
+            address = _source_address(host)
+        except ValueError:
+            return None
+        if self.limiter is not None and not self.limiter.allow(address):
+            return None
+        return sipmirror.mirror(packet)
+
+    def _answer(self, packet: bytes, address: str, port: int) -> tuple[bytes, int] | None:
         kind = auth.packet_type(packet)
+        answer: bytes | None = None
         if kind == auth.T_PROBE:
-            return auth.build_ack(auth.probe_token(packet), len(packet))
-        if kind == auth.T_QUERY:
-            return self._status(auth.parse_query(packet), address)
-        return None
+            answer = auth.build_ack(auth.probe_token(packet), len(packet))
+        elif kind == auth.T_QUERY:
+            answer = self._status(auth.parse_query(packet), address)
+        elif stun.looks_like_stun(packet):
+            return self._stun(packet, address, port)
+        elif sipmirror.looks_like_sip(packet):
+            answer = sipmirror.mirror(packet)
+        return (answer, port) if answer is not None else None
+
+    def _stun(self, packet: bytes, address: str, port: int) -> tuple[bytes, int] | None:
+        message = stun.parse(packet)
+        if message.kind != stun.BINDING_REQUEST or not 0 < port < 65536:
+            return None
+        destination = stun.response_port(message)
+        if destination is not None and not self._stun_signed(message, destination):
+            return None
+        return stun.binding_answer(message.txid, address, port), destination or port
+
+    def _stun_signed(self, message: stun.Message, destination: int) -> bool:
+        """A RESPONSE-PORT request carries a NETSETUP-AUTH of an active peer, fresh and not
+        seen before: the witness never sends to a port for an anonymous asker."""
+        value = message.first(stun.NETSETUP_AUTH)
+        live = self.source.live()
+        if value is None or live.private_key is None or live.public_key is None:
+            return False
+        found = stun.parse_auth(value)
+        gateway_public = auth.raw_key(live.public_key)
+        query_key, _ = auth.shared_keys(
+            auth.raw_key(live.private_key.reveal()),
+            found.client_public,
+            found.client_public,
+            gateway_public,
+        )
+        if not stun.auth_verifies(found, query_key, message.txid, destination):
+            return False
+        now_ms = self.wall_ms()
+        if abs(now_ms - found.timestamp_ms) > TIMESTAMP_WINDOW_MS:
+            return False
+        public = base64.b64encode(found.client_public).decode("ascii")
+        now = datetime.fromtimestamp(now_ms / 1000, UTC)
+        if key_state(public, self.source, now) != "active":
+            return False
+        return self.replays.fresh(b"stun" + message.txid, now_ms)
 
     def _keys(self, query: auth.Query, live: LiveState) -> tuple[bytes, bytes] | None:
         if live.private_key is None or live.public_key is None:
@@ -533,9 +592,10 @@ def _serve_one(
     except OSError:
         return
     try:
-        answer = witness.handle(packet, str(peer[0]))
-        if answer is not None:
-            sock.sendmsg([answer], _reply_from(ancillary), 0, peer)
+        routed = witness.route(packet, str(peer[0]), int(peer[1]))
+        if routed is not None:
+            answer, port = routed
+            sock.sendmsg([answer], _reply_from(ancillary), 0, (peer[0], port, *peer[2:]))
     except OSError:
         pass
     except Exception as exc:
@@ -589,6 +649,9 @@ class Serving:
     addresses: tuple[str, ...]
     interface: str
     key: str  # whose key it answers with: "live", "fallback" or "none" (then it stays silent)
+    # the SIP mirror on UDP and TCP 5060: "off" (the profile does not ask for it), "on", or
+    # why it could not start (then it answers on the witness port only)
+    sip_mirror: str = "off"
 
 
 def run_gateway_witness(
@@ -619,12 +682,149 @@ def run_gateway_witness(
         sockets = open_sockets(addresses, port)
     except OSError as exc:
         raise EnvironmentProblem.from_os_error(exc, where=f"udp port {port}") from None
+    mirror_udp, mirror_tcp, mirror_state = _mirror_sockets(profile, addresses)
+    witness = Witness(source)
     try:
         if on_ready is not None:
             live = source.live()
             key = "none" if live.private_key is None else "live" if live.key_is_live else "fallback"
-            on_ready(Serving(str(profile.id), port, tuple(addresses), source.interface, key))
-        serve(Witness(source), sockets, stop, on_error)
+            on_ready(
+                Serving(
+                    str(profile.id), port, tuple(addresses), source.interface, key, mirror_state
+                )
+            )
+        if mirror_tcp:
+            threading.Thread(
+                target=serve_tcp_mirror,
+                args=(witness, mirror_tcp, stop),
+                name="sip mirror tcp",
+                daemon=True,
+            ).start()
+        serve(witness, [*sockets, *mirror_udp], stop, on_error)
     finally:
-        for sock in sockets:
+        for sock in [*sockets, *mirror_udp, *mirror_tcp]:
             sock.close()
+
+
+SIP_PORT = 5060
+TCP_MIRROR_CONNECTIONS = 16
+TCP_READ_TIMEOUT_S = 5.0
+
+
+def _mirror_sockets(
+    profile: Profile, addresses: Sequence[str]
+) -> tuple[list[socket.socket], list[socket.socket], str]:
+    """UDP and TCP sockets on 5060 for the SIP mirror when the profile asks for it. Taken (a PBX
+    on the gateway): none, and the reason (the witness port still mirrors)."""
+    if not getattr(profile.diagnose, "sip_mirror", False):
+        return [], [], "off"
+    try:
+        udp = open_sockets(addresses, SIP_PORT)
+    except OSError as exc:
+        return [], [], f"not on port {SIP_PORT} (udp: {exc.strerror or exc})"
+    try:
+        tcp = open_tcp_listeners(addresses, SIP_PORT)
+    except OSError as exc:
+        for sock in udp:
+            sock.close()
+        return [], [], f"not on port {SIP_PORT} (tcp: {exc.strerror or exc})"
+    return udp, tcp, "on"
+
+
+def open_tcp_listeners(addresses: Iterable[str], port: int) -> list[socket.socket]:
+    listeners: list[socket.socket] = []
+    try:
+        for text in addresses:
+            address = ipaddress.ip_address(text)
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if not address.is_unspecified:
+                sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            sock.bind((str(address), port))
+            sock.listen(16)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def serve_tcp_mirror(
+    witness: Witness, listeners: Sequence[socket.socket], stop: threading.Event
+) -> None:
+    """Accept SIP over TCP and mirror one request per connection (at most
+    TCP_MIRROR_CONNECTIONS at once; a slow sender is cut after TCP_READ_TIMEOUT_S)."""
+    slots = threading.BoundedSemaphore(TCP_MIRROR_CONNECTIONS)
+    while not stop.is_set():
+        try:
+            ready, _, _ = select.select(list(listeners), [], [], 0.2)
+        except (OSError, ValueError):
+            return  # the listeners were closed: the witness is stopping
+        for listener in ready:
+            try:
+                conn, peer = listener.accept()
+            except OSError:
+                continue
+            if not slots.acquire(blocking=False):
+                conn.close()
+                continue
+            threading.Thread(
+                target=_mirror_connection, args=(witness, conn, str(peer[0]), slots), daemon=True
+            ).start()
+
+
+def _mirror_connection(
+    witness: Witness, conn: socket.socket, host: str, slots: threading.BoundedSemaphore
+) -> None:
+    try:
+        with conn:
+            conn.setblocking(True)
+            conn.settimeout(TCP_READ_TIMEOUT_S)
+            data = read_sip_stream(conn)
+            answer = witness.mirror(data, host) if data is not None else None
+            if answer is not None:
+                conn.sendall(answer)
+    except OSError:
+        pass
+    finally:
+        slots.release()
+
+
+def read_sip_stream(conn: socket.socket, limit: int = sipmirror.MAX_MESSAGE) -> bytes | None:
+    """One SIP message from a stream: the headers, then Content-Length bytes of body. None when
+    it is broken, too long or cut."""
+    data = b""
+    deadline = time.monotonic() + TCP_READ_TIMEOUT_S
+    while b"\r\n\r\n" not in data:
+        if len(data) > limit or time.monotonic() > deadline:
+            return None
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = _content_length(head)
+    if length is None or length > limit:
+        return None
+    while len(body) < length:
+        if time.monotonic() > deadline:
+            return None
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        body += chunk
+    return head + b"\r\n\r\n" + body[:length]
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() in (b"content-length", b"l"):
+            text = value.strip()
+            return int(text) if text.isdigit() and len(text) < 7 else None
+    return 0

@@ -26,6 +26,7 @@ EXPECTED_KINDS = [
     "dns-remove",
     "close-port",
     "ssh-hostkey",
+    "shape",  # issue 9, netsetup/lab/faultkinds/load.py
 ]
 
 
@@ -60,7 +61,7 @@ def test_fault_add_help_comes_from_the_registry() -> None:
     for kind in KINDS.values():
         assert f"{kind.id}: {' '.join(kind.summary.split())}" in text
         for param in kind.params:
-            assert f"--{param.name}" in text
+            assert f"--{param.name.replace('_', '-')}" in text
             assert f"{kind.id}: {param.help}" in text
     refused = _netsetup("lab", "fault", "add", "meteor")
     assert refused.returncode == 2
@@ -144,6 +145,7 @@ def test_every_kind_describes_itself() -> None:
         "dns-remove": {"name": "mail.acme-dental.example"},
         "close-port": {"port": 445, "address": "192.0.2.30"},
         "ssh-hostkey": {},
+        "shape": {"rate": "5mbit", "queue_ms": 500, "direction": "up"},
     }
     assert set(samples) == set(KINDS)
     described = {k: faults.Fault("x", k, p).describe() for k, p in samples.items()}
@@ -151,4 +153,5 @@ def test_every_kind_describes_itself() -> None:
     assert described["loss"] == "20% random loss in the internet (up)"
     assert described["mtu"] == "home link MTU 1200, ICMP fragmentation-needed dropped"
     assert described["stop"] == "service kamailio stopped"
+    assert described["shape"] == "home link up limited to 5mbit with a 500 ms queue"
     assert described["home-subnet"] == "home LAN moved into the company subnet 192.0.2.0/24"
