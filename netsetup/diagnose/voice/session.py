@@ -1,0 +1,304 @@
+"""Voice-shaped probes against the office responder (NSR1): 50 packets a second, 20 ms apart on
+an absolute schedule, about 200 bytes each, like one direction of a G.711 call; each REFLECT
+comes back with the responder's receive and send times. At the end the responder's SUMMARY
+(asked up to three times) gives its own counts, from which the loss of each direction follows.
+
+Also the RTP range test: RTP-OPEN asks the responder to open ports of the profile's RTP range on
+its media address and answer from each (the office's side of a call reaches the assistant), and
+RTP-CALL asks it to send one datagram from the media address to ports of ours (a new flow in the
+direction of an incoming call).
+
+Plain UDP sockets and select: portable. Keys never leave `OfficeSession`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from netsetup.diagnose.voice.metrics import ProbeRecord, ResponderCounts
+from netsetup.responder.office_wire import (
+    Caps,
+    OfficeSession,
+    Reflect,
+    RtpAck,
+    Summary,
+)
+
+PROBE_INTERVAL_S = 0.020
+PROBE_SIZE = 200
+DEFAULT_PROBES = 150  # 3 s
+LONG_PROBES = 1100  # 22 s: enough for loss within +-1.5 points at 5-20 %
+SETTLE_S = 0.4  # after the last probe, for reflects still on their way
+SUMMARY_TRIES = 3
+SUMMARY_WAIT_S = 0.4
+RECEIVE_BYTES = 2048
+
+
+class ResponderSilent(Exception):
+    """The responder answered nothing at all (not reachable, or it does not know our key)."""
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    count: int = DEFAULT_PROBES
+    interval_s: float = PROBE_INTERVAL_S
+    size: int = PROBE_SIZE
+    settle_s: float = SETTLE_S
+
+    def reserve_s(self) -> float:
+        """Time needed after the last probe: late reflects and the summary's tries."""
+        return self.settle_s + SUMMARY_TRIES * SUMMARY_WAIT_S
+
+    def fitted(self, seconds: float) -> ProbePlan:
+        """This plan with fewer probes when only `seconds` are left for all of it."""
+        room = int((seconds - self.reserve_s()) / self.interval_s)
+        return ProbePlan(max(0, min(self.count, room)), self.interval_s, self.size, self.settle_s)
+
+
+@dataclass
+class SessionResult:
+    records: list[ProbeRecord]
+    counts: ResponderCounts | None  # None: no SUMMARY came back
+    duplicates: int = 0
+
+
+def open_socket(address: tuple[str, int]) -> socket.socket:
+    """A UDP socket connected to the responder (answers from elsewhere are not ours)."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.connect(address)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class _Probing:
+    sock: socket.socket
+    session: OfficeSession
+    deadline: float  # monotonic seconds
+    sent: dict[int, int] = field(default_factory=dict)  # seq -> t1
+    reflects: dict[int, tuple[Reflect, int, int]] = field(default_factory=dict)  # (r, t4, order)
+    summary: Summary | None = None
+    duplicates: int = 0
+
+    def receive_until(self, until_ns: int, done: bool = False) -> None:
+        """Read answers until `until_ns` (monotonic), the deadline, or (with `done`) every probe
+        answered."""
+        while True:
+            to_deadline = int((self.deadline - time.monotonic()) * 1e9)
+            left = min(until_ns - time.monotonic_ns(), to_deadline)
+            if left <= 0 or (done and len(self.reflects) == len(self.sent)):
+                return
+            ready, _, _ = select.select([self.sock], [], [], left / 1e9)
+            if ready:
+                self._read()
+
+    def _read(self) -> None:
+        try:
+            data = self.sock.recv(RECEIVE_BYTES)
+        except OSError:  # an ICMP error for an earlier probe (port unreachable)
+            return
+        t4 = time.monotonic_ns()
+        answer = self.session.parse(data)
+        if isinstance(answer, Reflect) and answer.seq in self.sent:
+            if answer.seq in self.reflects or answer.t1_ns != self.sent[answer.seq]:
+                self.duplicates += 1
+                return
+            self.reflects[answer.seq] = (answer, t4, len(self.reflects))
+        elif isinstance(answer, Summary):
+            self.summary = answer
+
+    def send(self, packet: bytes) -> None:
+        with contextlib.suppress(OSError):  # refused for a moment: the probe counts as lost
+            self.sock.send(packet)
+
+    def probes(self, plan: ProbePlan) -> None:
+        start = time.monotonic_ns()
+        step = int(plan.interval_s * 1e9)
+        for seq in range(plan.count):
+            self.receive_until(start + seq * step)
+            if time.monotonic() >= self.deadline:
+                return
+            t1 = time.monotonic_ns()
+            self.sent[seq] = t1
+            self.send(self.session.probe(seq, t1, plan.size))
+
+    def ask_summary(self) -> None:
+        for _ in range(SUMMARY_TRIES):
+            if self.summary is not None or time.monotonic() >= self.deadline:
+                return
+            self.send(self.session.summary())
+            until = time.monotonic_ns() + int(SUMMARY_WAIT_S * 1e9)
+            while self.summary is None and time.monotonic_ns() < until:
+                self.receive_until(until, done=False)
+
+    def records(self) -> list[ProbeRecord]:
+        out = []
+        for seq, t1 in self.sent.items():
+            got = self.reflects.get(seq)
+            if got is None:
+                out.append(ProbeRecord(seq, t1))
+            else:
+                r, t4, order = got
+                out.append(ProbeRecord(seq, t1, r.t2_ns, r.t3_ns, t4, order))
+        return out
+
+
+def run_probes(
+    address: tuple[str, int], session: OfficeSession, plan: ProbePlan, deadline: float
+) -> SessionResult:
+    """Send the plan's probes to the responder at `address`, then ask for its SUMMARY."""
+    with open_socket(address) as sock:
+        probing = _Probing(sock, session, deadline)
+        probing.probes(plan)
+        settle = time.monotonic_ns() + int(plan.settle_s * 1e9)
+        probing.receive_until(settle, done=True)
+        probing.ask_summary()
+    if not probing.reflects and probing.summary is None:
+        raise ResponderSilent(f"no answer from the responder to {len(probing.sent)} probes")
+    counts = None
+    if probing.summary is not None:
+        counts = ResponderCounts(probing.summary.rx_count, probing.summary.tx_count)
+    return SessionResult(probing.records(), counts, probing.duplicates)
+
+
+def ask(
+    address: tuple[str, int], session: OfficeSession, packet: bytes, wait_s: float, tries: int = 3
+) -> Caps | Summary | RtpAck | Reflect | None:
+    """One request, resent up to `tries` times, and its first authentic answer (None: none)."""
+    with open_socket(address) as sock:
+        for _ in range(tries):
+            with contextlib.suppress(OSError):
+                sock.send(packet)
+            until = time.monotonic() + wait_s
+            while (left := until - time.monotonic()) > 0:
+                ready, _, _ = select.select([sock], [], [], left)
+                if not ready:
+                    break
+                try:
+                    answer = session.parse(sock.recv(RECEIVE_BYTES))
+                except OSError:
+                    continue
+                if answer is not None:
+                    return answer
+    return None
+
+
+@dataclass(frozen=True)
+class PortsResult:
+    asked: tuple[int, ...]
+    answered: tuple[int, ...]  # acknowledged by the responder (RTP-ACK)
+    reached: tuple[int, ...]  # proven to get through in this direction
+
+
+def rtp_open(
+    address: tuple[str, int],
+    session: OfficeSession,
+    media: str,
+    ports: Sequence[int],
+    wait_s: float,
+) -> PortsResult:
+    """Toward the office: the responder opens `ports` on `media`; a port counts as reached when
+    a datagram we send to media:port is answered from it."""
+    ack = ask(address, session, session.rtp_open(ports), wait_s)
+    opened = ack.ports if isinstance(ack, RtpAck) else ()
+    family = socket.AF_INET6 if ":" in media else socket.AF_INET
+    reached: list[int] = []
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        packet = session.rtp_open(ports)
+        for _ in range(3):
+            for port in opened:
+                if port not in reached:
+                    with contextlib.suppress(OSError):
+                        sock.sendto(packet, (media, port))
+            reached += _acks_from(sock, session, media, wait_s, set(opened) - set(reached))
+            if set(reached) >= set(opened):
+                break
+    return PortsResult(tuple(ports), tuple(opened), tuple(sorted(reached)))
+
+
+def _acks_from(
+    sock: socket.socket, session: OfficeSession, media: str, wait_s: float, wanted: set[int]
+) -> list[int]:
+    """The ports of `wanted` on `media` that answer on `sock` within `wait_s`."""
+    got: list[int] = []
+    until = time.monotonic() + wait_s
+    while wanted - set(got) and (left := until - time.monotonic()) > 0:
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            break
+        try:
+            data, source = sock.recvfrom(RECEIVE_BYTES)
+        except OSError:
+            continue
+        port = int(source[1])
+        if source[0] == media and port in wanted and isinstance(session.parse(data), RtpAck):
+            got.append(port)
+    return got
+
+
+def rtp_call(
+    address: tuple[str, int],
+    session: OfficeSession,
+    media: str,
+    ports: Sequence[int],
+    wait_s: float,
+    bind: str = "",
+) -> PortsResult:
+    """Toward us: sockets bound to `ports` here; the responder sends one datagram from `media`
+    to each. A port counts as reached when its datagram arrives."""
+    family = socket.AF_INET6 if ":" in media else socket.AF_INET
+    socks: dict[int, socket.socket] = {}
+    try:
+        for port in ports:
+            with contextlib.suppress(OSError):  # the port is taken here: not asked
+                s = socket.socket(family, socket.SOCK_DGRAM)
+                socks[port] = s
+                s.bind((bind, port))
+                s.setblocking(False)
+        bound = [p for p, s in socks.items() if s.getsockname()[1] == p]
+        return _call(address, session, media, bound, socks, wait_s)
+    finally:
+        for s in socks.values():
+            s.close()
+
+
+def _call(
+    address: tuple[str, int],
+    session: OfficeSession,
+    media: str,
+    ports: list[int],
+    socks: dict[int, socket.socket],
+    wait_s: float,
+) -> PortsResult:
+    reached: set[int] = set()
+    answered: tuple[int, ...] = ()
+    for _ in range(3):
+        missing = [p for p in ports if p not in reached]
+        if not missing:
+            break
+        ack = ask(address, session, session.rtp_call(missing), wait_s, tries=1)
+        if isinstance(ack, RtpAck):
+            answered = tuple(sorted(set(answered) | set(ack.ports)))
+        until = time.monotonic() + wait_s
+        while set(missing) - reached and (left := until - time.monotonic()) > 0:
+            waiting = [socks[p] for p in missing if p not in reached]
+            ready, _, _ = select.select(waiting, [], [], left)
+            for s in ready:
+                with contextlib.suppress(OSError):
+                    data, source = s.recvfrom(RECEIVE_BYTES)
+                    if source[0] == media and session.parse(data) is not None:
+                        reached.add(int(s.getsockname()[1]))
+            if not ready:
+                break
+    return PortsResult(tuple(ports), answered, tuple(sorted(reached)))

@@ -1,0 +1,152 @@
+"""The voice probe session over real UDP on 127.0.0.1 against a small reflector built from the
+NSR1 wire module's responder side: drops chosen in each direction must be counted in that
+direction, the timestamps must give RTT and jitter, a silent responder is told apart."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from netsetup.diagnose.voice.metrics import VoiceMetrics, summarize
+from netsetup.diagnose.voice.session import (
+    ProbePlan,
+    ResponderSilent,
+    SessionResult,
+    run_probes,
+)
+from netsetup.responder import office_wire as w
+
+TOKEN = bytes(range(32))
+PUBLIC = bytes(range(100, 132))
+KEY = w.peer_key(TOKEN, PUBLIC)
+TAG = w.key_tag(PUBLIC)
+
+
+class Reflector:
+    """Answers PROBE and SUMMARY like the office responder; `drop_in(seq)` loses a probe before
+    it is counted, `drop_out(seq)` loses its reflect after it was counted as sent."""
+
+    def __init__(
+        self,
+        drop_in: Callable[[int], bool] = lambda s: False,
+        drop_out: Callable[[int], bool] = lambda s: False,
+    ) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.address = ("127.0.0.1", int(self.sock.getsockname()[1]))
+        self.drop_in, self.drop_out = drop_in, drop_out
+        self.rx = self.tx = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, source = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            t2 = time.monotonic_ns()
+            parsed = w.parse_request(data, {TAG: KEY})
+            if parsed is None:
+                continue
+            key, request = parsed
+            if request.kind == w.T_PROBE:
+                self._probe(key, request, t2, source)
+            elif request.kind == w.T_SUMMARY:
+                reply = w.summary_reply(key, request, self.rx, self.tx, 0, 0)
+                self.sock.sendto(reply, source)
+
+    def _probe(self, key: bytes, request: w.Request, t2: int, source: tuple[str, int]) -> None:
+        if self.drop_in(request.seq):
+            return
+        self.rx += 1
+        self.tx += 1
+        reply = w.reflect(key, request, t2, time.monotonic_ns(), self.tx, self.rx)
+        if not self.drop_out(request.seq):
+            self.sock.sendto(reply, source)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def reflector() -> Iterator[Callable[..., Reflector]]:
+    made: list[Reflector] = []
+
+    def make(**kwargs: Callable[[int], bool]) -> Reflector:
+        made.append(Reflector(**kwargs))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def _run(r: Reflector, count: int = 60) -> tuple[SessionResult, VoiceMetrics]:
+    session = w.OfficeSession(KEY, TAG)
+    result = run_probes(r.address, session, ProbePlan(count=count), time.monotonic() + 10)
+    return result, summarize(result.records, result.counts)
+
+
+def test_clean_session(reflector: Callable[..., Reflector]) -> None:
+    result, m = _run(reflector())
+    assert m.sent == 60 and m.answered == 60
+    assert m.loss_up_pct == 0.0 and m.loss_down_pct == 0.0
+    assert m.rtt_ms is not None and 0 < m.rtt_ms < 50
+    assert m.jitter_up_ms is not None and m.jitter_down_ms is not None
+    assert result.duplicates == 0
+
+
+def test_loss_is_counted_in_its_direction(reflector: Callable[..., Reflector]) -> None:
+    up = {3, 4, 5, 40}  # never reach the responder
+    down = {10, 20, 30, 50, 51, 52}  # answered, but the answer is lost
+    _, m = _run(reflector(drop_in=up.__contains__, drop_out=down.__contains__), count=100)
+    assert m.loss_up_pct == pytest.approx(4.0)
+    assert m.loss_down_pct == pytest.approx(100 * 6 / 96)
+    assert m.loss_pct == pytest.approx(10.0)
+    assert m.longest_loss_run == 3
+
+
+def test_probes_are_paced_and_voice_sized(reflector: Callable[..., Reflector]) -> None:
+    result, _ = _run(reflector(), count=50)
+    sent = sorted(r.t1_ns for r in result.records)
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    # an absolute schedule: the whole series takes 49 intervals, whatever one gap was
+    assert (sent[-1] - sent[0]) / 1e6 == pytest.approx(49 * 20, abs=15)
+    assert len(gaps) == 49
+
+
+def test_a_silent_responder_is_told(reflector: Callable[..., Reflector]) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        session = w.OfficeSession(KEY, TAG)
+        address = ("127.0.0.1", int(silent.getsockname()[1]))
+        with pytest.raises(ResponderSilent):
+            run_probes(address, session, ProbePlan(count=5, settle_s=0.1), time.monotonic() + 5)
+    finally:
+        silent.close()
+
+
+def test_answers_with_another_key_are_not_counted(reflector: Callable[..., Reflector]) -> None:
+    r = reflector()
+    wrong = w.OfficeSession(w.peer_key(TOKEN, bytes(32)), TAG)  # the responder will not verify it
+    with pytest.raises(ResponderSilent):
+        run_probes(r.address, wrong, ProbePlan(count=5, settle_s=0.1), time.monotonic() + 5)
+
+
+def test_plan_fits_the_time_left() -> None:
+    plan = ProbePlan(count=1100)
+    assert plan.fitted(100).count == 1100
+    fitted = plan.fitted(3.0)
+    assert 0 < fitted.count < 150
+    assert fitted.count * plan.interval_s + plan.reserve_s() <= 3.0
+    assert plan.fitted(0.5).count == 0
