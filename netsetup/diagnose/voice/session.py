@@ -196,44 +196,22 @@ def ask(
 @dataclass(frozen=True)
 class PortsResult:
     asked: tuple[int, ...]
-    answered: tuple[int, ...]  # acknowledged by the responder (RTP-ACK)
-    reached: tuple[int, ...]  # proven to get through in this direction
+    answered: tuple[int, ...]  # the responder acknowledged them (opened / called)
+    reached: tuple[int, ...]  # proven to get through in the direction tested
 
 
-def rtp_open(
-    address: tuple[str, int],
-    session: OfficeSession,
-    media: str,
-    ports: Sequence[int],
-    wait_s: float,
-) -> PortsResult:
-    """Toward the office: the responder opens `ports` on `media`; a port counts as reached when
-    a datagram we send to media:port is answered from it."""
-    ack = ask(address, session, session.rtp_open(ports), wait_s)
-    opened = ack.ports if isinstance(ack, RtpAck) else ()
-    family = socket.AF_INET6 if ":" in media else socket.AF_INET
-    reached: list[int] = []
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        packet = session.rtp_open(ports)
-        for _ in range(3):
-            for port in opened:
-                if port not in reached:
-                    with contextlib.suppress(OSError):
-                        sock.sendto(packet, (media, port))
-            reached += _acks_from(sock, session, media, wait_s, set(opened) - set(reached))
-            if set(reached) >= set(opened):
-                break
-    return PortsResult(tuple(ports), tuple(opened), tuple(sorted(reached)))
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _acks_from(
-    sock: socket.socket, session: OfficeSession, media: str, wait_s: float, wanted: set[int]
-) -> list[int]:
-    """The ports of `wanted` on `media` that answer on `sock` within `wait_s`."""
-    got: list[int] = []
+def _acks(
+    sock: socket.socket, session: OfficeSession, media: str, wanted: set[int], wait_s: float
+) -> set[int]:
+    """The ports of `wanted` from which media sent an authentic RTP-ACK to `sock` within
+    `wait_s`."""
+    got: set[int] = set()
     until = time.monotonic() + wait_s
-    while wanted - set(got) and (left := until - time.monotonic()) > 0:
+    while wanted - got and (left := until - time.monotonic()) > 0:
         ready, _, _ = select.select([sock], [], [], left)
         if not ready:
             break
@@ -243,8 +221,39 @@ def _acks_from(
             continue
         port = int(source[1])
         if source[0] == media and port in wanted and isinstance(session.parse(data), RtpAck):
-            got.append(port)
+            got.add(port)
     return got
+
+
+def rtp_open(
+    address: tuple[str, int],
+    session: OfficeSession,
+    media: str,
+    ports: Sequence[int],
+    wait_s: float,
+) -> PortsResult:
+    """Toward the office: RTP-OPEN makes the responder open `ports` on `media` and acknowledge
+    from each (`answered`); then a datagram of ours to media:port must be answered from that
+    port (`reached`: this computer's audio gets to the office's media port)."""
+    with socket.socket(_family(media), socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        opened: set[int] = set()
+        for _ in range(3):
+            with contextlib.suppress(OSError):
+                sock.sendto(session.rtp_open(ports), address)
+            opened |= _acks(sock, session, media, set(ports) - opened, wait_s)
+            if opened:
+                break
+        reached: set[int] = set()
+        for _ in range(3):
+            missing = sorted(opened - reached)
+            if not missing:
+                break
+            for port in missing:
+                with contextlib.suppress(OSError):
+                    sock.sendto(session.rtp_open([port]), (media, port))
+            reached |= _acks(sock, session, media, set(missing), wait_s)
+    return PortsResult(tuple(ports), tuple(sorted(opened)), tuple(sorted(reached)))
 
 
 def rtp_call(
@@ -253,21 +262,22 @@ def rtp_call(
     media: str,
     ports: Sequence[int],
     wait_s: float,
-    bind: str = "",
 ) -> PortsResult:
-    """Toward us: sockets bound to `ports` here; the responder sends one datagram from `media`
-    to each. A port counts as reached when its datagram arrives."""
-    family = socket.AF_INET6 if ":" in media else socket.AF_INET
+    """Toward us: sockets bound to `ports` here, and RTP-CALL makes the responder send one
+    datagram from `media` to each (a new flow, like an incoming call's audio). A port taken on
+    this computer is not asked."""
     socks: dict[int, socket.socket] = {}
     try:
         for port in ports:
-            with contextlib.suppress(OSError):  # the port is taken here: not asked
-                s = socket.socket(family, socket.SOCK_DGRAM)
-                socks[port] = s
-                s.bind((bind, port))
-                s.setblocking(False)
-        bound = [p for p, s in socks.items() if s.getsockname()[1] == p]
-        return _call(address, session, media, bound, socks, wait_s)
+            s = socket.socket(_family(media), socket.SOCK_DGRAM)
+            try:
+                s.bind(("", port))
+            except OSError:
+                s.close()
+                continue
+            s.setblocking(False)
+            socks[port] = s
+        return _call(address, session, media, socks, wait_s)
     finally:
         for s in socks.values():
             s.close()
@@ -277,28 +287,35 @@ def _call(
     address: tuple[str, int],
     session: OfficeSession,
     media: str,
-    ports: list[int],
     socks: dict[int, socket.socket],
     wait_s: float,
 ) -> PortsResult:
     reached: set[int] = set()
-    answered: tuple[int, ...] = ()
-    for _ in range(3):
-        missing = [p for p in ports if p not in reached]
-        if not missing:
+    with socket.socket(_family(media), socket.SOCK_DGRAM) as asker:
+        for _ in range(3):
+            missing = [p for p in socks if p not in reached]
+            if not missing:
+                break
+            with contextlib.suppress(OSError):
+                asker.sendto(session.rtp_call(missing), address)
+            reached |= _arrivals(session, media, {p: socks[p] for p in missing}, wait_s)
+    asked = tuple(sorted(socks))
+    return PortsResult(asked, asked, tuple(sorted(reached)))
+
+
+def _arrivals(
+    session: OfficeSession, media: str, socks: dict[int, socket.socket], wait_s: float
+) -> set[int]:
+    got: set[int] = set()
+    until = time.monotonic() + wait_s
+    while set(socks) - got and (left := until - time.monotonic()) > 0:
+        ready, _, _ = select.select([s for p, s in socks.items() if p not in got], [], [], left)
+        if not ready:
             break
-        ack = ask(address, session, session.rtp_call(missing), wait_s, tries=1)
-        if isinstance(ack, RtpAck):
-            answered = tuple(sorted(set(answered) | set(ack.ports)))
-        until = time.monotonic() + wait_s
-        while set(missing) - reached and (left := until - time.monotonic()) > 0:
-            waiting = [socks[p] for p in missing if p not in reached]
-            ready, _, _ = select.select(waiting, [], [], left)
-            for s in ready:
+        for port, s in socks.items():
+            if s in ready:
                 with contextlib.suppress(OSError):
                     data, source = s.recvfrom(RECEIVE_BYTES)
-                    if source[0] == media and session.parse(data) is not None:
-                        reached.add(int(s.getsockname()[1]))
-            if not ready:
-                break
-    return PortsResult(tuple(ports), answered, tuple(sorted(reached)))
+                    if source[0] == media and isinstance(session.parse(data), RtpAck):
+                        got.add(port)
+    return got
