@@ -134,6 +134,8 @@ def _windows(destination: IPAddress) -> NextHop:  # pragma: no cover - Windows o
 
 def next_hop(destination: IPAddress, platform: str = sys.platform) -> NextHop:
     """The router this machine sends through toward `destination` (the first hop)."""
+    if destination.is_loopback:
+        return NextHop(None, f"{destination} is this computer itself: no router between")
     if platform.startswith("linux"):
         return _linux(destination)
     if platform in ("win32", "cygwin"):
