@@ -7,6 +7,8 @@ Layout (everything 0700 / 0600):
         <profile-id>/clients/<peer>/        default output folder of a client config and QR code
         <profile-id>/gateway/private.key    optional: lets `render --out` write a complete config
         <profile-id>/pending/<peer>.json    a change in flight (see netsetup.provision.journal)
+        <profile-id>/responder/token        the office responder's token (32 random bytes,
+                                            base64): every peer's responder key derives from it
 
 Every path builder takes a checked `ProfileId` and `PeerName` (never a plain str), so a name that
 could climb out of its folder (`../x`) cannot reach one; mypy finds a caller that skips the check.
@@ -57,6 +59,24 @@ def current_actor() -> str:
         except KeyError:
             user = str(os.getuid())
     return f"{user}@{os.uname().nodename}"
+
+
+TOKEN_FILE_BYTES = 4096  # a token file is 45 bytes; anything far larger is not one
+
+
+def load_token_file(path: Path) -> SecretKey | None:
+    """A responder token file's token; None when there is no such file. A file that is not a
+    small regular file holding one token is an InputError naming it (never its contents)."""
+    from netsetup.validate.reading import Unreadable, read_regular
+
+    if not os.path.lexists(path):
+        return None
+    try:
+        return SecretKey(read_regular(path, TOKEN_FILE_BYTES).decode("ascii").strip())
+    except Unreadable as exc:
+        raise InputError(f"cannot read the responder token: {exc}", where=str(path)) from None
+    except ValueError:  # UnicodeDecodeError too
+        raise InputError("the responder token file holds no token", where=str(path)) from None
 
 
 class StateDir:
@@ -164,6 +184,34 @@ class StateDir:
             return None
         except ValueError:
             raise InputError("the stored gateway key is damaged", where=str(path)) from None
+
+    # -- office responder token -----------------------------------------------------------
+    # One per profile. Each peer's responder key is derived from it and the peer's public key
+    # (`netsetup.responder.office_wire.peer_key`), so the office responder needs only the token
+    # and the active peers' files. Key-shaped (base64 of 32 bytes): SecretKey keeps it unshown.
+    def responder_token_path(self, profile_id: ProfileId) -> Path:
+        return self.root / ProfileId(profile_id) / "responder" / "token"
+
+    def load_responder_token(self, profile_id: ProfileId) -> SecretKey | None:
+        path = self.responder_token_path(profile_id)
+        try:
+            return SecretKey(path.read_text().strip())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            raise InputError("the stored responder token is damaged", where=str(path)) from None
+
+    def responder_token(self, profile_id: ProfileId) -> SecretKey:
+        """The profile's token, made (0600 in a 0700 folder) the first time it is needed. The
+        caller holds the profile lock, so two provisions never make two tokens."""
+        token = self.load_responder_token(profile_id)
+        if token is None:
+            import base64
+
+            self._secret_dir(profile_id, "responder")
+            token = SecretKey(base64.b64encode(os.urandom(32)).decode("ascii"))
+            write_secret(self.responder_token_path(profile_id), token.reveal() + "\n")
+        return token
 
     # -- audit -----------------------------------------------------------------------------
     @property

@@ -1,4 +1,5 @@
-"""`netsetup responder`: the gateway witness (`--role gateway`); the office role comes later."""
+"""`netsetup responder`: the office responder (`--role office`, the default) or the gateway
+witness (`--role gateway`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import typer
 from netsetup.cli.app import app, streams_of
 
 if TYPE_CHECKING:
+    from netsetup.responder.office import Serving as OfficeServing
     from netsetup.responder.witness import Serving
 
 
 class Role(enum.StrEnum):
-    """Where the responder runs: on the WireGuard gateway, or (not yet) in the office."""
+    """Where the responder runs: in the office LAN, or on the WireGuard gateway."""
 
     gateway = "gateway"
     office = "office"
@@ -33,15 +35,38 @@ def responder(
         ),
     ],
     role: Annotated[
-        Role, typer.Option("--role", help="gateway: the witness beside WireGuard.")
-    ] = Role.gateway,
+        Role,
+        typer.Option(
+            "--role",
+            help="office: the probe side in the company LAN; gateway: the witness beside "
+            "WireGuard.",
+        ),
+    ] = Role.office,
     listen: Annotated[
         list[str] | None,
         typer.Option(
             "--listen",
+            metavar="ADDR[:PORT]",
+            help="office: ADDR:PORT to listen on (default: [diagnose] responder). gateway: "
+            "listen on this address only (repeatable); the gateway's tunnel addresses are "
+            "always served. Default: every address.",
+        ),
+    ] = None,
+    media: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--media",
             metavar="ADDR",
-            help="Listen on this address only (repeatable); the gateway's tunnel addresses "
-            "are always served. Default: every address.",
+            help="office: the address RTP tests are answered from (repeatable; default: the "
+            "PBX's [voip] sip_server when it is on this host).",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="office: the responder token (a copy of <state>/<profile>/responder/token "
+            "on the office host). Default: the state directory's.",
         ),
     ] = None,
     key_file: Annotated[
@@ -56,21 +81,31 @@ def responder(
         Path | None,
         typer.Option(
             "--state-dir",
-            help="State directory whose gateway key is the fallback (default: "
-            "$NETSETUP_STATE_DIR or ~/.local/state/netsetup).",
+            help="State directory (default: $NETSETUP_STATE_DIR or ~/.local/state/netsetup): "
+            "the office's responder token, or the gateway's fallback key.",
         ),
     ] = None,
 ) -> None:
-    """Answer an assistant's questions about their tunnel from the gateway (runs until stopped).
+    """Answer what an assistant's `diagnose` measures, in the office or on the gateway (runs
+    until stopped).
 
-    The witness listens on UDP `gateway.witness_port` (default listen_port + 1). To the owner of
-    a key, proven by a MAC made with that key, it tells whether WireGuard packets from their
-    address arrived lately, whether the gateway knows their key (active, revoked, expired or
-    unknown), its last handshake and the port WireGuard listens on; nothing about any other
-    peer. It acks probes on every address, the gateway's tunnel addresses included. Run it as
-    root on the gateway (it reads `wg show` and the firewall's nftables sets).
+    --role office (the default) listens on UDP and TCP at `[diagnose] responder`: voice-shaped
+    probes are reflected with timestamps, RTP ports of `[voip] rtp_ports` are opened on the media
+    address, and the tunnel speed test is served over HTTP; only to the profile's active peers,
+    proven by their responder key (derived from the state folder's token). Anything else gets no
+    answer at all.
 
-    Example:
+    --role gateway: the witness listens on UDP `gateway.witness_port` (default listen_port +
+    1). To the owner of a key, proven by a MAC made with that key, it tells whether WireGuard
+    packets from their address arrived lately, whether the gateway knows their key (active,
+    revoked, expired or unknown), its last handshake and the port WireGuard listens on;
+    nothing about any other peer. It acks probes on every address, the gateway's tunnel
+    addresses included. Run it as root on the gateway (it reads `wg show` and the firewall's
+    nftables sets).
+
+    Examples:
+
+        netsetup responder --profile /etc/netsetup/acme-dental --token-file /etc/netsetup/token
 
         netsetup responder --profile /etc/netsetup/acme-dental --role gateway
     """
@@ -82,13 +117,43 @@ def responder(
     from netsetup.profile.store import load_profile
     from netsetup.responder.witness import run_gateway_witness
 
-    if role is Role.office:
-        raise InputError("--role office is not built yet; use --role gateway")
     gc.enable()  # a long-running service: let the cycle collector do its work
     streams = streams_of(ctx)
     loaded = load_profile(profile)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+    def failed(exc: BaseException) -> None:
+        streams.stderr.write(f"warning: a packet was dropped: {type(exc).__name__}\n")
+
+    if role is Role.office:
+        from netsetup.responder.office import responder_token, run_office_responder
+
+        if key_file is not None:
+            raise InputError("--key-file is for --role gateway; the office uses --token-file")
+
+        def office_ready(serving: OfficeServing) -> None:
+            where = _endpoint(serving.address, serving.port)
+            media = ", ".join(serving.media) or "none (RTP tests are not answered)"
+            streams.stderr.write(
+                f"office responder of {serving.profile_id} listening on udp {where}"
+                + (f" and tcp {where} (speed test)" if serving.http else "")
+                + f"; media address: {media}; {serving.peers} active peers\n"
+            )
+            streams.stderr.flush()
+
+        run_office_responder(
+            loaded,
+            listen=_office_listen(listen or []),
+            media=media,
+            token=responder_token(state_dir, token_file, loaded),
+            stop=stop,
+            on_ready=office_ready,
+            on_error=failed,
+        )
+        return
+    if media or token_file is not None:
+        raise InputError("--media and --token-file are for --role office")
 
     def ready(serving: Serving) -> None:
         where = ", ".join(_endpoint(a, serving.port) for a in serving.addresses)
@@ -108,9 +173,6 @@ def responder(
             )
         streams.stderr.flush()
 
-    def failed(exc: BaseException) -> None:
-        streams.stderr.write(f"warning: a packet was dropped: {type(exc).__name__}\n")
-
     run_gateway_witness(
         loaded,
         listen=listen or (),
@@ -120,6 +182,21 @@ def responder(
         on_ready=ready,
         on_error=failed,
     )
+
+
+def _office_listen(listen: list[str]) -> tuple[str, int] | None:
+    from netsetup.errors import InputError
+    from netsetup.profile.values import parse_endpoint
+
+    if not listen:
+        return None
+    if len(listen) > 1:
+        raise InputError("--role office listens on one ADDR:PORT")
+    try:
+        host, port = parse_endpoint(listen[0])
+    except ValueError as exc:
+        raise InputError(f"--listen: {exc}") from None
+    return str(host), port
 
 
 def _endpoint(address: str, port: int) -> str:

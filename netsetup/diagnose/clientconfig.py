@@ -7,8 +7,10 @@ needs only that one file (wg-quick and the WireGuard apps ignore comments):
     # netsetup-diagnose: gateway=198.18.10.1 gateway6=2001:db8:10::1 witness=51821
     # netsetup-diagnose: dns-name=files.acme-dental.example
     # netsetup-diagnose: target=office-ssh kind=ssh host=192.0.2.31 port=22 host-key=SHA256:...
-    # netsetup-diagnose: responder=192.0.2.50:4789
-    # netsetup-diagnose: sip=192.0.2.40 transports=udp,tcp,tls sip-port=5060 tls-port=5061 ...
+    # netsetup-diagnose: responder=192.0.2.50:4789 responder-key=<this peer's key, base64>
+    # netsetup-diagnose: sip=192.0.2.40 transports=udp,tcp,tls sip-port=5060 ... codec=g711 plc=1
+
+The gateway line carries `sip-mirror=1` when the witness mirrors SIP on 5060.
 
 Each line is `key=value` pairs; its first key names what it describes. Values never hold spaces
 (a space in the company name or contact is written as `_`... see `_encode`). Unknown keys and
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from netsetup.errors import InputError
 from netsetup.keys import SecretKey, is_valid_key
-from netsetup.profile.model import TARGET_KINDS, Profile, Target
+from netsetup.profile.model import DEFAULTS, TARGET_KINDS, VOICE_CODECS, Profile, Target
 from netsetup.profile.values import (
     IPAddress,
     IPNetwork,
@@ -109,6 +111,9 @@ class DiagnoseInfo:
             targets=profile.diagnose.targets,
             responder=profile.diagnose.responder,
             sip=sip,
+            codec=voip.codec if voip is not None else DEFAULTS.codec,
+            plc=voip.plc if voip is not None else DEFAULTS.plc,
+            sip_mirror=profile.diagnose.sip_mirror,
         )
 
     @property
@@ -136,6 +141,7 @@ def render_info_lines(info: DiagnoseInfo) -> list[str]:
             gateway6=info.gateway_v6,
             witness=info.witness_port,
             listen_port=info.listen_port,
+            sip_mirror=1 if info.sip_mirror else None,
         ),
     ]
     lines += [_pairs(dns_name=name) for name in info.dns_names]
@@ -146,7 +152,8 @@ def render_info_lines(info: DiagnoseInfo) -> list[str]:
     if info.responder is not None:
         host, port = info.responder
         shown = f"[{host}]" if isinstance(host, ipaddress.IPv6Address) else str(host)
-        lines.append(_pairs(responder=f"{shown}:{port}"))
+        key = info.responder_key.reveal() if info.responder_key is not None else None
+        lines.append(_pairs(responder=f"{shown}:{port}", responder_key=key))
     if info.sip is not None:
         s = info.sip
         lines.append(
@@ -157,6 +164,8 @@ def render_info_lines(info: DiagnoseInfo) -> list[str]:
                 sip_port=s.sip_port,
                 tls_port=s.tls_port,
                 rtp=f"{s.rtp_ports[0]}-{s.rtp_ports[1]}",
+                codec=info.codec,
+                plc=1 if info.plc else 0,
             )
         )
     return [f"{MARK} {line}" for line in lines if line]
@@ -199,9 +208,24 @@ class _InfoReader:
         elif first == "target":
             self.targets.append(_target(p))
         elif first == "responder":
-            self.fields["responder"] = parse_endpoint(p["responder"])
+            self._responder(p)
         elif first == "sip":
-            self.fields["sip"] = _sip(p)
+            self._sip(p)
+
+    def _responder(self, p: dict[str, str]) -> None:
+        self.fields["responder"] = parse_endpoint(p["responder"])
+        if "responder-key" in p:
+            if not is_valid_key(p["responder-key"]):
+                raise ValueError("responder-key is not a key (base64 of 32 bytes)")
+            self.fields["responder_key"] = SecretKey(p["responder-key"])
+
+    def _sip(self, p: dict[str, str]) -> None:
+        self.fields["sip"] = _sip(p)
+        codec = p.get("codec", DEFAULTS.codec)
+        if codec not in VOICE_CODECS:
+            raise ValueError(f"codec {codec!r} is not one of {', '.join(VOICE_CODECS)}")
+        self.fields["codec"] = codec
+        self.fields["plc"] = _flag(p.get("plc", "1" if DEFAULTS.plc else "0"), "plc")
 
     def _gateway(self, p: dict[str, str]) -> None:
         self.fields["gateway_v4"] = ipaddress.IPv4Address(p["gateway"])
@@ -211,6 +235,8 @@ class _InfoReader:
             self.fields["witness_port"] = _port(p["witness"])
         if "listen-port" in p:
             self.fields["listen_port"] = _port(p["listen-port"])
+        if "sip-mirror" in p:
+            self.fields["sip_mirror"] = _flag(p["sip-mirror"], "sip-mirror")
 
     def info(self) -> DiagnoseInfo:
         return DiagnoseInfo(
@@ -219,6 +245,12 @@ class _InfoReader:
             problems=tuple(self.problems),
             **self.fields,  # type: ignore[arg-type]
         )
+
+
+def _flag(text: str, what: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError(f"{what} is {text!r}, not 0 or 1")
+    return text == "1"
 
 
 def _port(text: str) -> int:

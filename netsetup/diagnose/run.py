@@ -40,10 +40,13 @@ def load_context(
 
 
 def _merged(from_profile: DiagnoseInfo, from_config: DiagnoseInfo) -> DiagnoseInfo:
-    """The profile wins; the config's unreadable lines are kept (tunnel.config shows them)."""
+    """The profile wins; the config's unreadable lines are kept (tunnel.config shows them), and
+    so is its responder key (per peer: the profile does not have it)."""
     from dataclasses import replace
 
-    return replace(from_profile, problems=from_config.problems)
+    return replace(
+        from_profile, problems=from_config.problems, responder_key=from_config.responder_key
+    )
 
 
 def diagnose(ctx: DiagnoseContext, on_result: OnResult = lambda r: None) -> DiagnoseReport:

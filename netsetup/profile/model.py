@@ -59,6 +59,9 @@ class ProfileDefaults:
     sip_port: int = field(default=5060, metadata={"key": "voip.sip_port"})
     tls_port: int = field(default=5061, metadata={"key": "voip.tls_port"})
     rtp_ports: tuple[int, int] = field(default=(10000, 20000), metadata={"key": "voip.rtp_ports"})
+    codec: str = field(default="g711", metadata={"key": "voip.codec"})
+    plc: bool = field(default=True, metadata={"key": "voip.plc"})
+    sip_mirror: bool = field(default=False, metadata={"key": "diagnose.sip_mirror"})
     target_kind: str = field(default="tcp", metadata={"key": "diagnose.targets.kind"})
     ssh_port: int = field(default=22, metadata={"key": "diagnose.targets.port", "when": "kind ssh"})
     https_port: int = field(
@@ -100,6 +103,8 @@ def describe_defaults() -> list[str]:
 
 
 def _as_toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, timedelta):
         return f'"{format_duration(value)}"'
     if isinstance(value, str):
@@ -202,6 +207,8 @@ class Voip:
     tls_port: int = DEFAULTS.tls_port
     rtp_ports: tuple[int, int] = DEFAULTS.rtp_ports
     media: tuple[IPNetwork, ...] = ()
+    codec: str = DEFAULTS.codec  # for the call-quality estimate: one of VOICE_CODECS
+    plc: bool = DEFAULTS.plc  # whether the phones conceal lost packets (G.711 Appendix I)
 
     @property
     def media_networks(self) -> tuple[IPNetwork, ...]:
@@ -209,6 +216,9 @@ class Voip:
 
 
 TARGET_KINDS = ("tcp", "https", "rdp", "ssh")
+# Codecs whose E-model values (Ie, Bpl) ITU-T G.113 Appendix I publishes; the call-quality
+# estimate has no honest numbers for others (Opus and G.722 are not in it).
+VOICE_CODECS = ("g711", "g729")
 
 
 @dataclass(frozen=True)
@@ -228,6 +238,7 @@ class Diagnose:
 
     responder: tuple[str | IPAddress, int] | None = None
     targets: tuple[Target, ...] = ()
+    sip_mirror: bool = DEFAULTS.sip_mirror  # the witness mirrors SIP on UDP+TCP 5060 too
 
 
 @dataclass(frozen=True)

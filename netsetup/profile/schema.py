@@ -30,6 +30,7 @@ from netsetup.profile.model import (
     MODES,
     PEER_STATUSES,
     TARGET_KINDS,
+    VOICE_CODECS,
     AccessMode,
     AccessRule,
     Diagnose,
@@ -252,8 +253,18 @@ NETWORK_KEYS = (
 DNS_KEYS = ("servers", "search", "records")
 ACCESS_KEYS = (*MODES, "agency_expires")  # one list per access mode
 PORTAL_KEYS = ("name", "host", "proto", "port")
-VOIP_KEYS = ("sip_server", "sip_domain", "transports", "sip_port", "tls_port", "rtp_ports", "media")
-DIAGNOSE_KEYS = ("responder", "targets")
+VOIP_KEYS = (
+    "sip_server",
+    "sip_domain",
+    "transports",
+    "sip_port",
+    "tls_port",
+    "rtp_ports",
+    "media",
+    "codec",
+    "plc",
+)
+DIAGNOSE_KEYS = ("responder", "targets", "sip_mirror")
 TARGET_KEYS = ("name", "host", "port", "kind", "host_key")
 # The longest tunnel prefix that still leaves an address for a peer beside the gateway.
 LONGEST_TUNNEL = {4: 30, 6: 126}
@@ -472,6 +483,8 @@ def read_voip(r: _Reader, raw: Any) -> Voip | None:
     tls_port = r.get(table, p, "tls_port", int, _range(1, 65535, "port"))
     rtp = r.get(table, p, "rtp_ports", str, _single_range)
     media = r.items(table, p, "media", v.parse_destination, BAD_CIDR)
+    codec = r.get(table, p, "codec", str, _voice_codec)
+    plc = r.get(table, p, "plc", bool)
     if sip_server is None:
         return None
     return Voip(
@@ -482,7 +495,19 @@ def read_voip(r: _Reader, raw: Any) -> Voip | None:
         tls_port=tls_port or DEFAULTS.tls_port,
         rtp_ports=rtp or DEFAULTS.rtp_ports,
         media=tuple(media),
+        codec=codec or DEFAULTS.codec,
+        plc=DEFAULTS.plc if plc is None else plc,
     )
+
+
+def _voice_codec(text: str) -> str:
+    if text not in VOICE_CODECS:
+        raise ValueError(
+            f"{text!r} is not supported: use {' or '.join(repr(c) for c in VOICE_CODECS)}; the "
+            "call-quality estimate needs the codec's published ITU-T G.113 values, which exist "
+            "for those only (not for Opus or G.722)"
+        )
+    return text
 
 
 def read_diagnose(r: _Reader, raw: Any) -> Diagnose:
@@ -495,7 +520,12 @@ def read_diagnose(r: _Reader, raw: Any) -> Diagnose:
         r.issue((*p, "targets"), WRONG_TYPE, "diagnose.targets must be [[diagnose.targets]]")
         targets = []
     read = (_read_target(r, index, item) for index, item in enumerate(targets))
-    return Diagnose(responder, tuple(t for t in read if t is not None))
+    mirror = r.get(table, p, "sip_mirror", bool)
+    return Diagnose(
+        responder,
+        tuple(t for t in read if t is not None),
+        DEFAULTS.sip_mirror if mirror is None else mirror,
+    )
 
 
 def _read_target(r: _Reader, index: int, raw: Any) -> Target | None:

@@ -31,11 +31,25 @@ def collapse(networks: Iterable[IPNetwork]) -> list[IPNetwork]:
     return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
 
 
-def diagnose_lines(profile: Profile) -> list[str]:
-    """The `netsetup-diagnose:` comment lines (without the leading "# ") for a client config."""
+def diagnose_lines(profile: Profile, responder_key: SecretKey | None = None) -> list[str]:
+    """The `netsetup-diagnose:` comment lines (without the leading "# ") for a client config;
+    `responder_key`, the peer's key for the office responder, goes on the responder line."""
+    from dataclasses import replace
+
     from netsetup.diagnose.clientconfig import DiagnoseInfo, render_info_lines
 
-    return [line[2:] for line in render_info_lines(DiagnoseInfo.from_profile(profile))]
+    info = replace(DiagnoseInfo.from_profile(profile), responder_key=responder_key)
+    return [line[2:] for line in render_info_lines(info)]
+
+
+def responder_key(token: SecretKey, public_key: str) -> SecretKey:
+    """The peer's key for the office responder (base64, key-shaped: scrubbed like keys)."""
+    import base64
+
+    from netsetup.responder.office_wire import peer_key
+
+    raw = peer_key(base64.b64decode(token.reveal()), base64.b64decode(public_key))
+    return SecretKey(base64.b64encode(raw).decode("ascii"))
 
 
 def peer_addresses(peer: Peer) -> list[str]:
@@ -46,10 +60,15 @@ def peer_addresses(peer: Peer) -> list[str]:
 
 
 def render_client_config(
-    profile: Profile, peer: Peer, private_key: SecretKey | None, psk: SecretKey
+    profile: Profile,
+    peer: Peer,
+    private_key: SecretKey | None,
+    psk: SecretKey,
+    responder: SecretKey | None = None,
 ) -> str:
     """The assistant's wg-quick config. Without a private key (the assistant keeps their own),
-    the file says where to add it."""
+    the file says where to add it. `responder` is the peer's office responder key (a comment
+    line: the QR code, which leaves comments out, never carries it)."""
     interface: list[tuple[str, wgconf.Value]] = []
     header = [
         f"netsetup: {peer.name} on {profile.id} ({peer.mode})",
@@ -60,7 +79,7 @@ def render_client_config(
     else:
         header.append("Add your own PrivateKey line under [Interface]: netsetup never saw it.")
     header.append("What `netsetup diagnose --config` reads (WireGuard ignores comments):")
-    header.extend(diagnose_lines(profile))
+    header.extend(diagnose_lines(profile, responder))
     interface.append(("Address", wgconf.join(peer_addresses(peer))))
     dns = [str(s) for s in profile.dns.servers] + list(profile.dns.search)
     if dns:

@@ -41,7 +41,12 @@ from netsetup.profile.store import (
 )
 from netsetup.profile.values import PeerName, ProfileId, format_time, parse_expiry
 from netsetup.provision.addresses import AddressIndex, allocate_address, holding_for
-from netsetup.provision.client_config import qr_images, render_client_config, terminal_qr
+from netsetup.provision.client_config import (
+    qr_images,
+    render_client_config,
+    responder_key,
+    terminal_qr,
+)
 from netsetup.provision.journal import (
     Journal,
     begin,
@@ -390,7 +395,11 @@ class _Issue:
         name = PeerName(self.peer.name)
         psk = generate_preshared_key()
         state.save_psk(self.pid, name, self.peer.public_key, psk)
-        text = render_client_config(profile, self.peer, self.private, psk)
+        responder = None
+        if profile.diagnose.responder is not None:  # the office responder knows this peer by it
+            token = state.responder_token(self.pid)
+            responder = responder_key(token, self.peer.public_key)
+        text = render_client_config(profile, self.peer, self.private, psk, responder)
         if self.client.default:
             state.make_client_dir(self.pid, name)
         else:

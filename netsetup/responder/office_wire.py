@@ -36,14 +36,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import ipaddress
 import os
 import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+# The interpreter's own BLAKE2 and constant-time compare: `hashlib` and `hmac` load the system's
+# OpenSSL (~5 ms), and provision derives a responder key on every run. Same digests either way.
+try:
+    from _blake2 import blake2s
+except ImportError:  # pragma: no cover - an interpreter built without it
+    from hashlib import blake2s
+try:
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # pragma: no cover
+    from hmac import compare_digest  # type: ignore[no-redef]
 
 MAGIC = b"NSR1"
 T_HELLO = 0x01
@@ -95,12 +104,12 @@ def peer_key(token: bytes, peer_public: bytes) -> bytes:
     """The responder key of the peer whose raw (32-byte) public key is `peer_public`."""
     if len(token) != TOKEN_BYTES or len(peer_public) != KEY_BYTES:
         raise ValueError("a responder token and a public key are 32 bytes each")
-    return hashlib.blake2s(peer_public, key=token, digest_size=32, person=b"nsr1-key").digest()
+    return blake2s(peer_public, key=token, digest_size=32, person=b"nsr1-key").digest()
 
 
 def key_tag(peer_public: bytes) -> bytes:
     """The 8 bytes that name a peer's responder key in its packets (not secret)."""
-    return hashlib.blake2s(peer_public, digest_size=KEY_TAG_BYTES, person=b"nsr1-tag").digest()
+    return blake2s(peer_public, digest_size=KEY_TAG_BYTES, person=b"nsr1-tag").digest()
 
 
 def new_token() -> bytes:
@@ -108,7 +117,7 @@ def new_token() -> bytes:
 
 
 def _mac(key: bytes, data: bytes) -> bytes:
-    return hashlib.blake2s(data, key=key, digest_size=TAG_BYTES).digest()
+    return blake2s(data, key=key, digest_size=TAG_BYTES).digest()
 
 
 def _sealed(key: bytes, kind: int, tag: bytes, session: int, body: bytes, size: int = 0) -> bytes:
@@ -135,7 +144,7 @@ def _head(data: bytes) -> tuple[int, bytes, int] | None:
 
 
 def _verified(key: bytes, data: bytes) -> bool:
-    return hmac.compare_digest(_mac(key, data[:-TAG_BYTES]), data[-TAG_BYTES:])
+    return compare_digest(_mac(key, data[:-TAG_BYTES]), data[-TAG_BYTES:])
 
 
 def _ports(ports: Sequence[int]) -> bytes:
@@ -389,4 +398,4 @@ def check_ticket(ticket: str, keys_by_tag: Mapping[bytes, bytes], now_s: float) 
     if key is None or not now_s <= expiry <= now_s + MAX_TICKET_TTL_S:
         return False
     signed = raw[: _TICKET.size]
-    return hmac.compare_digest(_mac(key, _TICKET_LABEL + signed), raw[_TICKET.size :])
+    return compare_digest(_mac(key, _TICKET_LABEL + signed), raw[_TICKET.size :])

@@ -62,7 +62,7 @@ CASES = [
     ('agency_expires = "30d"', 'agency_expires = "9999-12-31"', 38, "must look like", "NS009"),
     ("keepalive = 25", f"keepalive = {DEEP_ARRAY}", 19, NESTED, "NS001"),
     ("keepalive = 25", f"keepalive = {DEEP_TABLE}", 19, NESTED, "NS001"),
-    ('kind = "ssh"', f'kind = "ssh"\nextra = {DEEP_ARRAY}', 66, NESTED, "NS001"),
+    ('kind = "ssh"', f'kind = "ssh"\nextra = {DEEP_ARRAY}', 70, NESTED, "NS001"),
     ("mtu = 1380", "mtu = " + "9" * 5000, 18, LONG, "NS001"),
     ("mtu = 1380", "mtu = 0x" + "f" * 5000, 18, "(a number far too large)", "NS009"),
     ("listen_port = 51820", "listen_port = " + "9" * 30, 13, "far too large", "NS009"),

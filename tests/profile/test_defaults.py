@@ -30,6 +30,7 @@ host = "192.0.2.20"
 port = 443
 [voip]
 sip_server = "192.0.2.40"
+[diagnose]
 [[diagnose.targets]]
 name = "files"
 host = "192.0.2.30"

@@ -356,6 +356,9 @@ def test_voip_everything_set() -> None:
         ("sip_port = 65536", 3, s.BAD_VALUE, "port 65536"),
         ("tls_port = " + "7" * 50, 3, s.BAD_VALUE, "(a number far too large)"),
         ('sip_domain = "a..b"', 3, s.BAD_VALUE, "not a valid host name"),
+        ('codec = "opus"', 3, s.BAD_VALUE, "'opus' is not supported: use 'g711' or 'g729'"),
+        ('codec = "G.722"', 3, s.BAD_VALUE, "published ITU-T G.113 values"),
+        ('plc = "yes"', 3, s.WRONG_TYPE, "voip.plc must be"),
     ],
 )
 def test_voip_bad(line2: str, line: int, code: str, message: str) -> None:
@@ -376,6 +379,23 @@ def test_voip_bad_server_drops_the_table(value: str, message: str) -> None:
     got_line, got_code, got_message = one(issues)
     assert (got_line, got_code) == (2, s.BAD_CIDR)
     assert message in got_message
+
+
+def test_voip_codec_and_plc() -> None:
+    voip, issues = read(s.read_voip, '[voip]\nsip_server = "192.0.2.40"', "voip")
+    assert issues == [] and (voip.codec, voip.plc) == ("g711", True)
+    text = '[voip]\nsip_server = "192.0.2.40"\ncodec = "g729"\nplc = false'
+    voip, issues = read(s.read_voip, text, "voip")
+    assert issues == [] and (voip.codec, voip.plc) == ("g729", False)
+
+
+def test_diagnose_sip_mirror() -> None:
+    diagnose, issues = read(s.read_diagnose, "[diagnose]\n", "diagnose")
+    assert issues == [] and diagnose.sip_mirror is False
+    diagnose, issues = read(s.read_diagnose, "[diagnose]\nsip_mirror = true", "diagnose")
+    assert issues == [] and diagnose.sip_mirror is True
+    _, issues = read(s.read_diagnose, '[diagnose]\nsip_mirror = "on"', "diagnose")
+    assert one(issues)[:2] == (2, s.WRONG_TYPE)
 
 
 # -- [diagnose] ------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_the_start_warning_names_the_likely_causes_not_only_root(
     key_file = tmp_path / "gateway.key"
     key_file.write_text(generate_keypair().private.reveal() + "\n")
     argv = [sys.executable, "-m", "netsetup", "responder", "--profile", str(profile)]
-    argv += ["--listen", "127.0.0.1", "--key-file", str(key_file)]
+    argv += ["--role", "gateway", "--listen", "127.0.0.1", "--key-file", str(key_file)]
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stderr is not None

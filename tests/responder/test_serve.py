@@ -118,16 +118,18 @@ def test_the_command_serves_with_its_key_file_and_stops_on_sigterm(
     assert gateway.private.reveal() not in first + second + err
 
 
-def test_office_role_is_not_built_yet(acme: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_office_role_without_a_token_says_how_to_get_one(
+    acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run_main(["responder", "--profile", str(acme), "--role", "office"], capsys)
-    assert code == 2 and "not built yet" in err
+    assert code == 2 and "no responder token yet" in err
 
 
 def test_a_profile_without_a_witness_is_refused(
     acme: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     profile = _profile_with(acme, 0, "wg0")
-    code, _, err = run_main(["responder", "--profile", str(profile)], capsys)
+    code, _, err = run_main(["responder", "--profile", str(profile), "--role", "gateway"], capsys)
     assert code == 2 and "witness_port = 0" in err
 
 
