@@ -26,6 +26,9 @@ EXPECTED_KINDS = [
     "dns-remove",
     "close-port",
     "ssh-hostkey",
+    "counted-loss",  # faultkinds/voice.py
+    "lan-loss",
+    "drop-range",
 ]
 
 
@@ -144,6 +147,9 @@ def test_every_kind_describes_itself() -> None:
         "dns-remove": {"name": "mail.acme-dental.example"},
         "close-port": {"port": 445, "address": "192.0.2.30"},
         "ssh-hostkey": {},
+        "counted-loss": {"percent": 5, "direction": "down"},
+        "lan-loss": {"percent": 10, "direction": "both"},
+        "drop-range": {"ports": "10000-20000", "host": "office"},
     }
     assert set(samples) == set(KINDS)
     described = {k: faults.Fault("x", k, p).describe() for k, p in samples.items()}
@@ -152,3 +158,6 @@ def test_every_kind_describes_itself() -> None:
     assert described["mtu"] == "home link MTU 1200, ICMP fragmentation-needed dropped"
     assert described["stop"] == "service kamailio stopped"
     assert described["home-subnet"] == "home LAN moved into the company subnet 192.0.2.0/24"
+    assert described["counted-loss"] == "5% counted random loss in the internet (down)"
+    assert described["lan-loss"] == "10% random loss on the home LAN (both)"
+    assert described["drop-range"] == "udp ports 10000-20000 dropped in office"
