@@ -5,7 +5,8 @@ edit them. This ruleset is the enforcement, and it is written to be the only rul
 gateway:
 
 - forwarding is dropped unless a packet belongs to an active peer: a flow the peer's mode allows
-  (`profile.access_for(mode)`, plus DNS and the VoIP path), or a call the PBX or a media host
+  (`profile.access_for(mode)`, plus DNS, the office responder's UDP and TCP port and the VoIP
+  path), or a call the PBX or a media host
   places to the peer's phone. Nothing else is forwarded, so a host on the WAN side reaches neither
   the office nor the peers. Peers never reach each other.
 - every packet of a peer, in both directions, is checked against the peer's *current* state: the
@@ -18,7 +19,8 @@ gateway:
   when the PBX or a media host is; what it sends into the tunnel is its answers and calls. Its
   tunnel addresses answer the tunnel only; its other interfaces are not filtered (the profile
   does not say who administers the gateway), except that the rules record who sends to
-  WireGuard's port (timed sets the witness reads) and accept the witness's port.
+  WireGuard's port (timed sets the witness reads) and accept the witness's port (and UDP+TCP
+  5060 for its SIP mirror when `[diagnose] sip_mirror` is on).
 - expiry is an absolute time: an expiring peer passes through the chain of its expiry instant,
   which drops it from then on by the kernel's clock (`meta time`, unix seconds). Loading the
   same file again later never gives access back. Revoked and expired peers are not in the maps.
@@ -351,7 +353,16 @@ def witness_outside_rules(profile: Profile) -> list[str]:
     if not witness:
         return []
     iface = profile.gateway.interface
-    return [f'iifname != "{iface}" udp dport {witness} accept comment "the witness"']
+    rules = [f'iifname != "{iface}" udp dport {witness} accept comment "the witness"']
+    if profile.diagnose.sip_mirror:
+        rules.append(
+            f'iifname != "{iface}" meta l4proto {{ tcp, udp }} th dport {SIP_MIRROR_PORT} '
+            'accept comment "SIP mirror of the witness (diagnose.sip_mirror)"'
+        )
+    return rules
+
+
+SIP_MIRROR_PORT = 5060  # where a home router's SIP ALG acts: the mirror must be asked there
 
 
 def peer_rules(profile: Profile, mode: str) -> list[str]:
@@ -364,7 +375,25 @@ def peer_rules(profile: Profile, mode: str) -> list[str]:
         network = ipaddress.ip_network(server)
         rules += _flow("daddr", AccessRule(network, "udp", ((53, 53),)), "DNS")
         rules += _flow("daddr", AccessRule(network, "tcp", ((53, 53),)), "DNS")
-    return rules + voip_rules(profile)
+    return rules + responder_rules(profile) + voip_rules(profile)
+
+
+def responder_rules(profile: Profile) -> list[str]:
+    """The office responder (`[diagnose] responder`), in every mode: its UDP port (voice probes)
+    and the same TCP port (the speed test) on its host, nothing else there. Its RTP tests use the
+    VoIP path (the media hosts' RTP range, and calls to the phone)."""
+    responder = profile.diagnose.responder
+    if responder is None:
+        return []
+    try:
+        network = ipaddress.ip_network(responder[0])
+    except ValueError:  # a host name: nft matches addresses only; the mode's rules decide
+        return []
+    port = responder[1]
+    rules: list[str] = []
+    for proto in ("udp", "tcp"):
+        rules += _flow("daddr", AccessRule(network, proto, ((port, port),)), "office responder")
+    return rules
 
 
 def voip_rules(profile: Profile) -> list[str]:

@@ -1,6 +1,6 @@
 """Building a lab, in the order `down` can undo from any point: the run directory and its record
 first, then namespaces and links, the profile copy with a fresh gateway key, the gateway's
-WireGuard and firewall, and the office's services."""
+WireGuard and firewall, the office's services, the witness and the office responder."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def build(lab: Lab) -> None:
     start_gateway(lab)
     start_services(lab)
     start_witness(lab)
+    start_office_responder(lab)
     lab.record.clients["home"] = ClientHost("home", lab.names.client_wg(0), index=0)
     tunnels.check_interface_names(lab)
     lab.record.ready = True
@@ -97,6 +98,36 @@ def start_witness(lab: Lab) -> None:
         lab.gateway_key_file,
         port,
         lab.run_dir / "services" / "witness",
+    )
+    lab.record.add_service(service)
+    lab.save()
+    services.start(service)
+    lab.save()
+
+
+def start_office_responder(lab: Lab) -> None:
+    """The office responder in the office, on `[diagnose] responder` (none without one, or when
+    that is a name), with the lab state's token (made here: the lab provisions nobody yet)."""
+    import ipaddress
+
+    from netsetup.state import StateDir
+
+    profile = lab.profile()
+    responder = profile.diagnose.responder
+    if responder is None:
+        return
+    try:
+        address = str(ipaddress.ip_address(responder[0]))
+    except ValueError:
+        return
+    StateDir(lab.state_dir).responder_token(profile.id)
+    service = services.office_responder_service(
+        lab.ns("office"),
+        lab.profile_dir,
+        lab.state_dir,
+        address,
+        responder[1],
+        lab.run_dir / "services" / "office-responder",
     )
     lab.record.add_service(service)
     lab.save()

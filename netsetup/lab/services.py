@@ -393,6 +393,31 @@ def witness_service(
     return Service("witness", namespace, argv, str(directory / "witness.log"), listens=listens)
 
 
+def office_responder_service(
+    namespace: str,
+    profile_dir: Path,
+    state_dir: Path,
+    address: str,
+    port: int,
+    directory: Path,
+) -> Service:
+    """`netsetup responder --role office` in the office, on the profile's `[diagnose] responder`,
+    with the lab state's token; its media address is the PBX's (in the office too). The speed
+    endpoint on the same TCP port when this build has it."""
+    import importlib.util
+
+    directory.mkdir(parents=True, exist_ok=True)
+    endpoint = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    argv = [sys.executable, "-m", "netsetup", "responder", "--profile", str(profile_dir)]
+    argv += ["--role", "office", "--listen", endpoint, "--state-dir", str(state_dir)]
+    listens = [f"udp:{address}:{port}"]
+    if importlib.util.find_spec("netsetup.responder.speedhttp") is not None:
+        listens.append(f"tcp:{address}:{port}")
+    return Service(
+        "office-responder", namespace, argv, str(directory / "office.log"), listens=listens
+    )
+
+
 # -- which services one lab runs ---------------------------------------------------------------
 
 

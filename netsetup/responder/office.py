@@ -329,32 +329,40 @@ class Office:
             )
             return wire.caps_reply(key, request, caps)
         if request.kind == wire.T_RTP_OPEN:
-            self._rtp_open(key, request, source)
-        elif request.kind == wire.T_RTP_CALL:
-            self._rtp_call(key, request, source)
-        return None
+            done = self._rtp_open(key, request, source)
+        else:
+            done = self._rtp_call(key, request, source)
+        # the main port's answer lists the ports opened (or called): a reply in the firewall's
+        # eyes, it arrives even where the acks from the media ports, new flows, do not
+        return wire.rtp_ack(key, request, done) if done is not None else None
 
-    def _rtp_open(self, key: bytes, request: wire.Request, source: tuple[str, int]) -> None:
+    def _rtp_open(
+        self, key: bytes, request: wire.Request, source: tuple[str, int]
+    ) -> list[int] | None:
         media = self.media.address_for(source[0]) if self.media else None
         if self.media is None or media is None:
-            return
+            return None
+        opened = []
         for port, sock in self.media.open_ports(media, request.ports):
-            if not self._allowed(request.tag):
-                break
-            with contextlib.suppress(OSError):
-                sock.sendto(wire.rtp_ack(key, request, [port]), source)
+            opened.append(port)
+            if self._allowed(request.tag):
+                with contextlib.suppress(OSError):
+                    sock.sendto(wire.rtp_ack(key, request, [port]), source)
+        return opened
 
-    def _rtp_call(self, key: bytes, request: wire.Request, source: tuple[str, int]) -> None:
+    def _rtp_call(
+        self, key: bytes, request: wire.Request, source: tuple[str, int]
+    ) -> list[int] | None:
         media = self.media.address_for(source[0]) if self.media else None
         if self.media is None or media is None:
-            return
-        targets = []
+            return None
+        called = []
         for port in self.media.in_range(request.ports):
             if not self._allowed(request.tag):
                 break
-            targets.append(port)
-        for port in targets:
-            _send_from(media, wire.rtp_ack(key, request, [port]), [(source[0], port)])
+            if _send_from(media, wire.rtp_ack(key, request, [port]), [(source[0], port)]):
+                called.append(port)
+        return called
 
     def handle_media(self, packet: bytes, source: tuple[str, int], port: int) -> bytes | None:
         """A datagram to an opened RTP port: an RTP-OPEN naming it is acknowledged from it."""

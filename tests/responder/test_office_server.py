@@ -141,11 +141,12 @@ def test_rtp_open_acks_from_each_port_and_answers_there(running: Running) -> Non
     with client_socket() as sock:
         sock.sendto(session.rtp_open([*ports, 80]), running.address)  # 80: not in the range
         acks = {}
-        while len(acks) < 3 and (got := receive(sock)) is not None:
+        while len(acks) < 4 and (got := receive(sock)) is not None:
             acks[got[1][1]] = session.parse(got[0])
-        assert set(acks) == set(ports)
+        assert set(acks) == {*ports, running.address[1]}
         assert all(acks[p] == wire.RtpAck((p,)) for p in ports)
-        assert receive(sock, 0.3) is None  # nothing from port 80, nothing from the main port
+        assert acks[running.address[1]] == wire.RtpAck(tuple(ports))  # the main port's list
+        assert receive(sock, 0.3) is None  # nothing about port 80
         sock.sendto(session.rtp_open([ports[1]]), ("127.0.0.1", ports[1]))
         got = receive(sock)
         assert got is not None and got[1] == ("127.0.0.1", ports[1])
@@ -171,7 +172,8 @@ def test_rtp_call_sends_one_datagram_to_each_asked_port(running: Running) -> Non
                 got = receive(s)
                 assert got is not None and got[1][0] == "127.0.0.1"
                 assert session.parse(got[0]) == wire.RtpAck((port,))
-            assert receive(asker, 0.3) is None
+            got = receive(asker)
+            assert got is not None and session.parse(got[0]) == wire.RtpAck(tuple(ports))
     finally:
         for s in listeners:
             s.close()
@@ -341,3 +343,45 @@ def _until_marker(
         if isinstance(found, wire.Reflect) and found.seq == seq:
             return got
         got.append(one)
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def test_the_command_serves_the_provisioned_peers_and_stops_on_sigterm(
+    acme: Path, state_dir: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    clock = FixedClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
+    profile = load_profile(acme)
+    result = service.provision(profile, "maria", "dedicated", state=StateDir(), clock=clock)
+    config = ClientConfig.read(result.config)
+    public, key = config.client_public_key(), config.info.responder_key
+    assert public is not None and key is not None
+    session = wire.OfficeSession(
+        base64.b64decode(key.reveal()), wire.key_tag(base64.b64decode(public))
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "netsetup", "responder", "--profile", str(acme)]
+    argv += ["--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir)]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert f"office responder of acme-dental listening on udp 127.0.0.1:{port}" in first
+        assert "1 active peers" in first, first
+        answer = ask(("127.0.0.1", port), session.hello())
+        assert answer is not None and isinstance(session.parse(answer), wire.Caps)
+        stranger = wire.OfficeSession(os.urandom(32), session.tag)
+        assert ask(("127.0.0.1", port), stranger.hello(), 0.5) is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    token = (state_dir / "acme-dental" / "responder" / "token").read_text().strip()
+    assert token not in first + err and key.reveal() not in first + err

@@ -145,6 +145,8 @@ def test_the_firewall_adds_the_witness_and_nothing_else(acme: Path) -> None:
         f"udp dport 51820 update @wg_seen_v4 {{ ip saddr }} comment {SEEN}",
         f"udp dport 51820 update @wg_seen_v6 {{ ip6 saddr }} comment {SEEN}",
         'iifname != "wg0" udp dport 51821 accept comment "the witness"',
+        'iifname != "wg0" meta l4proto { tcp, udp } th dport 5060 accept '
+        'comment "SIP mirror of the witness (diagnose.sip_mirror)"',
         'ip daddr 198.18.10.1 udp dport 51821 accept comment "the witness"',
         'ip6 daddr 2001:db8:10::1 udp dport 51821 accept comment "the witness"',
     ]
