@@ -81,6 +81,7 @@ def test_rtp_open_and_call_both_ways(office: tuple[str, int]) -> None:
     # here the client and the media address share 127.0.0.1: the call uses ports not opened
     back = rtp_call(office, session, "127.0.0.1", free[3:], 1.0)
     assert back.asked == tuple(free[3:])
+    assert back.answered == tuple(free[3:])  # the main port listed the ports it called
     assert back.reached == tuple(free[3:])
 
 

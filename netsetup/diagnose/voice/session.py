@@ -205,13 +205,18 @@ def _family(host: str) -> int:
 
 
 def _acks(
-    sock: socket.socket, session: OfficeSession, media: str, wanted: set[int], wait_s: float
+    sock: socket.socket,
+    session: OfficeSession,
+    sources: dict[tuple[str, int], set[int] | None],
+    wait_s: float,
 ) -> set[int]:
-    """The ports of `wanted` from which media sent an authentic RTP-ACK to `sock` within
-    `wait_s`."""
+    """Ports acknowledged to `sock` within `wait_s` by an authentic RTP-ACK: from a source of
+    `sources` mapped to the ports it may vouch for (None: the ports its ack lists, the
+    responder's main port), until every port a source may vouch for is in."""
     got: set[int] = set()
+    wanted = set().union(*(p for p in sources.values() if p is not None))
     until = time.monotonic() + wait_s
-    while wanted - got and (left := until - time.monotonic()) > 0:
+    while (not wanted or wanted - got) and (left := until - time.monotonic()) > 0:
         ready, _, _ = select.select([sock], [], [], left)
         if not ready:
             break
@@ -219,9 +224,14 @@ def _acks(
             data, source = sock.recvfrom(RECEIVE_BYTES)
         except OSError:
             continue
-        port = int(source[1])
-        if source[0] == media and port in wanted and isinstance(session.parse(data), RtpAck):
-            got.add(port)
+        key = (str(source[0]), int(source[1]))
+        answer = session.parse(data)
+        if key not in sources or not isinstance(answer, RtpAck):
+            continue
+        vouched = sources[key]
+        got |= set(answer.ports) if vouched is None else set(answer.ports) & vouched
+        if vouched is None and not wanted:
+            break  # the main port's ack lists everything opened
     return got
 
 
@@ -232,19 +242,24 @@ def rtp_open(
     ports: Sequence[int],
     wait_s: float,
 ) -> PortsResult:
-    """Toward the office: RTP-OPEN makes the responder open `ports` on `media` and acknowledge
-    from each (`answered`); then a datagram of ours to media:port must be answered from that
-    port (`reached`: this computer's audio gets to the office's media port)."""
+    """Toward the office: RTP-OPEN makes the responder open `ports` on `media` (its main port's
+    ack lists those it opened: `answered`); then a datagram of ours to media:port must be
+    acknowledged from that port (`reached`: this computer's audio gets to the office's media
+    port; the ack is a reply in a firewall's eyes)."""
+    opened: set[int] = set()
     with socket.socket(_family(media), socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
-        opened: set[int] = set()
+        main: dict[tuple[str, int], set[int] | None] = {address: None}
         for _ in range(3):
             with contextlib.suppress(OSError):
                 sock.sendto(session.rtp_open(ports), address)
-            opened |= _acks(sock, session, media, set(ports) - opened, wait_s)
+            opened |= _acks(sock, session, main, wait_s)
             if opened:
                 break
-        reached: set[int] = set()
+    reached: set[int] = set()
+    # a fresh socket: the acks the media ports sent when they opened do not count as answers
+    with socket.socket(_family(media), socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
         for _ in range(3):
             missing = sorted(opened - reached)
             if not missing:
@@ -252,7 +267,7 @@ def rtp_open(
             for port in missing:
                 with contextlib.suppress(OSError):
                     sock.sendto(session.rtp_open([port]), (media, port))
-            reached |= _acks(sock, session, media, set(missing), wait_s)
+            reached |= _acks(sock, session, {(media, p): {p} for p in missing}, wait_s)
     return PortsResult(tuple(ports), tuple(sorted(opened)), tuple(sorted(reached)))
 
 
@@ -291,6 +306,7 @@ def _call(
     wait_s: float,
 ) -> PortsResult:
     reached: set[int] = set()
+    called: set[int] = set()
     with socket.socket(_family(media), socket.SOCK_DGRAM) as asker:
         for _ in range(3):
             missing = [p for p in socks if p not in reached]
@@ -299,8 +315,8 @@ def _call(
             with contextlib.suppress(OSError):
                 asker.sendto(session.rtp_call(missing), address)
             reached |= _arrivals(session, media, {p: socks[p] for p in missing}, wait_s)
-    asked = tuple(sorted(socks))
-    return PortsResult(asked, asked, tuple(sorted(reached)))
+            called |= _acks(asker, session, {address: None}, 0.05)  # the main port's list
+    return PortsResult(tuple(sorted(socks)), tuple(sorted(called)), tuple(sorted(reached)))
 
 
 def _arrivals(
