@@ -59,6 +59,29 @@ def diagnose(
             help="Show public IP addresses (yours, the gateway's) instead of hiding them.",
         ),
     ] = False,
+    long: Annotated[
+        bool,
+        typer.Option(
+            "--long",
+            help="Measure longer for exact figures: about 1,100 call-quality probes and how "
+            "long your router keeps a connection open (up to 3 minutes more).",
+        ),
+    ] = False,
+    no_internet_speed: Annotated[
+        bool,
+        typer.Option(
+            "--no-internet-speed",
+            help="Skip the public internet speed test (speedtest.net).",
+        ),
+    ] = False,
+    no_load: Annotated[
+        bool,
+        typer.Option(
+            "--no-load",
+            help="Skip the checks that fill your connection for a few seconds (the speed "
+            "tests and the bufferbloat test), e.g. while someone is on a call.",
+        ),
+    ] = False,
 ) -> None:
     """Check your connection to the company and say what is wrong, how to fix it, who must act.
 
@@ -70,9 +93,15 @@ def diagnose(
     (a report folder that cannot be written), 70 a bug in netsetup (report it), 130 interrupted
     (Ctrl-C: what was found is still shown and written).
 
-    Example:
+    The checks run in three steps: the connection (at most --deadline seconds), then phone
+    calls (a few seconds more; --long: up to about 3 minutes more), then the speed tests, one
+    at a time because they fill the connection (about 30 seconds; --no-load skips them).
+
+    Examples:
 
         netsetup diagnose --config wg-acme.conf --report diagnose-report
+
+        netsetup diagnose --long --no-internet-speed
     """
     from netsetup.diagnose.context import DiagnoseOptions
     from netsetup.diagnose.privacy import Redactor
@@ -86,7 +115,14 @@ def diagnose(
         check_report_folder(report)
     streams = streams_of(ctx)
     wanted = tuple(item.strip() for item in (only or "").split(",") if item.strip())
-    options = DiagnoseOptions(deadline_s=deadline, only=wanted, include_public_ip=include_public_ip)
+    options = DiagnoseOptions(
+        deadline_s=deadline,
+        only=wanted,
+        include_public_ip=include_public_ip,
+        long=long,
+        internet_speed=not no_internet_speed,
+        load=not no_load,
+    )
     run = load_context(config, profile, options)
     redactor = Redactor.for_config(run.config, include_public_ip)
     with _CtrlC() as ctrl_c:
@@ -122,10 +158,21 @@ def _run(
     def show(result: CheckResult) -> None:
         terminal.check(check_view(redactor.result(result), run.info.contact))
 
-    with terminal.progress(f"Checking your connection (at most {run.options.deadline_s:g} s) ..."):
-        found = run_diagnose(run, show)
+    with terminal.progress(_phase_line(run, 0)) as status:
+        found = run_diagnose(run, show, lambda phase: status(_phase_line(run, phase)))
         ctrl_c.deferring = True
     return redactor.report(found)
+
+
+PHASE_LINES = {
+    0: "Checking your connection (at most {budget:g} s) ...",
+    1: "Measuring call quality (up to {budget:g} s more) ...",
+    2: "Testing speed: your connection is busy for up to {budget:g} s ...",
+}
+
+
+def _phase_line(run: DiagnoseContext, phase: int) -> str:
+    return PHASE_LINES[phase].format(budget=run.options.phase_budget(phase))
 
 
 def _output(result: DiagnoseReport, streams: Streams, as_json: bool, folder: Path | None) -> None:
@@ -142,8 +189,11 @@ def _output(result: DiagnoseReport, streams: Streams, as_json: bool, folder: Pat
         streams.stdout.write(scrub_keys(render_json(result)))
         return
     from netsetup.diagnose.explain import report_view
+    from netsetup.diagnose.report.phone import phone_calls
 
-    _terminal(streams).summary(report_view(result), written.html if written else None)
+    _terminal(streams).summary(
+        report_view(result), written.html if written else None, phone_calls(result)
+    )
 
 
 class _CtrlC:

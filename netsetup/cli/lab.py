@@ -285,7 +285,7 @@ def _fault_add_signature() -> inspect.Signature:
         _keyword("json_out", JsonOpt, False),
     ]
     for name, (type_, help_text) in _fault_options(kinds).items():
-        option = typer.Option(f"--{name}", help=help_text, show_default=False)
+        option = typer.Option(f"--{name.replace('_', '-')}", help=help_text, show_default=False)
         params.append(_keyword(name, Annotated[type_ | None, option], None))
     return inspect.Signature(params, return_annotation=None)
 

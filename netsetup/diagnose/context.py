@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,21 @@ from netsetup.profile.model import Profile
 T = TypeVar("T")
 
 
+OFFLINE_ENV = "NETSETUP_OFFLINE"  # "1": nothing may reach the internet (tests, the lab)
+
+# The three phases of a run (issue 9): each has its own budget, so the VoIP and speed checks never
+# eat the connectivity checks' time, and the checks that load the link never overlap the others.
+PHASE_NAMES = {0: "connectivity", 1: "voip", 2: "load"}
+VOIP_BUDGET_S = 8.0  # a few seconds of voice-shaped probes
+VOIP_LONG_BUDGET_S = 200.0  # --long: ~1,100 voice probes (~25 s) and the NAT lifetime (<= 190 s)
+LOAD_BUDGET_S = 40.0  # speed.tunnel (~12 s) then bufferbloat (~17 s), one after the other
+INTERNET_SPEED_S = 25.0  # speed.internet, when it runs, adds its own time to the load phase
+
+
+def offline_from_environment() -> bool:
+    return os.environ.get(OFFLINE_ENV) == "1"
+
+
 @dataclass
 class DiagnoseOptions:
     """What the assistant asked for (the command's options, already checked)."""
@@ -26,6 +42,35 @@ class DiagnoseOptions:
     long: bool = False  # long measurements (the NAT binding lifetime, issue 9)
     internet_speed: bool = True  # issue 9: the public speed test (never in tests)
     load: bool = True  # issue 9: the checks that load the link (speed.tunnel, bufferbloat)
+    # NETSETUP_OFFLINE=1 (the test suite, the lab): the public speed test skips. Read when the
+    # options are made, so a test that builds options directly is offline too.
+    offline: bool = field(default_factory=offline_from_environment)
+    voip_budget_s: float | None = None  # None: VOIP_BUDGET_S, or VOIP_LONG_BUDGET_S with --long
+    load_budget_s: float | None = None  # None: LOAD_BUDGET_S (+ INTERNET_SPEED_S when it runs)
+
+    @property
+    def runs_internet_speed(self) -> bool:
+        return self.internet_speed and self.load and not self.offline
+
+    def phase_budget(self, phase: int) -> float:
+        """Seconds phase `phase` may take: 0 is --deadline, 1 comes on top of it, 2 starts when
+        the others are done."""
+        if phase == 0:
+            return self.deadline_s
+        if phase == 1:
+            if self.voip_budget_s is not None:
+                return self.voip_budget_s
+            return VOIP_LONG_BUDGET_S if self.long else VOIP_BUDGET_S
+        if self.load_budget_s is not None:
+            return self.load_budget_s
+        return LOAD_BUDGET_S + (INTERNET_SPEED_S if self.runs_internet_speed else 0.0)
+
+    def phases(self) -> list[dict[str, Any]]:
+        """Each phase's name and budget, as the JSON envelope shows them."""
+        return [
+            {"phase": number, "name": name, "budget_s": self.phase_budget(number)}
+            for number, name in PHASE_NAMES.items()
+        ]
 
 
 @dataclass
@@ -43,6 +88,7 @@ class DiagnoseContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     results: dict[str, CheckResult] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
+    load_started: float | None = None  # when phase 2 began (time.monotonic()), None: not yet
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _pending: dict[str, threading.Event] = field(default_factory=dict, repr=False)
 
@@ -55,13 +101,25 @@ class DiagnoseContext:
         """The global deadline as a time.monotonic() instant."""
         return self.started_monotonic + self.options.deadline_s
 
+    def phase_deadline(self, phase: int) -> float:
+        """When phase `phase` must end (time.monotonic()): phase 1 on top of the global
+        deadline; phase 2 from when it began (or from now, when it has not yet)."""
+        if phase <= 0:
+            return self.deadline
+        if phase == 1:
+            return self.deadline + self.options.phase_budget(1)
+        began = self.load_started if self.load_started is not None else time.monotonic()
+        return began + self.options.phase_budget(2)
+
     def result(self, check_id: str) -> CheckResult | None:
         with self._lock:
             return self.results.get(check_id)
 
-    def once(self, key: str, compute: Callable[[], T]) -> T:
-        """`compute()` run once per run for `key`; concurrent callers wait for the first one.
-        An exception is cached too (and raised to every caller)."""
+    def once(self, key: str, compute: Callable[[], T], wait_until: float | None = None) -> T:
+        """`compute()` run once per run for `key`; concurrent callers wait for the first one
+        (until `wait_until`, a time.monotonic() instant; default the global deadline: a VoIP or
+        load check passes its own, later one). An exception is cached too (and raised to every
+        caller)."""
         with self._lock:
             if key in self.shared:
                 return self._cached(key)
@@ -71,7 +129,8 @@ class DiagnoseContext:
                 event = self._pending[key] = threading.Event()
         assert event is not None
         if not owner:
-            event.wait(max(0.0, self.deadline - time.monotonic()))
+            until = self.deadline if wait_until is None else wait_until
+            event.wait(max(0.0, until - time.monotonic()))
             with self._lock:
                 if key not in self.shared:
                     raise TimeoutError(f"{key} was not ready in time")
@@ -136,4 +195,4 @@ class CheckContext:
         return self.run.result(check_id)
 
     def once(self, key: str, compute: Callable[[], T]) -> T:
-        return self.run.once(key, compute)
+        return self.run.once(key, compute, wait_until=self.deadline)

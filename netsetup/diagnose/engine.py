@@ -7,6 +7,12 @@ of checks register a factory (`@register_family`) that returns the checks that a
 did not pass (naming which one to fix first), and ends a check that outlives its budget or the
 global deadline as `unknown` with the reason: the run never hangs on one check. Ctrl-C ends the
 run at once; what finished is kept and the rest is `unknown` (interrupted).
+
+Phases (issue 9): phase 0 (connectivity) runs under --deadline; phase 1 (VoIP) runs beside it
+with its own budget on top of that deadline; phase 2 (checks that load the link: speed.tunnel,
+bufferbloat) starts only once no check of phases 0 and 1 runs or waits, with its own budget from
+then, and an `exclusive` check runs alone (a loaded link would disturb any other measurement).
+`--no-load` skips phase 2.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ class Check:
     # load the link: they run after the others, one at a time when `exclusive`
     phase: int = 0
     exclusive: bool = False
+    long_budget_s: float | None = None  # with --long (None: budget_s)
+
+    def budget(self, long: bool) -> float:
+        """This check's budget for a run with or without --long."""
+        return self.long_budget_s if long and self.long_budget_s is not None else self.budget_s
 
     def run(self, ctx: CheckContext) -> Outcome:
         raise NotImplementedError
@@ -83,6 +94,9 @@ def plan_checks(ctx: DiagnoseContext) -> list[Check]:
 
 
 OnResult = Callable[[CheckResult], None]
+OnPhase = Callable[[int], None]  # called (in the engine's thread) as phase 1 or 2 begins
+PHASE_WORDS = {0: "the run", 1: "the VoIP checks", 2: "the speed checks"}
+NO_LOAD = "not run: --no-load asked not to load the connection"
 
 
 @dataclass
@@ -91,16 +105,25 @@ class _Running:
     started: float
     deadline: float
     thread: threading.Thread
+    phase_deadline: float  # the deadline of its phase (the check's own may be earlier)
 
 
 class _Run:
     """The state of one engine run (all of it touched by the calling thread only, except the
     queue the check threads put their outcomes on)."""
 
-    def __init__(self, ctx: DiagnoseContext, checks: Sequence[Check], on_result: OnResult) -> None:
+    def __init__(
+        self,
+        ctx: DiagnoseContext,
+        checks: Sequence[Check],
+        on_result: OnResult,
+        on_phase: OnPhase = lambda phase: None,
+    ) -> None:
         self.ctx = ctx
         self.checks = list(checks)
         self.on_result = on_result
+        self.on_phase = on_phase
+        self.phases_begun: set[int] = set()
         self.planned = {c.id for c in checks}
         self.waiting = list(checks)
         self.running: dict[str, _Running] = {}
@@ -117,27 +140,58 @@ class _Run:
         self.on_result(result)
 
     def start_ready(self) -> None:
-        for check in list(self.waiting):
-            needs = [n for n in check.needs if n in self.planned]
-            if any(n not in self.done for n in needs):
-                continue
-            self.waiting.remove(check)
-            blocker = next((self.done[n] for n in needs if not _usable(self.done[n])), None)
-            if blocker is not None:
-                self.finish(check, _skipped_for(blocker))
-            elif time.monotonic() >= self.ctx.deadline:
-                self.finish(check, _out_of_time(self.ctx.options.deadline_s, "the run"))
-            else:
-                self._start(check)
+        """Start what can start: phases 0 and 1 first, then (when none of those is left) the
+        load phase, one exclusive check at a time."""
+        for check in [c for c in self.waiting if c.phase < 2]:
+            self._try_start(check)
+        if any(c.check.phase < 2 for c in self.running.values()):
+            return
+        if any(c.phase < 2 for c in self.waiting):
+            return
+        for check in [c for c in self.waiting if c.phase >= 2]:
+            if any(r.check.exclusive for r in self.running.values()):
+                return
+            if check.exclusive and self.running:
+                return
+            self._try_start(check)
+
+    def _try_start(self, check: Check) -> None:
+        needs = [n for n in check.needs if n in self.planned]
+        if any(n not in self.done for n in needs):
+            return
+        self.waiting.remove(check)
+        blocker = next((self.done[n] for n in needs if not _usable(self.done[n])), None)
+        if blocker is not None:
+            self.finish(check, _skipped_for(blocker))
+            return
+        if check.phase >= 2 and not self.ctx.options.load:
+            self.finish(check, Outcome(Status.skip, NO_LOAD))
+            return
+        self._begin_phase(check.phase)
+        if time.monotonic() >= self.ctx.phase_deadline(check.phase):
+            limit = self.ctx.options.phase_budget(check.phase)
+            self.finish(check, _out_of_time(limit, PHASE_WORDS.get(check.phase, "the run")))
+        else:
+            self._start(check)
+
+    def _begin_phase(self, phase: int) -> None:
+        if phase in self.phases_begun:
+            return
+        self.phases_begun.add(phase)
+        if phase >= 2 and self.ctx.load_started is None:
+            self.ctx.load_started = time.monotonic()
+        if phase > 0:
+            self.on_phase(phase)
 
     def _start(self, check: Check) -> None:
         now = time.monotonic()
-        deadline = min(self.ctx.deadline, now + check.budget_s)
+        phase_deadline = self.ctx.phase_deadline(check.phase)
+        deadline = min(phase_deadline, now + check.budget(self.ctx.options.long))
         view = CheckContext(self.ctx, deadline)
         thread = threading.Thread(
             target=self._body, args=(check, view), name=f"check {check.id}", daemon=True
         )
-        self.running[check.id] = _Running(check, now, deadline, thread)
+        self.running[check.id] = _Running(check, now, deadline, thread, phase_deadline)
         thread.start()
 
     def _body(self, check: Check, view: CheckContext) -> None:
@@ -167,9 +221,14 @@ class _Run:
         now = time.monotonic()
         for r in list(self.running.values()):
             if now >= r.deadline:
-                over = "the run" if r.deadline >= self.ctx.deadline else "this check"
-                limit = self.ctx.options.deadline_s if over == "the run" else r.check.budget_s
-                self.finish(r.check, _out_of_time(limit, over), r.started)
+                self.finish(r.check, self._late(r), r.started)
+
+    def _late(self, r: _Running) -> Outcome:
+        if r.deadline >= r.phase_deadline:
+            phase = r.check.phase
+            limit = self.ctx.options.phase_budget(phase)
+            return _out_of_time(limit, PHASE_WORDS.get(phase, "the run"))
+        return _out_of_time(r.check.budget(self.ctx.options.long), "this check")
 
     def interrupt(self) -> None:
         for check in [r.check for r in self.running.values()] + self.waiting:
@@ -181,11 +240,15 @@ class _Run:
 
 
 def run_checks(
-    ctx: DiagnoseContext, checks: Sequence[Check], on_result: OnResult = lambda r: None
+    ctx: DiagnoseContext,
+    checks: Sequence[Check],
+    on_result: OnResult = lambda r: None,
+    on_phase: OnPhase = lambda phase: None,
 ) -> tuple[list[CheckResult], bool]:
     """Run `checks`; returns their results in plan order and whether Ctrl-C cut the run short.
-    `on_result` is called (in this thread) as each check ends."""
-    run = _Run(ctx, checks, on_result)
+    `on_result` is called (in this thread) as each check ends, `on_phase` as the VoIP (1) or
+    the load (2) phase begins."""
+    run = _Run(ctx, checks, on_result, on_phase)
     try:
         run.start_ready()
         while run.running or run.waiting:

@@ -120,6 +120,8 @@ class DiagnoseReport:
     company: str | None = None  # the company's name, as the config or profile gives it
     contact: str | None = None  # whom the assistant asks at the company's IT
     public_ip_shown: bool = False  # --include-public-ip: public addresses were left as found
+    # issue 9: each phase's name and budget ({"phase": 0, "name": "connectivity", "budget_s": 10})
+    phases: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def verdict(self) -> Status:
@@ -143,6 +145,7 @@ class DiagnoseReport:
             "company": self.company,
             "contact": self.contact,
             "public_ip_shown": self.public_ip_shown,
+            "phases": [dict(p) for p in self.phases],
             "problems": [c.id for c in self.problems],
             "checks": [c.to_dict() for c in self.checks],
         }

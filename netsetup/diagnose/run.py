@@ -10,7 +10,7 @@ from pathlib import Path
 from netsetup.clock import SYSTEM_CLOCK, Clock
 from netsetup.diagnose.clientconfig import ClientConfig, DiagnoseInfo
 from netsetup.diagnose.context import DiagnoseContext, DiagnoseOptions
-from netsetup.diagnose.engine import OnResult, plan_checks, run_checks
+from netsetup.diagnose.engine import OnPhase, OnResult, plan_checks, run_checks
 from netsetup.diagnose.result import DiagnoseReport
 from netsetup.errors import InputError
 
@@ -49,15 +49,20 @@ def _merged(from_profile: DiagnoseInfo, from_config: DiagnoseInfo) -> DiagnoseIn
     )
 
 
-def diagnose(ctx: DiagnoseContext, on_result: OnResult = lambda r: None) -> DiagnoseReport:
-    """Run every planned check and return the report (interrupted=True after Ctrl-C)."""
+def diagnose(
+    ctx: DiagnoseContext,
+    on_result: OnResult = lambda r: None,
+    on_phase: OnPhase = lambda phase: None,
+) -> DiagnoseReport:
+    """Run every planned check and return the report (interrupted=True after Ctrl-C).
+    `on_phase(n)` is called as the VoIP (1) or load (2) phase begins (for the progress line)."""
     started = ctx.clock.now()
     began = time.monotonic()
     ctx.started_monotonic = began
     checks = plan_checks(ctx)
     if ctx.options.only and not checks:
         raise InputError(f"--only {','.join(ctx.options.only)} selects no check of this run")
-    results, interrupted = run_checks(ctx, checks, on_result)
+    results, interrupted = run_checks(ctx, checks, on_result, on_phase)
     return DiagnoseReport(
         started=started,
         duration_s=time.monotonic() - began,
@@ -69,4 +74,5 @@ def diagnose(ctx: DiagnoseContext, on_result: OnResult = lambda r: None) -> Diag
         interrupted=interrupted,
         company=ctx.info.company,
         contact=ctx.info.contact,
+        phases=tuple(ctx.options.phases()),
     )

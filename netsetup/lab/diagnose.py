@@ -8,6 +8,9 @@ made from Debian's own /usr/bin/python3 with netsetup installed (not editable) f
 tree, in a world-readable place keyed by a hash of the sources (built once per change of the
 sources; later runs reuse it). The config is copied into a 0700 folder owned by that user, removed
 after the run.
+
+Every run is offline (NETSETUP_OFFLINE=1): the public internet speed test skips, so nothing a
+lab run does reaches the internet.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ STALE_VENV_S = 7 * 24 * 3600  # venvs of older sources unused this long are remo
 KEEP_VENVS = 3  # ... and beyond the newest three, those unused for IN_USE_S
 IN_USE_S = 3600.0
 INSTALL_TIMEOUT_S = 600.0
+OFFLINE = "NETSETUP_OFFLINE=1"  # netsetup.diagnose.context.OFFLINE_ENV: no public speed test
 
 
 def run_diagnose(
@@ -58,8 +62,8 @@ def run_diagnose(
     if chosen is None:
         raise InputError(f"no assistant is connected on {host}: run `netsetup lab connect` first")
     if user is None:
-        argv = [sys.executable, "-m", "netsetup", "diagnose", "--config", str(chosen), *args]
-        return lab.exec(host, argv, timeout=timeout)
+        netsetup = [sys.executable, "-m", "netsetup", "diagnose", "--config", str(chosen)]
+        return lab.exec(host, ["env", OFFLINE, *netsetup, *args], timeout=timeout)
     python = unprivileged_python()
     account = ensure_user(user)
     with config_for(account, chosen) as copied:
@@ -74,6 +78,7 @@ def run_diagnose(
             f"HOME={copied.parent}",
             "PATH=/usr/bin:/bin",
             "LANG=C.UTF-8",
+            OFFLINE,
             str(python),
             "-I",  # isolated: no PYTHONPATH, no user site, not the current folder
             "-m",

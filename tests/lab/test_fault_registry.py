@@ -29,6 +29,7 @@ EXPECTED_KINDS = [
     "counted-loss",  # faultkinds/voice.py
     "lan-loss",
     "drop-range",
+    "shape",  # issue 9, netsetup/lab/faultkinds/load.py
 ]
 
 
@@ -63,7 +64,7 @@ def test_fault_add_help_comes_from_the_registry() -> None:
     for kind in KINDS.values():
         assert f"{kind.id}: {' '.join(kind.summary.split())}" in text
         for param in kind.params:
-            assert f"--{param.name}" in text
+            assert f"--{param.name.replace('_', '-')}" in text
             assert f"{kind.id}: {param.help}" in text
     refused = _netsetup("lab", "fault", "add", "meteor")
     assert refused.returncode == 2
@@ -150,6 +151,7 @@ def test_every_kind_describes_itself() -> None:
         "counted-loss": {"percent": 5, "direction": "down"},
         "lan-loss": {"percent": 10, "direction": "both"},
         "drop-range": {"ports": "10000-20000", "host": "office"},
+        "shape": {"rate": "5mbit", "queue_ms": 500, "direction": "up"},
     }
     assert set(samples) == set(KINDS)
     described = {k: faults.Fault("x", k, p).describe() for k, p in samples.items()}
@@ -157,6 +159,7 @@ def test_every_kind_describes_itself() -> None:
     assert described["loss"] == "20% random loss in the internet (up)"
     assert described["mtu"] == "home link MTU 1200, ICMP fragmentation-needed dropped"
     assert described["stop"] == "service kamailio stopped"
+    assert described["shape"] == "home link up limited to 5mbit with a 500 ms queue"
     assert described["home-subnet"] == "home LAN moved into the company subnet 192.0.2.0/24"
     assert described["counted-loss"] == "5% counted random loss in the internet (down)"
     assert described["lan-loss"] == "10% random loss on the home LAN (both)"

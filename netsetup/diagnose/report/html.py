@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from netsetup.diagnose.explain import report_view
+from netsetup.diagnose.report.phone import phone_calls
 from netsetup.diagnose.result import DiagnoseReport
 
 TEMPLATE = "report.html.j2"
@@ -24,4 +25,4 @@ def _environment() -> Any:
 
 def render_html(report: DiagnoseReport) -> str:
     template = _environment().get_template(TEMPLATE)
-    return str(template.render(view=report_view(report)))
+    return str(template.render(view=report_view(report), phone=phone_calls(report)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from netsetup.diagnose.explain import CheckView, ReportView, report_view
+from netsetup.diagnose.report.phone import PhoneCalls, phone_calls
 from netsetup.diagnose.result import DiagnoseReport
 
 # What a Markdown renderer would act on in found text (a server's banner, an error it sent): raw
@@ -44,6 +45,19 @@ def _measurements(view: ReportView) -> list[str]:
     return lines
 
 
+def _phone_calls(section: PhoneCalls) -> list[str]:
+    lines = ["## Phone calls", ""]
+    mos = f"MOS {section.mos:.2f} (estimate): " if section.mos is not None else ""
+    lines += [f"**{mos}{_inline(section.verdict)}**", ""]
+    if section.fix:
+        lines += [f"- **Fix:** {_inline(section.fix)}"]
+    lines += [f"- **{label}:** {_inline(value)}" for label, value in section.facts]
+    if section.estimate:
+        lines += [f"- **MOS:** {_inline(section.estimate)}"]
+    lines += [f"- **Sources:** {_inline(section.sources)}", ""]
+    return lines
+
+
 def render_markdown(report: DiagnoseReport) -> str:
     view = report_view(report)
     lines = [f"# {_inline(view.title)}", "", f"**{view.verdict_label}: {view.headline}**", ""]
@@ -56,6 +70,9 @@ def render_markdown(report: DiagnoseReport) -> str:
         for number, check in enumerate(view.problems, start=1):
             lines += _problem(number, check)
         lines.append("")
+    section = phone_calls(report)
+    if section is not None:
+        lines += _phone_calls(section)
     lines += ["## What passed", "", view.passed_line, "", "## Measurements", ""]
     lines += _measurements(view)
     lines += ["", "_Made by `netsetup diagnose`._", ""]

@@ -5,12 +5,13 @@ passed. Plain text without colour when the output is not a terminal (a pipe, a f
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from netsetup.diagnose.explain import CheckView, ReportView
 from netsetup.diagnose.privacy import scrub_keys
+from netsetup.diagnose.report.phone import PhoneCalls
 from netsetup.errors import one_line
 
 STYLES = {
@@ -66,27 +67,33 @@ class Terminal:
         self.console.print(grid)
 
     @contextlib.contextmanager
-    def progress(self, what: str) -> Iterator[None]:
-        """A spinner with `what` while the checks run (only on a terminal)."""
+    def progress(self, what: str) -> Iterator[Callable[[str], None]]:
+        """A spinner with `what` while the checks run (only on a terminal); the context gives a
+        function that changes its text (a new phase of the run)."""
         if not self.is_terminal:
-            yield
+            yield lambda text: None
             return
-        with self.console.status(scrub_keys(what)):
-            yield
+        with self.console.status(scrub_keys(what)) as status:
+            yield lambda text: status.update(scrub_keys(text))
 
     def check(self, check: CheckView) -> None:
         """One finished check."""
         label = (check.label.ljust(LABEL_WIDTH), STYLES[check.status])
         self.hanging(label, (check.id, "bold"), f"  {check.line}", (f"  ({check.duration})", "dim"))
 
-    def summary(self, view: ReportView, report_html: Path | None = None) -> None:
-        """The verdict first, then what to fix first, then one line for what passed."""
+    def summary(
+        self, view: ReportView, report_html: Path | None = None, phone: PhoneCalls | None = None
+    ) -> None:
+        """The verdict first, then what to fix first, then phone calls (when VoIP checks ran),
+        then one line for what passed."""
         self.console.print()
         if view.interrupted:
             self.line((view.interrupted, "yellow"))
         self.line((f"{view.verdict_label}: ", STYLES[view.verdict]), (view.headline, "bold"))
         for number, check in enumerate(view.problems, start=1):
             self._problem(number, check)
+        if phone is not None:
+            self._phone(phone)
         self.console.print()
         self.line((view.passed_line, "dim"))
         if report_html is not None:
@@ -95,6 +102,18 @@ class Terminal:
                 (one_line(str(report_html)), "bold"),
                 " (and report.md, report.json beside it): send it to your company's IT.",
             )
+
+    def _phone(self, phone: PhoneCalls) -> None:
+        self.console.print()
+        mos = f"MOS {phone.mos:.2f} (estimate): " if phone.mos is not None else ""
+        self.line("Phone calls: ", (f"{mos}{phone.verdict}", STYLES.get(phone.status, "")))
+        if phone.fix:
+            self.hanging("   Fix: ", (phone.fix, "bold"))
+        facts = "; ".join(f"{label} {value}" for label, value in phone.facts)
+        if facts:
+            self.hanging("   ", (facts, "dim"))
+        if phone.mos is not None:
+            self.hanging("   ", ("G.107 E-model estimate; details in the report", "dim"))
 
     def _problem(self, number: int, check: CheckView) -> None:
         self.console.print()

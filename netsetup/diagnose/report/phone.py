@@ -1,0 +1,151 @@
+"""The reports' "Phone calls" section: will calls sound good, in words, with the MOS estimate.
+
+Computed once from the VoIP checks' metrics (voice.quality's mos, r_factor, rtt_ms, jitter and
+loss per direction, codec, plc, one_way_ms; the other VoIP checks' statuses), so the terminal,
+Markdown, HTML and JSON say the same. Absent (None) when no VoIP check ran. The MOS is an
+estimate and says so, with the formula and its sources named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from netsetup.diagnose.explain import metric_text
+from netsetup.diagnose.result import CheckResult, DiagnoseReport, Status
+
+VOIP_CHECKS = (
+    "voice.quality",
+    "lan.gateway",
+    "rtp.ports",
+    "sip.udp",
+    "sip.tcp",
+    "sip.tls",
+    "sip.alg",
+    "nat",
+    "bufferbloat",
+)
+CLEAR_MOS = 4.0  # G.107 R 80 and above: "satisfied" (G.109)
+FAIR_MOS = 3.6  # R 70: "some users dissatisfied"; below it, many are
+VERDICTS = {
+    Status.passed: "calls should sound clear",
+    Status.warn: "calls should work, with some audio glitches",
+    Status.fail: "expect choppy audio",
+}
+NO_MOS = {
+    Status.passed: "calls should work (the call quality itself was not measured)",
+    Status.warn: "calls may have problems (see the fix)",
+    Status.fail: "calls will not work as they should (see the fix)",
+    Status.unknown: "could not tell whether calls will work",
+}
+# ITU-T G.113 Appendix I: (Ie, Bpl) per codec, with and without packet-loss concealment
+G113 = {("g711", True): (0.0, 25.1), ("g711", False): (0.0, 4.3), ("g729", True): (11.0, 19.0)}
+SOURCES = (
+    "ITU-T G.107 (E-model, R to MOS: Annex B); ITU-T G.113 Appendix I (codec Ie and Bpl); "
+    "Cole & Rosenbluth, ACM CCR 31(2) 2001 (delay impairment Id); ITU-T G.114 (one-way delay "
+    "under 150 ms); RFC 3550 (jitter)"
+)
+SHOWN = (  # (metric, label, unit) in the order the section lists them
+    ("rtt_ms", "Round trip", "ms"),
+    ("one_way_ms", "One-way delay (mouth to ear)", "ms"),
+    ("jitter_up_ms", "Jitter, your voice", "ms"),
+    ("jitter_down_ms", "Jitter, what you hear", "ms"),
+    ("loss_up_pct", "Lost, your voice", "%"),
+    ("loss_down_pct", "Lost, what you hear", "%"),
+    ("burst_windows", "Bursts of loss (200 ms windows)", ""),
+)
+
+
+@dataclass(frozen=True)
+class PhoneCalls:
+    status: str  # pass | warn | fail | unknown
+    verdict: str  # the sentence: "calls should sound clear", "expect choppy audio"
+    mos: float | None
+    r_factor: float | None
+    estimate: str | None  # what the MOS is: an estimate, from which formula and inputs
+    fix: str | None
+    facts: tuple[tuple[str, str], ...]  # (label, value) measurements behind the verdict
+    checks: tuple[tuple[str, str], ...]  # (check id, status) of each VoIP check that ran
+    sources: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["facts"] = [list(f) for f in self.facts]
+        data["checks"] = {check: status for check, status in self.checks}
+        return data
+
+
+def phone_calls(report: DiagnoseReport) -> PhoneCalls | None:
+    """The section for `report`, or None when no VoIP check ran (all absent or skipped)."""
+    ran = [c for c in report.checks if c.id in VOIP_CHECKS and c.status is not Status.skip]
+    if not ran:
+        return None
+    voice = next((c for c in ran if c.id == "voice.quality"), None)
+    metrics: Mapping[str, Any] = voice.outcome.metrics if voice is not None else {}
+    mos = _number(metrics.get("mos"))
+    status = _status(mos, ran)
+    verdict = VERDICTS.get(status, NO_MOS[Status.unknown]) if mos is not None else NO_MOS[status]
+    return PhoneCalls(
+        status=str(status),
+        verdict=verdict,
+        mos=mos,
+        r_factor=_number(metrics.get("r_factor")),
+        estimate=estimate_label(metrics) if mos is not None else None,
+        fix=_fix(voice, ran),
+        facts=_facts(metrics, ran),
+        checks=tuple((c.id, str(c.status)) for c in ran),
+        sources=SOURCES,
+    )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _status(mos: float | None, ran: list[CheckResult]) -> Status:
+    """By the MOS when there is one (then a failing VoIP check still makes it fail), else the
+    worst status of the VoIP checks."""
+    worst = max((c.status for c in ran), key=lambda s: s.rank)
+    if mos is None:
+        return worst
+    by_mos = Status.passed if mos >= CLEAR_MOS else Status.warn if mos >= FAIR_MOS else Status.fail
+    if worst is Status.fail:
+        return Status.fail
+    return by_mos
+
+
+def _fix(voice: CheckResult | None, ran: list[CheckResult]) -> str | None:
+    """voice.quality's fix first (it names the cause it found), else the first VoIP problem's."""
+    if voice is not None and voice.outcome.fix:
+        return voice.outcome.fix
+    problems = [c for c in ran if c.status in (Status.fail, Status.warn, Status.unknown)]
+    problems.sort(key=lambda c: -c.status.rank)
+    return next((c.outcome.fix for c in problems if c.outcome.fix), None)
+
+
+def estimate_label(metrics: Mapping[str, Any]) -> str:
+    codec = str(metrics.get("codec") or "g711")
+    plc = metrics.get("plc") is not False
+    ie, bpl = G113.get((codec, plc), (None, None))
+    values = f"Ie {ie:g}, Bpl {bpl:g}" if ie is not None and bpl is not None else "G.113 values"
+    concealment = "with" if plc else "without"
+    return (
+        f"an estimate, not a measurement of a real call: ITU-T G.107 E-model, "
+        f"R = 93.2 - Id - Ie,eff with Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl); "
+        f"{codec.upper()} {concealment} packet-loss concealment ({values}); Id from the one-way "
+        "delay d = RTT/2 + 20 ms packetisation + jitter buffer; Ppl the worse direction's loss"
+    )
+
+
+def _facts(metrics: Mapping[str, Any], ran: list[CheckResult]) -> tuple[tuple[str, str], ...]:
+    rows = []
+    for name, label, unit in SHOWN:
+        if name in metrics and metrics[name] is not None:
+            rows.append((label, f"{metric_text(metrics[name])} {unit}".strip()))
+    bloat = next((c for c in ran if c.id == "bufferbloat"), None)
+    if bloat is not None and "grade" in bloat.outcome.metrics:
+        rows.append(("Delay under load (bufferbloat)", f"grade {bloat.outcome.metrics['grade']}"))
+    return tuple(rows)

@@ -1,0 +1,311 @@
+"""The speed tests without a lab: speedtest-cli in its child process against the speed endpoint
+on 127.0.0.1 (real HTTP, real speedtest-cli), the child killed at its deadline, nothing of a
+location in its output, a bad ticket answered with nothing, and speed.internet never running
+in the suite (NETSETUP_OFFLINE=1)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+
+from netsetup.diagnose.checks.speed import (
+    OFFLINE,
+    InternetSpeedCheck,
+    TunnelSpeedCheck,
+    speed_endpoint,
+)
+from netsetup.diagnose.clientconfig import ClientConfig
+from netsetup.diagnose.context import CheckContext, DiagnoseContext, DiagnoseOptions
+from netsetup.diagnose.result import Status
+from netsetup.diagnose.speed import SpeedChild, run_speedtest
+from netsetup.keys import SecretKey, generate_keypair
+from netsetup.responder import office_wire
+from netsetup.responder.auth import raw_key
+from netsetup.responder.speedhttp import MAX_CONNECTIONS, SpeedServer, random_size, split_path
+
+GOOD = "good-ticket"
+QUICK = {"length_s": 1.0, "threads": 4, "timeout_s": 5.0}
+NUMBERS = {
+    "ping_ms",
+    "download_bps",
+    "upload_bps",
+    "bytes_received",
+    "bytes_sent",
+    "threads",
+    "length_s",
+}
+
+
+@pytest.fixture
+def server() -> Iterator[SpeedServer]:
+    with SpeedServer(("127.0.0.1", 0), lambda ticket: ticket == GOOD) as started:
+        yield started
+
+
+def child_lines(request: dict[str, object]) -> list[dict[str, object]]:
+    """The child's JSON lines as it writes them (what leaves the child at all)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "netsetup.diagnose.speedrun"],
+        input=json.dumps(request) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_the_child_measures_both_directions_and_writes_numbers_only(server: SpeedServer) -> None:
+    lines = child_lines({"mode": "mini", "url": server.url(GOOD), **QUICK})
+    assert [line.get("event") for line in lines[:2]] == ["start", "start"]
+    assert [line.get("direction") for line in lines[:2]] == ["download", "upload"]
+    result = lines[-1]["result"]
+    assert isinstance(result, dict)
+    # nothing but numbers: no client IP, no lat/lon, no server name or city
+    assert set(result) == NUMBERS
+    assert all(isinstance(v, int | float) for v in result.values())
+    assert result["download_bps"] > 0 and result["upload_bps"] > 0
+    assert result["bytes_received"] > 0 and result["bytes_sent"] > 0
+    assert result["threads"] >= 4
+
+
+def test_run_speedtest_reads_the_result(server: SpeedServer) -> None:
+    found = run_speedtest({"mode": "mini", "url": server.url(GOOD), **QUICK}, 30)
+    assert found.error is None and not found.timed_out
+    assert found.download_bps and found.download_bps > 0
+    assert found.upload_bps and found.upload_bps > 0
+    assert found.ping_ms is not None
+
+
+def test_one_direction_only(server: SpeedServer) -> None:
+    request = {"mode": "mini", "url": server.url(GOOD), "directions": ["upload"], **QUICK}
+    found = run_speedtest(request, 30)
+    assert found.upload_bps and found.download_bps is None
+
+
+def test_an_environment_proxy_is_not_used(
+    server: SpeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """speedtest-cli's own opener would send the test to HTTP_PROXY: a closed port here."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    found = run_speedtest({"mode": "mini", "url": server.url(GOOD), **QUICK}, 30)
+    assert found.error is None and found.download_bps
+
+
+def test_a_bad_ticket_gets_no_byte_and_the_error_hides_the_ticket(server: SpeedServer) -> None:
+    host, port = server.address
+    for path in ("/t/bad/speedtest/latency.txt", "/t/bad/", "/", "/speedtest/latency.txt"):
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert sock.recv(100) == b"", path
+    secret = "sEcReT-tIcKeT"
+    found = run_speedtest({"mode": "mini", "url": server.url(secret), **QUICK}, 30)
+    assert found.error is not None and found.download_bps is None
+    assert secret not in found.error
+
+
+def test_the_endpoint_answers_the_mini_server_paths(server: SpeedServer) -> None:
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    base = server.url(GOOD)
+    assert b'upload_extension: "php"' in opener.open(base, timeout=5).read()
+    assert opener.open(base + "speedtest/latency.txt?x=1", timeout=5).read() == b"test=test"
+    body = opener.open(base + "speedtest/random10x10.jpg", timeout=5).read()
+    assert len(body) == 10 * 10 * 8
+    posted = opener.open(base + "speedtest/upload.php", data=b"content1=" + b"x" * 991, timeout=5)
+    assert posted.read() == b"size=1000"
+    assert split_path("/t/abc/speedtest/latency.txt?x=1") == ("abc", "/speedtest/latency.txt")
+    assert split_path("/t/abc") == ("abc", "/")
+    assert split_path("/speedtest/latency.txt") is None
+    assert random_size("/speedtest/random4001x4001.jpg") is None
+    assert random_size("/speedtest/random0x10.jpg") is None
+
+
+def test_a_cut_upload_is_tolerated(server: SpeedServer) -> None:
+    host, port = server.address
+    with socket.create_connection((host, port), timeout=5) as sock:
+        head = f"POST /t/{GOOD}/speedtest/upload.php HTTP/1.1\r\nHost: x\r\n"
+        sock.sendall(f"{head}Content-Length: 100000\r\n\r\n".encode() + b"content1=" + b"x" * 991)
+    found = run_speedtest({"mode": "mini", "url": server.url(GOOD), **QUICK}, 30)
+    assert found.error is None and found.upload_bps
+
+
+def test_connections_are_bounded(server: SpeedServer) -> None:
+    host, port = server.address
+    held = [socket.create_connection((host, port), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for sock in held:  # a byte each, so every one is being handled (not still queued)
+            sock.sendall(b"G")
+        extra = socket.create_connection((host, port), timeout=5)
+        with extra:
+            extra.sendall(f"GET /t/{GOOD}/speedtest/latency.txt HTTP/1.0\r\n\r\n".encode())
+            assert extra.recv(100) == b"", "one connection more than the bound was served"
+    finally:
+        for sock in held:
+            sock.close()
+    found = run_speedtest({"mode": "mini", "url": server.url(GOOD), **QUICK}, 30)
+    assert found.error is None, "the slots were not given back"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, int]]:
+    """Accepts connections and never answers: speedtest-cli would wait its timeout per read."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()
+    finally:
+        stop.set()
+        thread.join(2)
+        for sock in held:
+            sock.close()
+        listener.close()
+
+
+def test_a_hanging_test_is_killed_at_its_deadline(silent_server: tuple[str, int]) -> None:
+    host, port = silent_server
+    url = f"http://{host}:{port}/t/{GOOD}/"
+    child = SpeedChild({"mode": "mini", "url": url, "timeout_s": 60.0, "length_s": 60.0})
+    pid = child.pid
+    assert psutil.pid_exists(pid)
+    import time
+
+    found = child.result(time.monotonic() + 1.5)
+    assert found.timed_out and found.error is not None
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    # its whole group is gone too (a new session: the group id is the child's pid)
+    assert not [p for p in psutil.process_iter() if _group(p) == pid]
+
+
+def _group(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except OSError:
+        return None
+
+
+# -- the checks ------------------------------------------------------------------------------
+
+CONFIG = """[Interface]
+PrivateKey = {private}
+Address = 198.18.10.2/32
+[Peer]
+PublicKey = MDKTGWX4d3ADlYiRA1ol9W47Rb6pKJFUAwDdD/XyIHI=
+Endpoint = 192.0.2.1:51820
+AllowedIPs = 192.0.2.0/24
+"""
+
+
+def context(
+    responder: tuple[str, int] | None,
+    key: bytes | Callable[[bytes], bytes] | None,
+    **options: object,
+) -> tuple[DiagnoseContext, bytes]:
+    """A context for a new computer; `key` is its responder key, or makes it from its public
+    key (as provision does)."""
+    pair = generate_keypair()
+    config = ClientConfig.parse(CONFIG.format(private=pair.private.reveal()), Path("wg.conf"))
+    if callable(key):
+        key = key(raw_key(pair.public))
+    secret = SecretKey(base64.b64encode(key).decode()) if key is not None else None
+    config = config.with_info(replace(config.info, responder=responder, responder_key=secret))
+    ctx = DiagnoseContext(config, options=DiagnoseOptions(**options))  # type: ignore[arg-type]
+    return ctx, raw_key(pair.public)
+
+
+def check_context(ctx: DiagnoseContext, seconds: float = 30.0) -> CheckContext:
+    import time
+
+    return CheckContext(ctx, time.monotonic() + seconds)
+
+
+def test_speed_internet_is_off_in_the_suite() -> None:
+    assert os.environ.get("NETSETUP_OFFLINE") == "1"
+    ctx, _ = context(None, None)
+    outcome = InternetSpeedCheck().run(check_context(ctx))
+    assert outcome.status is Status.skip and outcome.summary == OFFLINE
+
+
+def test_speed_internet_skips_offline_even_when_the_options_say_online() -> None:
+    """The environment wins: options made elsewhere cannot turn the public test on in a test."""
+    ctx, _ = context(None, None, offline=False)
+    assert InternetSpeedCheck().run(check_context(ctx)).summary == OFFLINE
+
+
+def test_no_internet_speed_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NETSETUP_OFFLINE")
+    ctx, _ = context(None, None, offline=False, internet_speed=False)
+    outcome = InternetSpeedCheck().run(check_context(ctx))
+    assert outcome.status is Status.skip and "--no-internet-speed" in outcome.summary
+
+
+def test_speed_tunnel_with_a_real_ticket_against_the_endpoint() -> None:
+    """The check's ticket (office_wire.speed_ticket from the responder key and this computer's
+    public key) is what the endpoint's check_ticket accepts; a wrong key gets nothing."""
+    token = os.urandom(32)
+    holder: dict[bytes, bytes] = {}
+
+    def authorize(ticket: str) -> bool:
+        import time
+
+        return office_wire.check_ticket(ticket, holder, time.time())
+
+    with SpeedServer(("127.0.0.1", 0), authorize) as endpoint:
+        ctx, public = context(endpoint.address, lambda public: office_wire.peer_key(token, public))
+        holder[office_wire.key_tag(public)] = office_wire.peer_key(token, public)
+        outcome = TunnelSpeedCheck().run(check_context(ctx))
+        assert outcome.status is Status.passed, outcome.summary
+        assert outcome.metrics["download_mbps"] and outcome.metrics["upload_mbps"]
+        # the same computer with a key the office does not know: no answer, unknown with a fix
+        wrong, _ = context(endpoint.address, os.urandom(32))
+        outcome = TunnelSpeedCheck().run(check_context(wrong, 20))
+        assert outcome.status is Status.unknown and outcome.fix
+
+
+def test_speed_tunnel_skips_without_a_responder_or_key() -> None:
+    ctx, _ = context(None, None)
+    assert TunnelSpeedCheck().run(check_context(ctx)).status is Status.skip
+    ctx, _ = context(("192.0.2.50", 4789), None)
+    url, why = speed_endpoint(check_context(ctx))
+    assert url is None and "responder key" in why
+
+
+def test_the_speed_url_carries_no_key() -> None:
+    key = os.urandom(32)
+    ctx, _ = context(("2001:db8::50", 4789), key)
+    url, _ = speed_endpoint(check_context(ctx))
+    assert url is not None and url.startswith("http://[2001:db8::50]:4789/t/")
+    assert base64.b64encode(key).decode() not in url
+    assert base64.urlsafe_b64encode(key).decode().rstrip("=") not in url
