@@ -58,7 +58,7 @@ def reflectors() -> Iterator[list[Reflector]]:
 def test_voice_quality_passes_on_a_clean_path(reflectors: list[Reflector]) -> None:
     reflectors.append(Reflector())
     ctx = _ctx(reflectors[0])
-    outcome = VoiceQualityCheck(False).run(view(ctx, 8))
+    outcome = VoiceQualityCheck().run(view(ctx, 8))
     assert outcome.status is Status.passed, outcome.summary
     m = outcome.metrics
     assert isinstance(m["mos"], float) and m["mos"] >= 4.0
@@ -76,7 +76,7 @@ def test_voice_quality_fails_on_heavy_loss_up_and_names_the_provider(
     reflectors: list[Reflector],
 ) -> None:
     reflectors.append(Reflector(drop_in=lambda seq: seq % 5 == 0))  # 20 % on the way up
-    outcome = VoiceQualityCheck(False).run(view(_ctx(reflectors[0]), 8))
+    outcome = VoiceQualityCheck().run(view(_ctx(reflectors[0]), 8))
     assert outcome.status is Status.fail
     assert "expect choppy audio" in outcome.summary
     m = outcome.metrics
@@ -86,7 +86,7 @@ def test_voice_quality_fails_on_heavy_loss_up_and_names_the_provider(
 
 
 def test_voice_quality_skips_without_a_responder_key() -> None:
-    outcome = VoiceQualityCheck(False).run(view(_ctx(None), 3))
+    outcome = VoiceQualityCheck().run(view(_ctx(None), 3))
     assert outcome.status is Status.skip
     assert "responder" in outcome.summary
 
@@ -95,7 +95,7 @@ def test_a_silent_responder_is_unknown_for_it(reflectors: list[Reflector]) -> No
     reflectors.append(Reflector())
     ctx = _ctx(reflectors[0])
     reflectors[0].key = bytes(32)  # the responder does not know this peer's key
-    outcome = VoiceQualityCheck(False).run(view(ctx, 8))
+    outcome = VoiceQualityCheck().run(view(ctx, 8))
     assert outcome.status is Status.unknown and outcome.owner is Owner.it
     assert "does not answer" in outcome.summary
 
@@ -103,7 +103,7 @@ def test_a_silent_responder_is_unknown_for_it(reflectors: list[Reflector]) -> No
 def test_lan_gateway_skips_when_no_router_is_between(reflectors: list[Reflector]) -> None:
     # the Endpoint is 127.0.0.1 (this computer): no home router to ping, and none is pinged
     reflectors.append(Reflector())
-    outcome = LanGatewayCheck(False).run(view(_ctx(reflectors[0]), 8))
+    outcome = LanGatewayCheck().run(view(_ctx(reflectors[0]), 8))
     assert outcome.status is Status.skip
     assert "this computer itself" in outcome.summary
 
@@ -125,7 +125,9 @@ def test_sample_ports() -> None:
 
 
 def test_checks_get_a_longer_budget_with_long() -> None:
-    assert VoiceQualityCheck(True).budget_s > 22 > VoiceQualityCheck(False).budget_s >= 5
+    check = VoiceQualityCheck()
+    assert check.budget(True) > 22 > check.budget(False) >= 5  # 1,100 probes vs 150
+    assert check.phase == LanGatewayCheck.phase == RtpPortsCheck.phase == 1
 
 
 # -- verdicts on figures worked out by hand ---------------------------------------------------

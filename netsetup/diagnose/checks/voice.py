@@ -60,8 +60,8 @@ class VoiceQualityCheck(Check):
     needs = ("tunnel.handshake",)
     phase = 1
 
-    def __init__(self, long: bool) -> None:
-        self.budget_s = measure.budget(long)
+    budget_s = measure.BUDGET_S
+    long_budget_s = measure.BUDGET_LONG_S
 
     def run(self, ctx: CheckContext) -> Outcome:
         from netsetup.diagnose.voice import emodel
@@ -107,8 +107,8 @@ class LanGatewayCheck(Check):
     title = "Home network to the router (for calls)"
     phase = 1
 
-    def __init__(self, long: bool) -> None:
-        self.budget_s = measure.budget(long)
+    budget_s = measure.BUDGET_S
+    long_budget_s = measure.BUDGET_LONG_S
 
     def run(self, ctx: CheckContext) -> Outcome:
         from netsetup.diagnose.voice.verdict import judge_hop
@@ -172,5 +172,4 @@ class RtpPortsCheck(Check):
 def checks(ctx: DiagnoseContext) -> Iterable[Check]:
     if ctx.info.responder is None and ctx.info.sip is None:
         return []  # a company without phones through the tunnel
-    long = ctx.options.long
-    return [VoiceQualityCheck(long), LanGatewayCheck(long), RtpPortsCheck()]
+    return [VoiceQualityCheck(), LanGatewayCheck(), RtpPortsCheck()]

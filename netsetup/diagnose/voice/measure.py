@@ -62,10 +62,6 @@ def probe_count(ctx: CheckContext) -> int:
     return PROBES_LONG if ctx.options.long else PROBES_DEFAULT
 
 
-def budget(long: bool) -> float:
-    return BUDGET_LONG_S if long else BUDGET_S
-
-
 # -- the office responder --------------------------------------------------------------------------
 
 
