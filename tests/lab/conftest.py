@@ -65,6 +65,21 @@ def _describe_lab(prefix: str) -> str:
     return f"lab {prefix}: {text[:300]}"
 
 
+def _from_this_checkout(prefix: str) -> bool:
+    """The lab was made from this checkout's profiles: another checkout's test session (several
+    may run lab tests at once on one machine) is not this session's leak to remove."""
+    import json
+
+    from netsetup.lab.lab import run_base
+
+    try:
+        record = json.loads((run_base() / f"netsetup-lab-{prefix}" / "lab.json").read_text())
+    except (OSError, ValueError):
+        return False
+    source = str(record.get("source_profile", ""))
+    return source.startswith(str(REPO) + os.sep)
+
+
 _LIVE_FIXTURE_LABS: set[str] = set()
 
 
@@ -78,7 +93,7 @@ def _no_lab_leaks_from_this_test(request: pytest.FixtureRequest) -> Iterator[Non
         return
     before = lab_prefixes()
     yield
-    leaked = lab_prefixes() - before - _LIVE_FIXTURE_LABS
+    leaked = {p for p in lab_prefixes() - before - _LIVE_FIXTURE_LABS if _from_this_checkout(p)}
     if not leaked:
         return
     from netsetup.lab import cleanup
