@@ -65,9 +65,10 @@ def _describe_lab(prefix: str) -> str:
     return f"lab {prefix}: {text[:300]}"
 
 
-def _from_this_checkout(prefix: str) -> bool:
-    """The lab was made from this checkout's profiles: another checkout's test session (several
-    may run lab tests at once on one machine) is not this session's leak to remove."""
+def _made_from(prefix: str, roots: tuple[str, ...]) -> bool:
+    """The lab was made from a profile under `roots` (this checkout, this session's temporary
+    folders): another checkout's test session (several may run lab tests at once on one
+    machine) is not this session's leak to remove."""
     import json
 
     from netsetup.lab.lab import run_base
@@ -77,7 +78,7 @@ def _from_this_checkout(prefix: str) -> bool:
     except (OSError, ValueError):
         return False
     source = str(record.get("source_profile", ""))
-    return source.startswith(str(REPO) + os.sep)
+    return any(source.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 _LIVE_FIXTURE_LABS: set[str] = set()
@@ -93,7 +94,9 @@ def _no_lab_leaks_from_this_test(request: pytest.FixtureRequest) -> Iterator[Non
         return
     before = lab_prefixes()
     yield
-    leaked = {p for p in lab_prefixes() - before - _LIVE_FIXTURE_LABS if _from_this_checkout(p)}
+    roots = (str(REPO), str(request.config._tmp_path_factory.getbasetemp()))  # type: ignore[attr-defined]
+    new = lab_prefixes() - before - _LIVE_FIXTURE_LABS
+    leaked = {p for p in new if _made_from(p, roots)}
     if not leaked:
         return
     from netsetup.lab import cleanup
