@@ -56,3 +56,26 @@ def test_echo_series_on_loopback(address: str) -> None:
     hop = summarize_round_trip(records)
     assert hop.sent == 20 and hop.answered == 20 and hop.loss_pct == 0.0
     assert hop.rtt_ms is not None and hop.rtt_ms > 0
+
+
+def test_kernel_receive_time_lies_between_send_and_read() -> None:
+    import socket
+
+    from netsetup.diagnose.platform import rxtime
+
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        receiver.bind(("127.0.0.1", 0))
+        stamped = rxtime.enable(receiver)
+        before = time.monotonic_ns()
+        sender.sendto(b"x", receiver.getsockname())  # on loopback, delivered within the call
+        sent_from = sender.getsockname()
+        time.sleep(0.05)  # read late on purpose: the kernel's stamp is from the arrival
+        data, source, arrived = rxtime.receive(receiver, 64, stamped)
+        after = time.monotonic_ns()
+    assert data == b"x" and source == sent_from
+    assert before <= arrived <= after
+    if stamped:  # the arrival, before the sleep: not the moment of reading, after it
+        assert after - arrived >= 50_000_000

@@ -94,6 +94,7 @@ def test_rtt_agrees_with_ping(lab: Lab, vera: ClientConfig) -> None:
     with gateway_firewall_removed(lab):  # the firewall lets only the responder's port through
         pinged = ping_rtt_ms(lab, host, 200)
     tolerance = max(0.1 * pinged, 0.5)
+    print(f"RTT: voice probes {measured:.3f} ms, ping {pinged:.3f} ms (tolerance {tolerance:.2f})")
     assert abs(measured - pinged) <= tolerance, (measured, pinged)
 
 
@@ -114,6 +115,10 @@ def test_loss_in_one_direction_matches_the_nft_counters(
     counted = 100.0 * dropped / seen
     measured = m[f"loss_{direction}_pct"]
     other = m["loss_down_pct" if direction == "up" else "loss_up_pct"]
+    print(
+        f"{percent}% {direction}: measured {measured:.2f} %, nft {counted:.2f} % "
+        f"({dropped}/{seen}), other direction {other:.2f} %, MOS {m['mos']}"
+    )
     assert abs(measured - counted) <= 1.5, (measured, counted, seen, dropped)
     assert other <= 0.5, m
     if percent >= 20:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from netsetup.diagnose.platform import rxtime
 from netsetup.diagnose.voice.metrics import ProbeRecord
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -126,6 +127,7 @@ class _Series:
         self.sent: dict[int, int] = {}
         self.got: dict[int, int] = {}
         self.order: dict[int, int] = {}
+        self.stamped = rxtime.enable(sock)
 
     def run(self) -> list[ProbeRecord]:
         start = time.monotonic_ns()
@@ -159,10 +161,9 @@ class _Series:
 
     def _read(self) -> None:
         try:
-            data = self.sock.recv(4096)
+            data, _, now = rxtime.receive(self.sock, 4096, self.stamped)
         except OSError:
             return
-        now = time.monotonic_ns()
         seq = parse_echo_reply(self.version, data, self.token)
         if seq is not None and seq in self.sent and seq not in self.got:
             self.got[seq] = now

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from netsetup.diagnose.platform import rxtime
 from netsetup.diagnose.voice.metrics import ProbeRecord, ResponderCounts
 from netsetup.responder.office_wire import (
     Caps,
@@ -89,6 +90,10 @@ class _Probing:
     reflects: dict[int, tuple[Reflect, int, int]] = field(default_factory=dict)  # (r, t4, order)
     summary: Summary | None = None
     duplicates: int = 0
+    stamped: bool = False  # the kernel stamps arrivals (rxtime)
+
+    def __post_init__(self) -> None:
+        self.stamped = rxtime.enable(self.sock)
 
     def receive_until(self, until_ns: int, done: bool = False) -> None:
         """Read answers until `until_ns` (monotonic), the deadline, or (with `done`) every probe
@@ -104,10 +109,9 @@ class _Probing:
 
     def _read(self) -> None:
         try:
-            data = self.sock.recv(RECEIVE_BYTES)
+            data, _, t4 = rxtime.receive(self.sock, RECEIVE_BYTES, self.stamped)
         except OSError:  # an ICMP error for an earlier probe (port unreachable)
             return
-        t4 = time.monotonic_ns()
         answer = self.session.parse(data)
         if isinstance(answer, Reflect) and answer.seq in self.sent:
             if answer.seq in self.reflects or answer.t1_ns != self.sent[answer.seq]:
