@@ -71,7 +71,7 @@ def test_kernel_receive_time_lies_between_send_and_read() -> None:
         stamped = rxtime.enable(receiver)
         before = time.monotonic_ns()
         sender.sendto(b"x", receiver.getsockname())  # on loopback, delivered within the call
-        sent_from = sender.getsockname()
+        sent_from = ("127.0.0.1", sender.getsockname()[1])
         time.sleep(0.05)  # read late on purpose: the kernel's stamp is from the arrival
         data, source, arrived = rxtime.receive(receiver, 64, stamped)
         after = time.monotonic_ns()
