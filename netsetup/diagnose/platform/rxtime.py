@@ -30,12 +30,9 @@ def enable(sock: socket.socket, platform: str = sys.platform) -> bool:
     return True
 
 
-def receive(sock: socket.socket, size: int, stamped: bool) -> tuple[bytes, object, int]:
-    """(data, source address, arrival as monotonic ns) of one datagram."""
-    if not stamped:
-        data, source = sock.recvfrom(size)
-        return data, source, time.monotonic_ns()
-    data, ancillary, _, source = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size))
+def arrival(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's receive time in `recvmsg`'s ancillary data, as a monotonic ns value (read it
+    right after `recvmsg`), or None when there is none."""
     now_mono, now_wall = time.monotonic_ns(), time.time_ns()
     option = getattr(socket, "SO_TIMESTAMPNS", _LINUX_SO_TIMESTAMPNS)
     for level, kind, payload in ancillary:
@@ -43,5 +40,15 @@ def receive(sock: socket.socket, size: int, stamped: bool) -> tuple[bytes, objec
             seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
             ago = now_wall - (seconds * 1_000_000_000 + nanoseconds)
             if 0 <= ago < 10_000_000_000:  # a sane stamp (the wall clock did not jump)
-                return data, source, now_mono - ago
-    return data, source, now_mono
+                return int(now_mono - ago)
+    return None
+
+
+def receive(sock: socket.socket, size: int, stamped: bool) -> tuple[bytes, object, int]:
+    """(data, source address, arrival as monotonic ns) of one datagram."""
+    if not stamped:
+        data, source = sock.recvfrom(size)
+        return data, source, time.monotonic_ns()
+    data, ancillary, _, source = sock.recvmsg(size, socket.CMSG_SPACE(_TIMESPEC.size))
+    arrived = arrival(ancillary)
+    return data, source, arrived if arrived is not None else time.monotonic_ns()
