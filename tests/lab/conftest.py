@@ -7,6 +7,7 @@ NETSETUP_REQUIRE_LAB=1 is set: then a missing prerequisite fails the test instea
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -65,23 +66,20 @@ def _describe_lab(prefix: str) -> str:
     return f"lab {prefix}: {text[:300]}"
 
 
-def _made_from(prefix: str, roots: tuple[str, ...]) -> bool:
-    """The lab was made from a profile under `roots` (this checkout, this session's temporary
-    folders): another checkout's test session (several may run lab tests at once on one
-    machine) is not this session's leak to remove."""
-    import json
+_LIVE_FIXTURE_LABS: set[str] = set()
 
+
+def _another_checkouts(prefix: str) -> bool:
+    """A lab whose record names a profile outside this checkout: another checkout's test session
+    (several may run labs at once on one machine) made it, and is the one to judge it."""
     from netsetup.lab.lab import run_base
 
+    record = run_base() / f"netsetup-lab-{prefix}" / "lab.json"
     try:
-        record = json.loads((run_base() / f"netsetup-lab-{prefix}" / "lab.json").read_text())
-    except (OSError, ValueError):
+        source = json.loads(record.read_text()).get("source_profile")
+    except (OSError, ValueError, AttributeError):
         return False
-    source = str(record.get("source_profile", ""))
-    return any(source.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
-
-
-_LIVE_FIXTURE_LABS: set[str] = set()
+    return isinstance(source, str) and not Path(source).resolve().is_relative_to(REPO)
 
 
 @pytest.fixture(autouse=True)
@@ -94,9 +92,7 @@ def _no_lab_leaks_from_this_test(request: pytest.FixtureRequest) -> Iterator[Non
         return
     before = lab_prefixes()
     yield
-    roots = (str(REPO), str(request.config._tmp_path_factory.getbasetemp()))  # type: ignore[attr-defined]
-    new = lab_prefixes() - before - _LIVE_FIXTURE_LABS
-    leaked = {p for p in new if _made_from(p, roots)}
+    leaked = {p for p in lab_prefixes() - before - _LIVE_FIXTURE_LABS if not _another_checkouts(p)}
     if not leaked:
         return
     from netsetup.lab import cleanup
