@@ -217,3 +217,35 @@ def test_routes_from_proc() -> None:
     assert str(route.gateway) == "fe80::1" and route.network.prefixlen == 0
     assert next_hop(ipaddress.ip_address("127.0.0.1")).router is None
     assert "not supported" in next_hop(ipaddress.ip_address("192.0.2.1"), "darwin").reason
+
+
+def test_lan_gateway_without_ping_rights_is_unknown_never_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from netsetup.diagnose.platform import icmp
+    from netsetup.diagnose.voice import measure
+
+    def refused(version: int) -> object:
+        raise icmp.EchoUnavailable("this system does not let diagnose send a ping: denied")
+
+    monkeypatch.setattr(measure, "first_hop", lambda ctx: ipaddress.ip_address("127.0.0.1"))
+    monkeypatch.setattr(icmp, "open_echo_socket", refused)
+    outcome = LanGatewayCheck().run(view(_ctx(None), 5))
+    assert outcome.status is Status.unknown
+    assert "does not let diagnose send a ping" in outcome.summary
+
+
+def test_lan_gateway_pings_the_first_hop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netsetup.diagnose.platform import icmp
+    from netsetup.diagnose.voice import measure
+
+    try:
+        icmp.open_echo_socket(4).close()
+    except icmp.EchoUnavailable as exc:
+        pytest.skip(str(exc))
+    # 127.0.0.1 stands for the router: the echoes stay on this machine
+    monkeypatch.setattr(measure, "first_hop", lambda ctx: ipaddress.ip_address("127.0.0.1"))
+    outcome = LanGatewayCheck().run(view(_ctx(None), 8))
+    assert outcome.status is Status.passed, outcome.summary
+    assert outcome.metrics["answered"] == outcome.metrics["probes"] == 150
+    assert outcome.metrics["voice_loss_pct"] is None  # no responder: judged on its own figures

@@ -51,8 +51,10 @@ def vera(lab: Lab) -> Iterator[ClientConfig]:
         lab.tunnel_down("home")
 
 
-def diagnose(lab: Lab, config: ClientConfig, *args: str) -> dict[str, dict[str, Any]]:
-    result = run_diagnose(lab, ["--json", "--deadline", "90", *args], timeout=180)
+def diagnose(
+    lab: Lab, config: ClientConfig, *args: str, user: str | None = None
+) -> dict[str, dict[str, Any]]:
+    result = run_diagnose(lab, ["--json", "--deadline", "90", *args], timeout=180, user=user)
     assert result.returncode in (0, 1), result.stderr
     key = config.info.responder_key
     assert key is not None
@@ -78,6 +80,17 @@ def test_healthy_lab_passes_with_a_clear_call(lab: Lab, vera: ClientConfig) -> N
     router = str(lab.plan.router_lan.v4.ip).split(".")
     assert checks["lan.gateway"]["metrics"]["router"] == ".".join([*router[:2], "x", "x"])
     assert len(checks["rtp.ports"]["metrics"]["sampled"]) == 8
+
+
+def test_an_unprivileged_user_measures_the_first_hop_too(lab: Lab, vera: ClientConfig) -> None:
+    """As an assistant without admin rights: ICMP datagram sockets, no raw socket."""
+    from netsetup.lab.diagnose import unprivileged_python
+
+    unprivileged_python()  # built once (or found), outside of the timed run
+    checks = diagnose(lab, vera, "--only", ",".join(VOICE), user="nobody")
+    for check_id in VOICE:
+        assert checks[check_id]["status"] == "pass", checks[check_id]
+    assert checks["lan.gateway"]["metrics"]["answered"] >= 140
 
 
 def test_rtt_agrees_with_ping(lab: Lab, vera: ClientConfig) -> None:
