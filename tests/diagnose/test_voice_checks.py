@@ -216,7 +216,7 @@ def test_routes_from_proc() -> None:
     (route,) = parse_proc_route6(six)
     assert str(route.gateway) == "fe80::1" and route.network.prefixlen == 0
     assert next_hop(ipaddress.ip_address("127.0.0.1")).router is None
-    assert "not supported" in next_hop(ipaddress.ip_address("192.0.2.1"), "darwin").reason
+    assert "not supported" in next_hop(ipaddress.ip_address("192.0.2.1"), "sunos5").reason
 
 
 def test_lan_gateway_without_ping_rights_is_unknown_never_fail(
@@ -249,3 +249,40 @@ def test_lan_gateway_pings_the_first_hop(monkeypatch: pytest.MonkeyPatch) -> Non
     assert outcome.status is Status.passed, outcome.summary
     assert outcome.metrics["answered"] == outcome.metrics["probes"] == 150
     assert outcome.metrics["voice_loss_pct"] is None  # no responder: judged on its own figures
+
+
+def _rt_message(flags: int, dest: str, gateway: str, mask: bytes | None) -> bytes:
+    """A macOS rt_msghdr (92 bytes) and its sockaddrs, as the kernel lays them out."""
+    import struct
+
+    def sockaddr_in(address: str) -> bytes:
+        return bytes([16, 2]) + bytes(2) + ipaddress.IPv4Address(address).packed + bytes(8)
+
+    addrs = 0x1 | 0x2 | (0x4 if mask is not None else 0)
+    body = sockaddr_in(dest) + sockaddr_in(gateway)
+    if mask is not None:
+        body += mask + bytes(-len(mask) % 4 if mask else 4)
+    head = struct.pack("=HBBHxxiiiiiiI56x", 92 + len(body), 5, 4, 1, flags, addrs, 0, 0, 0, 0, 0)
+    return head + body
+
+
+def test_macos_route_messages() -> None:
+    from netsetup.diagnose.platform.routes import best_route, parse_route_messages
+
+    up_gateway = 0x1 | 0x2
+    dump = (
+        _rt_message(up_gateway, "0.0.0.0", "192.168.1.1", b"")  # default: an empty netmask
+        + _rt_message(up_gateway, "10.0.0.0", "192.168.1.254", bytes([5, 0, 0, 0, 255]))
+        + _rt_message(up_gateway | 0x4, "203.0.113.9", "192.168.1.253", None)  # a host route
+        + _rt_message(0x1, "192.168.1.0", "192.168.1.7", None)  # no RTF_GATEWAY: skipped
+    )
+    routes = parse_route_messages(dump)
+    assert [(str(r.network), str(r.gateway)) for r in routes] == [
+        ("0.0.0.0/0", "192.168.1.1"),
+        ("10.0.0.0/8", "192.168.1.254"),
+        ("203.0.113.9/32", "192.168.1.253"),
+    ]
+    pick = {a: best_route(routes, ipaddress.IPv4Address(a)) for a in ("8.8.8.8", "10.1.2.3")}
+    assert str(pick["8.8.8.8"].gateway) == "192.168.1.1"  # type: ignore[union-attr]
+    assert str(pick["10.1.2.3"].gateway) == "192.168.1.254"  # type: ignore[union-attr]
+    assert parse_route_messages(b"\x05\x00") == []  # cut short: nothing, no error

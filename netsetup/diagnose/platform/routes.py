@@ -4,7 +4,9 @@ Endpoint), read without command-line tools.
 - Linux: the main routing table in /proc/net/route and /proc/net/ipv6_route (longest prefix; the
   tunnel's own routes live in wg-quick's table, so the main table still names the home router);
 - Windows: GetBestRoute (iphlpapi) through ctypes, IPv4;
-- elsewhere (macOS): not known, and the check that asked says so.
+- macOS: the routing table's gateway routes from sysctl (NET_RT_FLAGS, RTF_GATEWAY) through
+  ctypes, IPv4 (the messages of <net/route.h>: rt_msghdr, then the sockaddrs it announces);
+- elsewhere: not known, and the check that asked says so.
 
 Every function returns None with a reason rather than raising: a missing first hop makes
 `lan.gateway` end `unknown` or `skip`, never fail.
@@ -132,6 +134,88 @@ def _windows(destination: IPAddress) -> NextHop:  # pragma: no cover - Windows o
     return NextHop(hop)
 
 
+# macOS <net/route.h>, <sys/socket.h>, <sys/sysctl.h>
+_RT_MSGHDR = struct.Struct("=HBBHxxiiiiiiI56x")  # up to rtm_rmx (14 x u_int32), 92 bytes
+_RTA_DST, _RTA_GATEWAY, _RTA_NETMASK = 0x1, 0x2, 0x4
+_RTF_HOST = 0x4
+_RTAX_MAX = 8
+_MACOS_AF_INET = 2
+_MACOS_MIB = (4, 17, 0, _MACOS_AF_INET, 2, _RTF_GATEWAY)  # CTL_NET PF_ROUTE 0 AF NET_RT_FLAGS
+
+
+def _sockaddrs(data: bytes, offset: int, end: int, present: int) -> dict[int, bytes]:
+    """The sockaddrs after a route message's header, by RTA_* bit; each padded to 4 bytes."""
+    found: dict[int, bytes] = {}
+    for index in range(_RTAX_MAX):
+        bit = 1 << index
+        if not present & bit:
+            continue
+        if offset >= end:
+            break
+        length = data[offset]
+        found[bit] = data[offset : offset + length]
+        offset += (1 + ((length - 1) | 3)) if length > 0 else 4
+    return found
+
+
+def _v4(sockaddr: bytes | None, mask: bool = False) -> ipaddress.IPv4Address | None:
+    """The IPv4 address in a sockaddr_in (a netmask's may be cut short: the rest is zeros)."""
+    if sockaddr is None or (not mask and (len(sockaddr) < 8 or sockaddr[1] != _MACOS_AF_INET)):
+        return None
+    return ipaddress.IPv4Address(sockaddr[4:8].ljust(4, b"\0"))
+
+
+def _prefix(flags: int, addrs: dict[int, bytes]) -> str:
+    """A host route's /32, else its netmask (none at all, or an empty one: the default)."""
+    if flags & _RTF_HOST:
+        return "32"
+    mask = _v4(addrs.get(_RTA_NETMASK), mask=True)
+    return str(mask) if mask is not None else "0.0.0.0"
+
+
+def parse_route_messages(data: bytes) -> list[_Route]:
+    """IPv4 gateway routes from a macOS sysctl routing dump (rt_msghdr messages)."""
+    routes: list[_Route] = []
+    offset = 0
+    while offset + _RT_MSGHDR.size <= len(data):
+        length, _, _, _, flags, present, *_ = _RT_MSGHDR.unpack_from(data, offset)
+        if length < _RT_MSGHDR.size:
+            break
+        addrs = _sockaddrs(data, offset + _RT_MSGHDR.size, offset + length, present)
+        offset += length
+        dest, gateway = _v4(addrs.get(_RTA_DST)), _v4(addrs.get(_RTA_GATEWAY))
+        if dest is None or gateway is None or not flags & _RTF_GATEWAY:
+            continue
+        network = ipaddress.IPv4Network(f"{dest}/{_prefix(flags, addrs)}", strict=False)
+        routes.append(_Route(network, gateway, 0))
+    return routes
+
+
+def _macos(destination: IPAddress) -> NextHop:  # pragma: no cover - macOS only
+    import ctypes
+    import ctypes.util
+
+    if destination.version != 4:
+        return NextHop(None, "the router toward an IPv6 endpoint is not looked up on macOS")
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        mib = (ctypes.c_int * len(_MACOS_MIB))(*_MACOS_MIB)
+        size = ctypes.c_size_t(0)
+        if libc.sysctl(mib, len(_MACOS_MIB), None, ctypes.byref(size), None, 0) != 0:
+            return NextHop(None, "the routing table is not readable (sysctl)")
+        buffer = ctypes.create_string_buffer(size.value + 4096)
+        size = ctypes.c_size_t(len(buffer))
+        if libc.sysctl(mib, len(_MACOS_MIB), buffer, ctypes.byref(size), None, 0) != 0:
+            return NextHop(None, "the routing table is not readable (sysctl)")
+        routes = parse_route_messages(buffer.raw[: size.value])
+    except (OSError, AttributeError, TypeError, ValueError, struct.error) as exc:
+        return NextHop(None, f"the routing table could not be read ({exc})")
+    route = best_route(routes, destination)
+    if route is None:
+        return NextHop(None, f"no router found toward {destination}")
+    return _judge(route, destination)
+
+
 def next_hop(destination: IPAddress, platform: str = sys.platform) -> NextHop:
     """The router this machine sends through toward `destination` (the first hop)."""
     if destination.is_loopback:
@@ -140,6 +224,8 @@ def next_hop(destination: IPAddress, platform: str = sys.platform) -> NextHop:
         return _linux(destination)
     if platform in ("win32", "cygwin"):
         return _windows(destination)
+    if platform == "darwin":
+        return _macos(destination)
     return NextHop(None, f"looking up the home router is not supported on {platform} yet")
 
 
