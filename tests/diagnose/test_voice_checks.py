@@ -233,6 +233,7 @@ def test_lan_gateway_without_ping_rights_is_unknown_never_fail(
     outcome = LanGatewayCheck().run(view(_ctx(None), 5))
     assert outcome.status is Status.unknown
     assert "does not let diagnose send a ping" in outcome.summary
+    assert outcome.fix and "administrator" in outcome.fix
 
 
 def test_lan_gateway_pings_the_first_hop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,14 @@ def _unmeasured(ctx: CheckContext, exc: Unmeasured, what: str) -> Outcome:
             "firewall lets this tunnel reach it (and whether this config is the newest one)",
             Owner.it,
         )
+    if exc.status == "no-ping":
+        return Outcome.problem(
+            Status.unknown,
+            f"{what} could not be measured: {reason}",
+            "nothing to fix for calls; to check the home network too, run diagnose as an "
+            "administrator",
+            Owner.assistant,
+        )
     return Outcome.problem(
         Status.unknown,
         f"{what} could not be measured: {reason}",

@@ -172,7 +172,7 @@ def _measure_hop(ctx: CheckContext, count: int, deadline: float) -> HopRun:
     try:
         records = echo_series(router, plan, deadline)
     except EchoUnavailable as exc:
-        raise Unmeasured(str(exc)) from None
+        raise Unmeasured(str(exc), "no-ping") from None
     except OSError as exc:
         raise Unmeasured(f"the home router could not be pinged ({exc.strerror or exc})") from None
     return HopRun(summarize_round_trip(records), str(router))
