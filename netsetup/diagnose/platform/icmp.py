@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from netsetup.diagnose.platform import rxtime
 from netsetup.diagnose.voice.metrics import ProbeRecord
@@ -180,10 +181,11 @@ def _windows_series(
         raise EchoUnavailable("ping over IPv6 is not supported on Windows yet")
     try:
         iphlpapi = ctypes.WinDLL("iphlpapi")  # type: ignore[attr-defined]
+        _declare(iphlpapi)
         handle = iphlpapi.IcmpCreateFile()
     except (OSError, AttributeError) as exc:
         raise EchoUnavailable(f"Windows' ping service (iphlpapi) is not available: {exc}") from None
-    if handle in (0, -1):
+    if handle in (None, 0, ctypes.c_void_p(-1).value):
         raise EchoUnavailable("Windows refused to open its ping service (IcmpCreateFile)")
     echo = _windows_echo(iphlpapi, handle, address, plan)
     try:
@@ -201,6 +203,26 @@ def _windows_series(
     finally:
         iphlpapi.IcmpCloseHandle(handle)
     return records
+
+
+def _declare(iphlpapi: Any) -> None:  # pragma: no cover - Windows only
+    """Argument and result types: a HANDLE is pointer-sized (an int result would cut it)."""
+    import ctypes
+
+    handle, u32 = ctypes.c_void_p, ctypes.c_uint32
+    iphlpapi.IcmpCreateFile.restype = handle
+    iphlpapi.IcmpCloseHandle.argtypes = [handle]
+    iphlpapi.IcmpSendEcho.restype = u32
+    iphlpapi.IcmpSendEcho.argtypes = [
+        handle,  # IcmpHandle
+        u32,  # DestinationAddress (IPAddr, network byte order)
+        ctypes.c_void_p,  # RequestData
+        ctypes.c_uint16,  # RequestSize
+        ctypes.c_void_p,  # RequestOptions
+        ctypes.c_void_p,  # ReplyBuffer
+        u32,  # ReplySize
+        u32,  # Timeout (ms)
+    ]
 
 
 def _windows_echo(
