@@ -13,12 +13,16 @@ from netsetup.profile.values import IPNetwork
 
 def allowed_networks(profile: Profile, mode: str) -> list[IPNetwork]:
     """What the assistant's tunnel routes: the mode's destinations, the gateway's tunnel
-    address, the DNS servers and the VoIP path. Overlaps are merged, v4 before v6."""
+    address, the DNS servers, the office responder and the VoIP path. Overlaps are merged, v4
+    before v6."""
     networks: list[IPNetwork] = [rule.network for rule in profile.access_for(mode)]
     networks.append(ipaddress.ip_network(profile.network.gateway_address_v4))
     if profile.network.gateway_address_v6 is not None:
         networks.append(ipaddress.ip_network(profile.network.gateway_address_v6))
     networks.extend(ipaddress.ip_network(server) for server in profile.dns.servers)
+    responder = profile.diagnose.responder
+    if responder is not None and not isinstance(responder[0], str):
+        networks.append(ipaddress.ip_network(responder[0]))  # every mode measures against it
     if profile.voip is not None:
         networks.append(ipaddress.ip_network(profile.voip.sip_server))
         networks.extend(profile.voip.media_networks)

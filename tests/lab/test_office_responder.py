@@ -7,8 +7,9 @@ responder itself; a sender without the key gets 0 bytes back."""
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,41 @@ import pytest
 
 from netsetup.lab import Lab
 
-from .conftest import REPO, gateway_firewall_removed
+from .conftest import _LIVE_FIXTURE_LABS, REPO, gateway_firewall_removed, lab_prefixes
 
 pytestmark = pytest.mark.lab
+
+
+def _built_here(prefix: str) -> bool:
+    from netsetup.lab.lab import run_base
+
+    try:
+        record = json.loads((run_base() / f"netsetup-lab-{prefix}" / "lab.json").read_text())
+    except (OSError, ValueError):
+        return False  # no record: whose it is cannot be told, so it is left alone
+    return str(record.get("source_profile", "")).startswith(str(REPO) + os.sep)
+
+
+@pytest.fixture(autouse=True)
+def _no_lab_leaks_from_this_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """conftest's leak check, judging only labs built from this checkout: labs that other test
+    sessions on this machine build meanwhile are not this test's leaks, and tearing them down
+    (as conftest's check does) broke those sessions."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = lab_prefixes()
+    yield
+    leaked = {p for p in lab_prefixes() - before - _LIVE_FIXTURE_LABS if _built_here(p)}
+    if not leaked:
+        return
+    from netsetup.lab import cleanup
+    from netsetup.lab.lab import run_base
+
+    for prefix in leaked:
+        cleanup.teardown(prefix, run_base() / f"netsetup-lab-{prefix}")
+    pytest.fail(f"{request.node.nodeid} left a lab behind (now removed): {sorted(leaked)}")
+
 
 PROBES = 30
 
@@ -125,7 +158,49 @@ def op_reach():
     return out
 
 
-print(json.dumps({"probe": op_probe, "stranger": op_stranger, "reach": op_reach}[request["op"]]()))
+def _datagrams(sockets, wait):
+    got = []
+    end = time.monotonic() + wait
+    while (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select(sockets, [], [], left)
+        if not ready:
+            break
+        for sock in ready:
+            data, source = sock.recvfrom(65535)
+            got.append((sock.getsockname()[1], source[0], source[1], data))
+    return got
+
+
+def op_rtp():
+    s = session(request["config"])
+    ports = request["ports"]
+    out = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("", request["bind"]))
+        sock.sendto(s.rtp_open(ports), (host, port))
+        got = _datagrams([sock], 1.0)
+        out["open_main"] = [list(s.parse(d).ports) for _, h, p, d in got if (h, p) == (host, port)]
+        out["open_media"] = sorted(p for _, h, p, d in got if h == "192.0.2.40")
+        for p in ports:
+            sock.sendto(s.rtp_open([p]), ("192.0.2.40", p))
+        got = _datagrams([sock], 1.0)
+        out["to_media"] = sorted(p for _, h, p, d in got if h == "192.0.2.40" and s.parse(d))
+    listeners = []
+    for p in ports:
+        one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        one.bind(("", p))
+        listeners.append(one)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(s.rtp_call(ports), (host, port))
+        got = _datagrams([sock, *listeners], 1.0)
+    out["called"] = sorted(mine for mine, h, _, d in got if h == "192.0.2.40" and s.parse(d))
+    for one in listeners:
+        one.close()
+    return out
+
+
+OPS = {"probe": op_probe, "stranger": op_stranger, "reach": op_reach, "rtp": op_rtp}
+print(json.dumps(OPS[request["op"]]()))
 """
 
 
@@ -183,10 +258,26 @@ def test_the_port_next_to_the_responder_is_closed_to_an_agency_assistant(
     assert found == {"tcp": "refused", "udp": "refused"}, found
 
 
+def test_rtp_ports_through_the_firewall(lab: Lab, connect: Callable[..., str]) -> None:
+    """RTP-OPEN: the main port lists the ports opened (a reply: it passes); each port's own ack
+    is a new flow from the media address, which the firewall lets through only to a port of the
+    RTP range (a call's audio). A datagram to media:P is answered from there (a reply). RTP-CALL:
+    one datagram from the media address to each asked RTP port of the assistant."""
+    connect("temp", "agency", "agencyhome")
+    config = config_of(lab, "agencyhome")
+    ports = [10000, 15000, 20000]
+    ephemeral = helper(lab, "agencyhome", op="rtp", config=config, ports=ports, bind=0)
+    assert ephemeral["open_main"] == [ports], ephemeral
+    assert ephemeral["open_media"] == [], ephemeral  # to a port outside the range: dropped
+    assert ephemeral["to_media"] == ports and ephemeral["called"] == ports, ephemeral
+    in_range = helper(lab, "agencyhome", op="rtp", config=config, ports=ports[:2], bind=19990)
+    assert in_range["open_media"] == ports[:2], in_range  # to an RTP port: a call, let through
+
+
 def test_an_unauthenticated_sender_gets_zero_bytes(lab: Lab, connect: Callable[..., str]) -> None:
     connect("maria", "dedicated")
     found = helper(lab, "home", op="stranger", config=config_of(lab, "home"))
-    assert found["sent"] > 5000 and found["got"] == 0, found
+    assert found["sent"] > 4000 and found["got"] == 0, found
     assert found["control"] > 0, found  # the same path and socket, with the key: answered
 
 

@@ -60,12 +60,21 @@ def public_from_private_key_text(text: str) -> str:
     return public_from_private(SecretKey(text))
 
 
-def test_agency_mode_routes_only_portal_dns_voip_and_gateway(acme: Path, state_dir: Path) -> None:
+def test_agency_mode_routes_only_portal_dns_voip_responder_and_gateway(
+    acme: Path, state_dir: Path
+) -> None:
     profile = load_profile(acme)
     result = service.provision(profile, "temp", "agency", state=StateDir(), clock=AT)
     (peer,) = parse(result.config).peers.values()
     assert sorted(str(a) for a in peer.allowed_ips) == sorted(
-        ["192.0.2.20/32", "192.0.2.40/32", "192.0.2.53/32", "198.18.10.1/32", "2001:db8:10::1/128"]
+        [
+            "192.0.2.20/32",
+            "192.0.2.40/32",
+            "192.0.2.50/32",  # the office responder: diagnose measures calls against it
+            "192.0.2.53/32",
+            "198.18.10.1/32",
+            "2001:db8:10::1/128",
+        ]
     )
     # agency access expires by default, after the profile's agency_expires (30d)
     assert result.peer.expires == "2026-12-26T12:00:00Z"

@@ -385,3 +385,21 @@ def test_the_command_serves_the_provisioned_peers_and_stops_on_sigterm(
     assert process.returncode == 0, err
     token = (state_dir / "acme-dental" / "responder" / "token").read_text().strip()
     assert token not in first + err and key.reveal() not in first + err
+
+
+def test_the_command_refuses_what_it_cannot_use(
+    acme: Path, state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli.support import run_main
+
+    base = ["responder", "--profile", str(acme)]
+    code, _, err = run_main([*base, "--token-file", str(tmp_path / "none")], capsys)
+    assert code == 2 and "cannot read the responder token: no such file" in err
+    bad = tmp_path / "token"
+    bad.write_text("not a token\n")
+    code, _, err = run_main([*base, "--token-file", str(bad)], capsys)
+    assert code == 2 and "holds no token" in err and "not a token" not in err
+    code, _, err = run_main([*base, "--key-file", str(bad)], capsys)
+    assert code == 2 and "--key-file is for --role gateway" in err
+    code, _, err = run_main([*base, "--listen", "127.0.0.1", "--token-file", str(bad)], capsys)
+    assert code == 2 and "--listen" in err
