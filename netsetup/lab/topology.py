@@ -79,6 +79,9 @@ def create_namespace(namespace: str, *, forwarding: bool) -> None:
     value = "1" if forwarding else "0"
     ns_run(namespace, ["sysctl", "-q", "-w", f"net.ipv4.ip_forward={value}"])
     ns_run(namespace, ["sysctl", "-q", "-w", f"net.ipv6.conf.all.forwarding={value}"])
+    # any user may ping (ICMP datagram sockets), as desktop Linux sets it (systemd's default)
+    # and as macOS and Windows allow: diagnose's lan.gateway pings the home router unprivileged
+    ns_run(namespace, ["sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"])
 
 
 def connect(names: Names, link: Link) -> None:

@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from netsetup.diagnose.platform import rxtime
 from netsetup.keys import SecretKey
 from netsetup.profile.model import PeerState, Profile
 from netsetup.responder import office_wire as wire
@@ -290,9 +291,12 @@ class Office:
     def __repr__(self) -> str:
         return f"Office(media={self.media!r}, http_port={self.http_port})"
 
-    def handle(self, packet: bytes, source: tuple[str, int]) -> bytes | None:
-        """The answer to `packet` from `source`, never longer than `packet`."""
-        t2 = self.clock_ns()
+    def handle(
+        self, packet: bytes, source: tuple[str, int], arrived_ns: int | None = None
+    ) -> bytes | None:
+        """The answer to `packet` from `source`, never longer than `packet`. `arrived_ns`: the
+        kernel's receive time (monotonic ns), so t2 leaves out this process's wake-up delay."""
+        t2 = arrived_ns if arrived_ns is not None else self.clock_ns()
         try:
             host = _source_address(source[0])
         except ValueError:
@@ -392,6 +396,8 @@ def serve(
     """Answer datagrams on `sockets` (and the opened RTP ports) until `stop` is set. A packet
     that breaks the responder is reported to `on_error` and dropped."""
     media = office.media
+    for sock in sockets:  # t2 from the kernel's receive time, as ping's own times are
+        rxtime.enable(sock)
     while not stop.is_set():
         opened = media.sockets() if media else []
         ready, _, _ = select.select([*sockets, *opened], [], [], 0.2)
@@ -415,7 +421,7 @@ def _serve_one(
     try:
         source = (str(peer[0]), int(peer[1]))
         if media_port is None:
-            answer = office.handle(packet, source)
+            answer = office.handle(packet, source, rxtime.arrival(ancillary))
         else:
             answer = office.handle_media(packet, source, media_port)
         if answer is not None:

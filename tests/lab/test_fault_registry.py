@@ -26,6 +26,9 @@ EXPECTED_KINDS = [
     "dns-remove",
     "close-port",
     "ssh-hostkey",
+    "counted-loss",  # faultkinds/voice.py
+    "lan-loss",
+    "drop-range",
     "shape",  # issue 9, netsetup/lab/faultkinds/load.py
 ]
 
@@ -145,6 +148,9 @@ def test_every_kind_describes_itself() -> None:
         "dns-remove": {"name": "mail.acme-dental.example"},
         "close-port": {"port": 445, "address": "192.0.2.30"},
         "ssh-hostkey": {},
+        "counted-loss": {"percent": 5, "direction": "down"},
+        "lan-loss": {"percent": 10, "direction": "both"},
+        "drop-range": {"ports": "10000-20000", "host": "office"},
         "shape": {"rate": "5mbit", "queue_ms": 500, "direction": "up"},
     }
     assert set(samples) == set(KINDS)
@@ -155,3 +161,6 @@ def test_every_kind_describes_itself() -> None:
     assert described["stop"] == "service kamailio stopped"
     assert described["shape"] == "home link up limited to 5mbit with a 500 ms queue"
     assert described["home-subnet"] == "home LAN moved into the company subnet 192.0.2.0/24"
+    assert described["counted-loss"] == "5% counted random loss in the internet (down)"
+    assert described["lan-loss"] == "10% random loss on the home LAN (both)"
+    assert described["drop-range"] == "udp ports 10000-20000 dropped in office"
