@@ -30,8 +30,13 @@ DIRECTIONS = ("download", "upload")
 DEFAULT_THREADS = 4
 DEFAULT_LENGTH_S = 5.0
 DOWNLOAD_SIDE = 4000  # random4000x4000.jpg: the endpoint streams 128 MB, longer than any test
-UPLOAD_SIZE = 1 << 20  # bytes per upload request
-UPLOAD_REQUESTS = 64  # at most this many: the rate is bytes / time, whether or not all are sent
+# Upload requests are long (each stream keeps one connection for the whole test on a home line,
+# as iperf3's streams do: a new connection per megabyte would slow-start into the queue again and
+# again, a harsher load than the one bufferbloat is compared with) and made on the fly (LazyUpload),
+# so their size costs no memory. The rate is bytes / time, whether or not all are sent.
+UPLOAD_SIZE = 32 << 20
+UPLOAD_REQUESTS = 16
+_FILL = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 1821  # ~64 KiB of what speedtest-cli sends
 
 
 def mini_config(threads: int, length_s: float) -> dict[str, Any]:
@@ -67,8 +72,36 @@ def no_proxy_opener(timeout: float) -> Any:
     return opener
 
 
+def _lazy_upload_class() -> Any:
+    import timeit
+
+    import speedtest
+
+    class LazyUpload(speedtest.HTTPUploaderData):  # type: ignore[misc]
+        """speedtest-cli's upload body, made while it is sent instead of allocated up front
+        (`pre_allocate` would hold every request's bytes at once); stops at the test's time."""
+
+        def pre_allocate(self) -> None:
+            self._sent = 0
+
+        def read(self, n: int = 10240) -> bytes:
+            in_time = timeit.default_timer() - self.start <= self.timeout
+            if not in_time or self._shutdown_event.isSet():
+                raise speedtest.SpeedtestUploadTimeout()
+            sent = getattr(self, "_sent", 0)
+            chunk = _FILL[: max(0, min(n, self.length - sent, len(_FILL)))]
+            self._sent = sent + len(chunk)
+            self.total.append(len(chunk))
+            return chunk
+
+    return LazyUpload
+
+
 def _local_speedtest_class() -> Any:
     import speedtest
+
+    # speedtest.upload() builds its bodies from this module attribute: ours, in this child only
+    speedtest.HTTPUploaderData = _lazy_upload_class()
 
     class LocalSpeedtest(speedtest.Speedtest):  # type: ignore[misc]
         """A Speedtest whose configuration is ours (its mini-server mode without the fetch of
