@@ -19,6 +19,7 @@ and byte counts only).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -53,6 +54,34 @@ def mini_config(threads: int, length_s: float) -> dict[str, Any]:
     }
 
 
+NOTSENT_LOWAT = 16 << 10
+
+
+def _low_water_handler(timeout: float) -> Any:
+    """speedtest-cli's HTTP handler whose sockets keep little unsent data (TCP_NOTSENT_LOWAT,
+    where the system has it): speedtest-cli counts an upload's bytes as they are handed to the
+    socket, so megabytes still waiting in a send buffer when the time is up would count as sent
+    (measured: +14 % on a 10 Mbit/s link)."""
+    import socket
+
+    import speedtest
+
+    class LowWaterConnection(speedtest.SpeedtestHTTPConnection):  # type: ignore[misc]
+        def connect(self) -> None:
+            super().connect()
+            option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+            if option is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(socket.IPPROTO_TCP, option, NOTSENT_LOWAT)
+
+    class LowWaterHandler(speedtest.SpeedtestHTTPHandler):  # type: ignore[misc]
+        def http_open(self, req: Any) -> Any:
+            build = speedtest._build_connection(LowWaterConnection, None, self.timeout)
+            return self.do_open(build, req)
+
+    return LowWaterHandler(timeout=timeout)
+
+
 def no_proxy_opener(timeout: float) -> Any:
     """speedtest-cli's opener without the environment's proxies: the tunnel test must go
     through the tunnel, never to an HTTP_PROXY the computer has set for the web."""
@@ -64,7 +93,7 @@ def no_proxy_opener(timeout: float) -> Any:
     opener.addheaders = [("User-agent", speedtest.build_user_agent())]
     for handler in (
         urllib.request.ProxyHandler({}),
-        speedtest.SpeedtestHTTPHandler(timeout=timeout),
+        _low_water_handler(timeout),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
     ):
