@@ -25,8 +25,10 @@ from netsetup.responder.client import PROBE_MIN_SIZE, probe_payload, probe_reply
 SAMPLE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0  # a probe unanswered this long is lost (a 500 ms queue answers well before)
 IDLE_S = 2.0
-RAMP_S = 1.0  # a load's first second fills the queue: not counted as "loaded"
-LOAD_LENGTH_S = 6.0
+RAMP_S = 2.0  # a load's first seconds (slow start overshooting, the queue filling) do not count
+LOAD_LENGTH_S = 7.0
+LONG_LOAD_LENGTH_S = 12.0  # --long: a queue under several TCP flows swings over seconds
+LONG_IDLE_S = 3.0
 SETTLE_S = 0.8
 DIRECTIONS = ("upload", "download")
 

@@ -24,7 +24,8 @@ OFFLINE_ENV = "NETSETUP_OFFLINE"  # "1": nothing may reach the internet (tests, 
 PHASE_NAMES = {0: "connectivity", 1: "voip", 2: "load"}
 VOIP_BUDGET_S = 8.0  # a few seconds of voice-shaped probes
 VOIP_LONG_BUDGET_S = 200.0  # --long: ~1,100 voice probes (~25 s) and the NAT lifetime (<= 190 s)
-LOAD_BUDGET_S = 40.0  # speed.tunnel (~12 s) then bufferbloat (~17 s), one after the other
+LOAD_BUDGET_S = 40.0  # speed.tunnel (~12 s) then bufferbloat (~18 s), one after the other
+LOAD_LONG_BUDGET_S = 55.0  # --long: bufferbloat loads each direction longer (~30 s)
 INTERNET_SPEED_S = 25.0  # speed.internet, when it runs, adds its own time to the load phase
 
 
@@ -63,7 +64,8 @@ class DiagnoseOptions:
             return VOIP_LONG_BUDGET_S if self.long else VOIP_BUDGET_S
         if self.load_budget_s is not None:
             return self.load_budget_s
-        return LOAD_BUDGET_S + (INTERNET_SPEED_S if self.runs_internet_speed else 0.0)
+        base = LOAD_LONG_BUDGET_S if self.long else LOAD_BUDGET_S
+        return base + (INTERNET_SPEED_S if self.runs_internet_speed else 0.0)
 
     def phases(self) -> list[dict[str, Any]]:
         """Each phase's name and budget, as the JSON envelope shows them."""

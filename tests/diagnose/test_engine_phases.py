@@ -13,6 +13,7 @@ import pytest
 from netsetup.diagnose.clientconfig import ClientConfig
 from netsetup.diagnose.context import (
     LOAD_BUDGET_S,
+    LOAD_LONG_BUDGET_S,
     VOIP_BUDGET_S,
     VOIP_LONG_BUDGET_S,
     CheckContext,
@@ -217,7 +218,7 @@ def test_the_json_envelope_names_each_phase_and_its_budget(tmp_path: Path) -> No
     assert envelope["phases"] == [
         {"phase": 0, "name": "connectivity", "budget_s": 3.0},
         {"phase": 1, "name": "voip", "budget_s": VOIP_LONG_BUDGET_S},
-        {"phase": 2, "name": "load", "budget_s": LOAD_BUDGET_S},
+        {"phase": 2, "name": "load", "budget_s": LOAD_LONG_BUDGET_S},
     ]
 
 

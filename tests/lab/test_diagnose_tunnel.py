@@ -49,9 +49,14 @@ class Run:
         return {c["id"]: c["status"] for c in self.document["checks"]}
 
 
+# the checks of issue 8: the VoIP and speed checks of issue 9 have budgets of their own (a load
+# phase of ~30 s after the rest) and their own lab tests
+ISSUE8 = ("--only", "interfaces,tunnel,dns,reach,ssh")
+
+
 def diagnose(lab: Lab, user: str | None, *args: str) -> Run:
     began = time.monotonic()
-    result = run_diagnose(lab, ["--json", *args], user=user, timeout=120)
+    result = run_diagnose(lab, ["--json", *ISSUE8, *args], user=user, timeout=120)
     wall = time.monotonic() - began
     assert result.returncode in (0, 1), result.stderr
     return Run(json.loads(result.stdout), wall)

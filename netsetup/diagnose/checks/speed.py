@@ -104,6 +104,7 @@ class BufferbloatCheck(Check):
     id = "bufferbloat"
     title = "Delay under load (bufferbloat)"
     budget_s = 21.0
+    long_budget_s = 33.0  # --long: 12 s of load each way, the window 10 s
     needs = ("tunnel.handshake",)
     phase = 2
     exclusive = True
@@ -118,11 +119,14 @@ class BufferbloatCheck(Check):
         from netsetup.diagnose import bufferbloat
         from netsetup.diagnose.speed import SpeedChild
 
+        long = ctx.options.long
+        length = bufferbloat.LONG_LOAD_LENGTH_S if long else bufferbloat.LOAD_LENGTH_S
+        idle = bufferbloat.LONG_IDLE_S if long else bufferbloat.IDLE_S
+
         def load(direction: str) -> SpeedChild:
-            length = bufferbloat.LOAD_LENGTH_S
             return SpeedChild(_request("mini", url=url, directions=(direction,), length_s=length))
 
-        found = bufferbloat.measure(witness[0], witness[1], load, ctx.deadline - 0.3)
+        found = bufferbloat.measure(witness[0], witness[1], load, ctx.deadline - 0.3, idle)
         return judge_bufferbloat(found)
 
 

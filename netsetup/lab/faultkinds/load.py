@@ -1,6 +1,7 @@
 """Lab faults for issue 9 (load): `shape`, a home internet link limited by a token bucket.
 
-`tc qdisc replace dev <if> root tbf rate R burst 32k latency Q`: on the home router's WAN side
+`tc qdisc replace dev <if> root tbf rate R burst B latency Q` (B 32k, less for a shallow queue:
+see `burst_bytes`): on the home router's WAN side
 for `up` (what the home sends), on the internet's side toward the home for `down`. A deep queue
 (`--queue-ms 500`) is a real bloated link: a full uplink delays every packet behind it by up to
 Q ms; a shallow one (5 ms) stands for a well-managed link (it drops instead of queueing). tbf is
@@ -21,8 +22,19 @@ from netsetup.lab.proc import run
 if TYPE_CHECKING:
     from netsetup.lab.lab import Lab
 
-RATE = re.compile(r"^[1-9][0-9]{0,5}(kbit|mbit|gbit)$")
-BURST = "32k"
+RATE = re.compile(r"^([1-9][0-9]{0,5})(kbit|mbit|gbit)$")
+BURST = 32 * 1024
+MIN_BURST = 4 * 1024  # above one packet and the timer's rate/HZ at these rates
+_UNIT = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+
+
+def burst_bytes(rate: str, queue_ms: int) -> int:
+    """32k, but never more than the queue itself holds: tbf queues up to rate * latency + burst,
+    so a 32k burst would make a "5 ms" queue at 5 Mbit/s hold ~57 ms."""
+    match = RATE.match(rate)
+    assert match is not None
+    per_s = int(match.group(1)) * _UNIT[match.group(2)] / 8
+    return int(max(MIN_BURST, min(BURST, per_s * queue_ms / 1000)))
 
 
 def shaped_link(lab: Lab, direction: str) -> tuple[str, str]:
@@ -43,7 +55,8 @@ def _shape(lab: Lab, fault: Fault) -> Params:
     p = fault.params
     namespace, ifname = shaped_link(lab, p["direction"])
     latency = f"{p['queue_ms']}ms"
-    qdisc = ["tbf", "rate", p["rate"], "burst", BURST, "latency", latency]
+    burst = str(burst_bytes(p["rate"], int(p["queue_ms"])))
+    qdisc = ["tbf", "rate", p["rate"], "burst", burst, "latency", latency]
     run(["tc", "-n", namespace, "qdisc", "replace", "dev", ifname, "root", *qdisc])
     return {}
 
