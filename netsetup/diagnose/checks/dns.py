@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from netsetup.diagnose.context import CheckContext, DiagnoseContext
 from netsetup.diagnose.engine import Check, register_family
@@ -26,7 +26,8 @@ from netsetup.diagnose.result import Metric, Outcome, Owner, Status
 T = TypeVar("T")
 
 DNS_PORT = 53
-QUERY_TIMEOUT_S = 1.0  # one question to one server (a LAN answers in milliseconds)
+QUERY_TIMEOUT_S = 2.0  # one question to one server (a LAN answers in milliseconds)
+RETRANSMIT_S = 0.4  # asked again after this long without an answer (a lost datagram)
 SYSTEM_TIMEOUT_S = 1.0  # the system resolver, once the company's server has answered
 
 # how a direct query ended
@@ -93,7 +94,7 @@ def query_server(name: str, server: str, timeout: float) -> Lookup:
             return Lookup(name, NO_ANSWER, server=server, detail="no answer in time")
         query = dns.message.make_query(name, rdtype)
         try:
-            response, _ = dns.query.udp_with_fallback(query, server, timeout=left, port=DNS_PORT)
+            response = _retransmitted(query, server, started + timeout)
         except dns.exception.Timeout:
             return Lookup(name, NO_ANSWER, server=server, detail=f"no answer in {timeout:g} s")
         except (OSError, dns.exception.DNSException) as exc:
@@ -107,6 +108,25 @@ def query_server(name: str, server: str, timeout: float) -> Lookup:
             return Lookup(name, ANSWERED, tuple(addresses), server, ms)
     ms = (time.monotonic() - started) * 1000
     return Lookup(name, NO_ADDRESS, server=server, ms=ms)
+
+
+def _retransmitted(query: Any, server: str, until: float) -> Any:
+    """The answer to `query`, sent again every RETRANSMIT_S until `until` (time.monotonic()),
+    as every resolver does: one lost datagram on a lossy line is not a broken DNS."""
+    import dns.exception
+    import dns.query
+
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise dns.exception.Timeout
+        try:
+            response, _ = dns.query.udp_with_fallback(
+                query, server, timeout=min(RETRANSMIT_S, left), port=DNS_PORT
+            )
+            return response
+        except dns.exception.Timeout:
+            continue
 
 
 def _ask_servers(name: str, servers: Sequence[str], ctx: CheckContext) -> Lookup:
