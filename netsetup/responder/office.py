@@ -466,15 +466,10 @@ class Serving:
     peers: int  # active peers known at the start
 
 
-def start_speed_server(
-    address: tuple[str, int], keys: PeerKeys
-) -> Any | None:  # a speedhttp.SpeedServer
+def start_speed_server(address: tuple[str, int], keys: PeerKeys) -> Any:  # a speedhttp.SpeedServer
     """The HTTP speed endpoint on TCP `address`, tickets checked against the active peers'
-    keys; None when this build has no speed endpoint."""
-    try:
-        from netsetup.responder.speedhttp import SpeedServer  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # TODO(lead): speedhttp.py comes with h-speed; drop this guard then
-        return None
+    keys."""
+    from netsetup.responder.speedhttp import SpeedServer
 
     def authorize(ticket: str) -> bool:
         return wire.check_ticket(ticket, keys.get(), time.time())

@@ -39,8 +39,6 @@ NO_MOS = {
     Status.fail: "calls will not work as they should (see the fix)",
     Status.unknown: "could not tell whether calls will work",
 }
-# ITU-T G.113 Appendix I: (Ie, Bpl) per codec, with and without packet-loss concealment
-G113 = {("g711", True): (0.0, 25.1), ("g711", False): (0.0, 4.3), ("g729", True): (11.0, 19.0)}
 SOURCES = (
     "ITU-T G.107 (E-model, R to MOS: Annex B); ITU-T G.113 Appendix I (codec Ie and Bpl); "
     "Cole & Rosenbluth, ACM CCR 31(2) 2001 (delay impairment Id); ITU-T G.114 (one-way delay "
@@ -127,10 +125,14 @@ def _fix(voice: CheckResult | None, ran: list[CheckResult]) -> str | None:
 
 
 def estimate_label(metrics: Mapping[str, Any]) -> str:
+    from netsetup.diagnose.voice.emodel import CODECS
+
     codec = str(metrics.get("codec") or "g711")
     plc = metrics.get("plc") is not False
-    ie, bpl = G113.get((codec, plc), (None, None))
-    values = f"Ie {ie:g}, Bpl {bpl:g}" if ie is not None and bpl is not None else "G.113 values"
+    known = CODECS.get(codec.lower())
+    values = "G.113 values"
+    if known is not None:  # the E-model's own table (ITU-T G.113 Appendix I)
+        values = f"Ie {known.ie:g}, Bpl {known.bpl_plc if plc else known.bpl_no_plc:g}"
     concealment = "with" if plc else "without"
     return (
         f"an estimate, not a measurement of a real call: ITU-T G.107 E-model, "
