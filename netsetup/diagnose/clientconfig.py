@@ -113,7 +113,7 @@ class DiagnoseInfo:
             sip=sip,
             codec=voip.codec if voip is not None else DEFAULTS.codec,
             plc=voip.plc if voip is not None else DEFAULTS.plc,
-            sip_mirror=profile.diagnose.sip_mirror,
+            sip_mirror=profile.mirrors_sip,
         )
 
     @property

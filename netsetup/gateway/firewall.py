@@ -354,7 +354,7 @@ def witness_outside_rules(profile: Profile) -> list[str]:
         return []
     iface = profile.gateway.interface
     rules = [f'iifname != "{iface}" udp dport {witness} accept comment "the witness"']
-    if profile.diagnose.sip_mirror:
+    if profile.mirrors_sip:
         rules.append(
             f'iifname != "{iface}" meta l4proto {{ tcp, udp }} th dport {SIP_MIRROR_PORT} '
             'accept comment "SIP mirror of the witness (diagnose.sip_mirror)"'

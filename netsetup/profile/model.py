@@ -260,6 +260,12 @@ class Profile:
     contact: str | None = None
 
     @property
+    def mirrors_sip(self) -> bool:
+        """Whether the gateway witness mirrors SIP on 5060: `[diagnose] sip_mirror`, for a
+        company with phones (`[voip]`); without them no check would ever use it."""
+        return self.diagnose.sip_mirror and self.voip is not None
+
+    @property
     def peers_dir(self) -> Path:
         return self.directory / "peers"
 

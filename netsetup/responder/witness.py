@@ -716,7 +716,7 @@ def _mirror_sockets(
 ) -> tuple[list[socket.socket], list[socket.socket], str]:
     """UDP and TCP sockets on 5060 for the SIP mirror when the profile asks for it. Taken (a PBX
     on the gateway): none, and the reason (the witness port still mirrors)."""
-    if not getattr(profile.diagnose, "sip_mirror", False):
+    if not profile.mirrors_sip:
         return [], [], "off"
     try:
         udp = open_sockets(addresses, SIP_PORT)

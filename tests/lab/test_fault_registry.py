@@ -29,6 +29,9 @@ EXPECTED_KINDS = [
     "counted-loss",  # faultkinds/voice.py
     "lan-loss",
     "drop-range",
+    "sip-alg",  # faultkinds/sip.py
+    "drop-fragments",
+    "nat-timeout",
     "shape",  # issue 9, netsetup/lab/faultkinds/load.py
 ]
 
@@ -152,6 +155,9 @@ def test_every_kind_describes_itself() -> None:
         "lan-loss": {"percent": 10, "direction": "both"},
         "drop-range": {"ports": "10000-20000", "host": "office"},
         "shape": {"rate": "5mbit", "queue_ms": 500, "direction": "up"},
+        "sip-alg": {},
+        "drop-fragments": {},
+        "nat-timeout": {"seconds": 10},
     }
     assert set(samples) == set(KINDS)
     described = {k: faults.Fault("x", k, p).describe() for k, p in samples.items()}
@@ -164,3 +170,5 @@ def test_every_kind_describes_itself() -> None:
     assert described["counted-loss"] == "5% counted random loss in the internet (down)"
     assert described["lan-loss"] == "10% random loss on the home LAN (both)"
     assert described["drop-range"] == "udp ports 10000-20000 dropped in office"
+    assert described["sip-alg"] == "SIP ALG in the home router (UDP 5060)"
+    assert described["nat-timeout"] == "the home router forgets quiet UDP flows after 10 s"

@@ -89,6 +89,8 @@ def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None
         f'iifname != "lo" ip daddr 198.18.10.0/24 {tunnel_only}',
         f'iifname != "lo" ip6 daddr 2001:db8:10::/64 {tunnel_only}',
         'iifname != "wg0" udp dport 51821 accept comment "the witness"',
+        'iifname != "wg0" meta l4proto { tcp, udp } th dport 5060 '
+        'accept comment "SIP mirror of the witness (diagnose.sip_mirror)"',
     ]
     assert _rules(text, "peer_to_gateway") == [
         "jump sender_active",

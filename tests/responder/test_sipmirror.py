@@ -103,12 +103,12 @@ def test_port_5060_taken_leaves_the_mirror_on_the_witness_port_only() -> None:
 
     from netsetup.responder.witness import SIP_PORT, _mirror_sockets
 
-    profile = SimpleNamespace(diagnose=SimpleNamespace(sip_mirror=True))
+    profile = SimpleNamespace(mirrors_sip=True)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
         # taken already: by something else, which serves the test as well
         with contextlib.suppress(OSError):
             holder.bind(("127.0.0.1", SIP_PORT))
         udp, tcp, state = _mirror_sockets(profile, ["127.0.0.1"])  # type: ignore[arg-type]
     assert (udp, tcp) == ([], []) and state.startswith(f"not on port {SIP_PORT} (udp")
-    off = SimpleNamespace(diagnose=SimpleNamespace(sip_mirror=False))
+    off = SimpleNamespace(mirrors_sip=False)
     assert _mirror_sockets(off, ["127.0.0.1"]) == ([], [], "off")  # type: ignore[arg-type]
