@@ -357,3 +357,26 @@ def test_macos_route_messages() -> None:
     assert str(pick["8.8.8.8"].gateway) == "192.168.1.1"  # type: ignore[union-attr]
     assert str(pick["10.1.2.3"].gateway) == "192.168.1.254"  # type: ignore[union-attr]
     assert parse_route_messages(b"\x05\x00") == []  # cut short: nothing, no error
+
+
+def test_rtp_ports_in_use_on_the_office_host_are_listed_apart_not_blocked() -> None:
+    from netsetup.diagnose.voice.rtp import judge_rtp
+    from netsetup.diagnose.voice.session import PortsResult
+
+    ctx = view(_ctx(None), 5)
+    asked = (10000, 12000, 20000)
+    # 12000 is taken by the PBX: the responder did not open it; the others got through
+    toward = PortsResult(asked, (10000, 20000), (10000, 20000))
+    back = PortsResult(asked, asked, asked)
+    outcome = judge_rtp(ctx, "192.0.2.60", toward, back)
+    assert outcome.status is Status.passed, outcome.summary
+    assert "12000 in use on the office host, not tested" in outcome.summary
+    assert outcome.metrics["blocked_to_office"] == []
+    assert outcome.metrics["in_use_at_office"] == [12000]
+    # a port opened but not reached is still blocked, and named apart from the one in use
+    toward = PortsResult(asked, (10000, 20000), (10000,))
+    blocked = judge_rtp(ctx, "192.0.2.60", toward, back)
+    assert blocked.status is Status.fail and blocked.owner is Owner.it
+    assert blocked.metrics["blocked_to_office"] == [20000]
+    assert blocked.fix and "blocked: 20000" in blocked.fix
+    assert "in use on the office host, not tested: 12000" in blocked.summary

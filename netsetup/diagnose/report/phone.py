@@ -49,7 +49,7 @@ BROKEN = {  # what a failing VoIP check means for calls, whatever the MOS says
 SOURCES = (
     "ITU-T G.107 (E-model, R to MOS: Annex B); ITU-T G.113 Appendix I (codec Ie and Bpl); "
     "Cole & Rosenbluth, ACM CCR 31(2) 2001 (delay impairment Id); ITU-T G.114 (one-way delay "
-    "under 150 ms); ITU-T G.109 (MOS 4.0 / 3.6 cut-offs: R 80 \"satisfied\", R 70 \"some users "
+    'under 150 ms); ITU-T G.109 (MOS 4.0 / 3.6 cut-offs: R 80 "satisfied", R 70 "some users '
     "dissatisfied\"); Cisco's voice design figures (at most 1 % loss and 30 ms jitter); "
     "RFC 3550 (jitter)"
 )

@@ -111,7 +111,7 @@ def _pct(x: float | None) -> str:
 
 def _figures(m: VoiceMetrics) -> str:
     """The plain figures: what was lost each way and the round trip."""
-    rtt = "?" if m.rtt_ms is None else f"{m.rtt_ms:.1f} ms" if m.rtt_ms < 10 else f"{m.rtt_ms:.0f} ms"
+    rtt = "?" if m.rtt_ms is None else f"{m.rtt_ms:.{1 if m.rtt_ms < 10 else 0}f} ms"
     lost = f"{_pct(m.loss_up_pct)} of your voice lost"
     if m.loss_down_pct != m.loss_up_pct:
         lost += f", {_pct(m.loss_down_pct)} of what you hear"
