@@ -56,7 +56,7 @@ def texts_of(report: DiagnoseReport) -> tuple[str, str, dict[str, object], str]:
     ("mos", "status", "words"),
     [
         (4.38, "pass", "calls should sound clear"),
-        (3.86, "warn", "calls should work, with some audio glitches"),
+        (3.86, "warn", "calls may break up now and then"),
         (2.56, "fail", "expect choppy audio"),
     ],
 )
@@ -112,7 +112,7 @@ def test_without_a_mos_the_voip_checks_decide_and_their_fix_is_shown() -> None:
     section = phone_calls(report_with(sip))
     assert section is not None and section.mos is None and section.estimate is None
     assert section.status == "fail" and section.fix == "Switch the phone to TCP or TLS"
-    assert "calls will not work" in section.verdict
+    assert section.verdict == "calls may not connect (sip.udp failed)"
 
 
 def test_a_failing_voip_check_beside_a_good_mos_is_not_called_clear() -> None:
@@ -123,6 +123,50 @@ def test_a_failing_voip_check_beside_a_good_mos_is_not_called_clear() -> None:
     section = phone_calls(report_with(voice(4.38), alg))
     assert section is not None and section.status == "fail"
     assert section.fix == "Turn off SIP ALG"
+    assert section.who == "You can fix this"
+
+
+@pytest.mark.parametrize(
+    ("check", "words"),
+    [
+        ("sip.udp", "calls may not connect"),
+        ("sip.alg", "calls may not connect"),
+        ("rtp.ports", "calls may connect without sound"),
+    ],
+)
+def test_a_failing_voip_check_gives_its_own_words_not_choppy_audio(check: str, words: str) -> None:
+    failing = result(check, Outcome.problem(Status.fail, "blocked", "Ask IT to open it", Owner.it))
+    report = report_with(voice(4.38), failing)
+    section = phone_calls(report)
+    assert section is not None and section.status == "fail"
+    assert section.verdict.startswith(words) and "choppy" not in section.verdict
+    assert "the sound itself measured clear" in section.verdict
+    markdown, page, envelope, terminal = texts_of(report)
+    shown = f"MOS 4.38 (estimate): {section.verdict}"
+    for text in (markdown, page, terminal):
+        assert shown in text and "expect choppy audio" not in text
+        assert "Who: Ask your company's IT" in text.replace("**", "")
+    assert isinstance(envelope["phone_calls"], dict)
+    assert envelope["phone_calls"]["who"].startswith("Ask your company's IT")
+
+
+def test_one_warn_wording_and_named_cut_off_sources() -> None:
+    from netsetup.diagnose.voice.emodel import SOURCES as EMODEL_SOURCES
+    from netsetup.diagnose.voice.verdict import VERDICT
+
+    section = phone_calls(report_with(voice(3.86, Status.warn)))
+    assert section is not None and section.verdict == VERDICT[Status.warn]
+    for sources in (section.sources, EMODEL_SOURCES):
+        assert "ITU-T G.109" in sources and "Cisco" in sources and "30 ms jitter" in sources
+
+
+def test_the_section_names_who_acts_on_the_voice_fix() -> None:
+    report = report_with(voice(2.56, Status.fail, VOICE_FIX))
+    section = phone_calls(report)
+    assert section is not None and section.who == "You can fix this"
+    markdown, page, _, terminal = texts_of(report)
+    for text in (markdown, page, terminal):
+        assert "Who: You can fix this" in text.replace("**", "")
 
 
 def test_the_bufferbloat_grade_is_listed() -> None:

@@ -17,7 +17,9 @@ from netsetup.diagnose.context import CheckContext, DiagnoseContext
 from netsetup.diagnose.engine import Check, register_family
 from netsetup.diagnose.result import Outcome, Owner, Status
 from netsetup.diagnose.voice import measure
+from netsetup.diagnose.voice.emodel import Estimate
 from netsetup.diagnose.voice.measure import HopRun, Unmeasured, VoiceRun
+from netsetup.diagnose.voice.metrics import VoiceMetrics
 
 
 def _unmeasured(ctx: CheckContext, exc: Unmeasured, what: str) -> Outcome:
@@ -37,12 +39,9 @@ def _unmeasured(ctx: CheckContext, exc: Unmeasured, what: str) -> Outcome:
             Owner.it,
         )
     if exc.status == "no-ping":
-        return Outcome.problem(
-            Status.unknown,
-            f"{what} could not be measured: {reason}",
-            "nothing to fix for calls; to check the home network too, run diagnose as an "
-            "administrator",
-            Owner.assistant,
+        return Outcome.skip(
+            f"not checked: {reason} (nothing to fix for calls; to check the home network too, "
+            "run diagnose as an administrator)"
         )
     return Outcome.problem(
         Status.unknown,
@@ -56,6 +55,33 @@ def _hop_metrics(pending: measure.Pending[HopRun], wait: float) -> HopRun | None
     try:
         return pending.result(wait)
     except Exception:  # no first-hop figures: the call is judged without them
+        return None
+
+
+def estimate(ctx: CheckContext, m: VoiceMetrics) -> Estimate:
+    """The E-model's estimate for the profile's codec (UnknownCodec when G.113 has none)."""
+    from netsetup.diagnose.voice import emodel
+
+    return emodel.estimate(
+        emodel.codec(ctx.info.codec),
+        ctx.info.plc,
+        m.rtt_ms or 0.0,
+        m.worse_jitter_ms,
+        m.worse_loss_pct,
+        m.burst_ratio or 1.0,
+    )
+
+
+def call_status(ctx: CheckContext, m: VoiceMetrics | None) -> Status | None:
+    """voice.quality's status for these figures (None: no call figures or no estimate)."""
+    from netsetup.diagnose.voice import emodel
+    from netsetup.diagnose.voice.verdict import verdict_status
+
+    if m is None:
+        return None
+    try:
+        return verdict_status(estimate(ctx, m), m)
+    except emodel.UnknownCodec:
         return None
 
 
@@ -76,6 +102,13 @@ class VoiceQualityCheck(Check):
         from netsetup.diagnose.voice.verdict import judge_voice, voice_metrics
 
         missing = measure.responder_missing(ctx)
+        if missing == measure.NO_RESPONDER_KEY:
+            return Outcome.problem(
+                Status.warn,
+                f"calls were not measured: {missing}",
+                measure.no_key_fix(ctx.info.profile_id),
+                Owner.it,
+            )
         if missing is not None:
             return Outcome.skip(f"not checked: {missing}")
         voice, hop = measure.start_both(ctx)
@@ -86,7 +119,7 @@ class VoiceQualityCheck(Check):
         first = _hop_metrics(hop, ctx.time_left(1.0))
         m = run.metrics
         try:
-            codec = emodel.codec(ctx.info.codec)
+            est = estimate(ctx, m)
         except emodel.UnknownCodec as exc:
             return Outcome.problem(
                 Status.unknown,
@@ -95,14 +128,6 @@ class VoiceQualityCheck(Check):
                 Owner.it,
                 **voice_metrics(m, None),
             )
-        est = emodel.estimate(
-            codec,
-            ctx.info.plc,
-            m.rtt_ms or 0.0,
-            m.worse_jitter_ms,
-            m.worse_loss_pct,
-            m.burst_ratio or 1.0,
-        )
         router = first.router if first is not None else None
         return judge_voice(m, est, first.metrics if first else None, router)
 
@@ -135,7 +160,7 @@ class LanGatewayCheck(Check):
                 call = voice.result(ctx.time_left(2.0)).metrics
             except Exception:  # judged on its own figures, without the call's to compare
                 call = None
-        return judge_hop(first.metrics, first.router, call)
+        return judge_hop(first.metrics, first.router, call, call_status(ctx, call))
 
 
 SAMPLE_PORTS = 8  # the first, the last and six at random

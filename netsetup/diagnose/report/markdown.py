@@ -51,6 +51,8 @@ def _phone_calls(section: PhoneCalls) -> list[str]:
     lines += [f"**{mos}{_inline(section.verdict)}**", ""]
     if section.fix:
         lines += [f"- **Fix:** {_inline(section.fix)}"]
+    if section.who:
+        lines += [f"- **Who:** {_inline(section.who)}"]
     lines += [f"- **{label}:** {_inline(value)}" for label, value in section.facts]
     if section.estimate:
         lines += [f"- **MOS:** {_inline(section.estimate)}"]

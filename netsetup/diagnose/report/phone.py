@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from netsetup.diagnose.explain import metric_text
+from netsetup.diagnose.explain import metric_text, who_acts
 from netsetup.diagnose.result import CheckResult, DiagnoseReport, Status
+from netsetup.diagnose.voice.verdict import MOS_CHOPPY, MOS_CLEAR, VERDICT
 
 VOIP_CHECKS = (
     "voice.quality",
@@ -26,23 +27,31 @@ VOIP_CHECKS = (
     "nat",
     "bufferbloat",
 )
-CLEAR_MOS = 4.0  # G.107 R 80 and above: "satisfied" (G.109)
-FAIR_MOS = 3.6  # R 70: "some users dissatisfied"; below it, many are
-VERDICTS = {
-    Status.passed: "calls should sound clear",
-    Status.warn: "calls should work, with some audio glitches",
-    Status.fail: "expect choppy audio",
-}
+CLEAR_MOS = MOS_CLEAR  # G.107 R 80 and above: "satisfied" (G.109)
+FAIR_MOS = MOS_CHOPPY  # R 70: "some users dissatisfied"; below it, many are
+VERDICTS = VERDICT  # the same words as voice.quality's summary
 NO_MOS = {
     Status.passed: "calls should work (the call quality itself was not measured)",
     Status.warn: "calls may have problems (see the fix)",
     Status.fail: "calls will not work as they should (see the fix)",
     Status.unknown: "could not tell whether calls will work",
 }
+BROKEN = {  # what a failing VoIP check means for calls, whatever the MOS says
+    "sip.udp": "calls may not connect",
+    "sip.tcp": "calls may not connect",
+    "sip.tls": "calls may not connect",
+    "sip.alg": "calls may not connect, or connect without sound",
+    "rtp.ports": "calls may connect without sound",
+    "nat": "calls may connect without sound",
+    "lan.gateway": "calls may break up (the home network)",
+    "bufferbloat": "calls may break up while the internet line is busy",
+}
 SOURCES = (
     "ITU-T G.107 (E-model, R to MOS: Annex B); ITU-T G.113 Appendix I (codec Ie and Bpl); "
     "Cole & Rosenbluth, ACM CCR 31(2) 2001 (delay impairment Id); ITU-T G.114 (one-way delay "
-    "under 150 ms); RFC 3550 (jitter)"
+    'under 150 ms); ITU-T G.109 (MOS 4.0 / 3.6 cut-offs: R 80 "satisfied", R 70 "some users '
+    "dissatisfied\"); Cisco's voice design figures (at most 1 % loss and 30 ms jitter); "
+    "RFC 3550 (jitter)"
 )
 SHOWN = (  # (metric, label, unit) in the order the section lists them
     ("rtt_ms", "Round trip", "ms"),
@@ -63,6 +72,7 @@ class PhoneCalls:
     r_factor: float | None
     estimate: str | None  # what the MOS is: an estimate, from which formula and inputs
     fix: str | None
+    who: str | None  # who takes the fix, in the words the other problems use
     facts: tuple[tuple[str, str], ...]  # (label, value) measurements behind the verdict
     checks: tuple[tuple[str, str], ...]  # (check id, status) of each VoIP check that ran
     sources: str
@@ -82,19 +92,35 @@ def phone_calls(report: DiagnoseReport) -> PhoneCalls | None:
     voice = next((c for c in ran if c.id == "voice.quality"), None)
     metrics: Mapping[str, Any] = voice.outcome.metrics if voice is not None else {}
     mos = _number(metrics.get("mos"))
-    status = _status(mos, ran)
-    verdict = VERDICTS.get(status, NO_MOS[Status.unknown]) if mos is not None else NO_MOS[status]
+    status = _status(mos, voice, ran)
+    acting = _acting(voice, ran)
     return PhoneCalls(
         status=str(status),
-        verdict=verdict,
+        verdict=_verdict(mos, status, ran),
         mos=mos,
         r_factor=_number(metrics.get("r_factor")),
         estimate=estimate_label(metrics) if mos is not None else None,
-        fix=_fix(voice, ran),
+        fix=acting.outcome.fix if acting is not None else None,
+        who=who_acts(acting.outcome.owner, report.contact) if acting is not None else None,
         facts=_facts(metrics, ran),
         checks=tuple((c.id, str(c.status)) for c in ran),
         sources=SOURCES,
     )
+
+
+def _verdict(mos: float | None, status: Status, ran: list[CheckResult]) -> str:
+    """The MOS's words, unless another VoIP check fails: then that check's meaning for calls."""
+    broken = [c for c in ran if c.status is Status.fail and c.id in BROKEN]
+    if broken:
+        words = f"{BROKEN[broken[0].id]} ({broken[0].id} failed)"
+        if mos is not None and mos >= CLEAR_MOS:
+            words += "; the sound itself measured clear"
+        elif mos is not None and mos < FAIR_MOS:
+            words = f"{VERDICTS[Status.fail]}; {words}"
+        return words
+    if mos is None:
+        return NO_MOS[status]
+    return VERDICTS.get(status, NO_MOS[Status.unknown])
 
 
 def _number(value: object) -> float | None:
@@ -103,25 +129,31 @@ def _number(value: object) -> float | None:
     return float(value)
 
 
-def _status(mos: float | None, ran: list[CheckResult]) -> Status:
-    """By the MOS when there is one (then a failing VoIP check still makes it fail), else the
-    worst status of the VoIP checks."""
+def _status(mos: float | None, voice: CheckResult | None, ran: list[CheckResult]) -> Status:
+    """voice.quality's status when it gave a MOS (then a failing VoIP check still makes it
+    fail), else the worst status of the VoIP checks."""
     worst = max((c.status for c in ran), key=lambda s: s.rank)
-    if mos is None:
+    if mos is None or voice is None:
         return worst
-    by_mos = Status.passed if mos >= CLEAR_MOS else Status.warn if mos >= FAIR_MOS else Status.fail
     if worst is Status.fail:
         return Status.fail
+    by_mos = Status.passed if mos >= CLEAR_MOS else Status.warn if mos >= FAIR_MOS else Status.fail
+    if voice.status in (Status.warn, Status.fail):  # jitter or delay may warn beside a good MOS
+        return max(voice.status, by_mos, key=lambda s: s.rank)
     return by_mos
 
 
-def _fix(voice: CheckResult | None, ran: list[CheckResult]) -> str | None:
-    """voice.quality's fix first (it names the cause it found), else the first VoIP problem's."""
-    if voice is not None and voice.outcome.fix:
-        return voice.outcome.fix
+def _acting(voice: CheckResult | None, ran: list[CheckResult]) -> CheckResult | None:
+    """Whose fix the section shows: a failing VoIP check's first (it decides the verdict), else
+    voice.quality's (it names the cause it found), else the first VoIP problem's."""
     problems = [c for c in ran if c.status in (Status.fail, Status.warn, Status.unknown)]
     problems.sort(key=lambda c: -c.status.rank)
-    return next((c.outcome.fix for c in problems if c.outcome.fix), None)
+    failing = [c for c in problems if c.status is Status.fail and c.outcome.fix]
+    if failing and failing[0] is not voice and (voice is None or voice.status is not Status.fail):
+        return failing[0]
+    if voice is not None and voice.outcome.fix:
+        return voice
+    return next((c for c in problems if c.outcome.fix), None)
 
 
 def estimate_label(metrics: Mapping[str, Any]) -> str:

@@ -109,6 +109,8 @@ class Terminal:
         self.line("Phone calls: ", (f"{mos}{phone.verdict}", STYLES.get(phone.status, "")))
         if phone.fix:
             self.hanging("   Fix: ", (phone.fix, "bold"))
+        if phone.who:
+            self.hanging("   Who: ", phone.who)
         facts = "; ".join(f"{label} {value}" for label, value in phone.facts)
         if facts:
             self.hanging("   ", (facts, "dim"))

@@ -25,6 +25,19 @@ BUDGET_S = 6.0
 BUDGET_LONG_S = 28.0
 
 
+NO_RESPONDER_KEY = (
+    "this config has no responder key (it was made before the office responder existed)"
+)
+
+
+def no_key_fix(profile: str | None) -> str:
+    """How a config gets its responder key: a new config from `netsetup rotate`."""
+    return (
+        f"IT: `netsetup rotate {profile or '<profile>'} <name>` gives you a new config with it; "
+        "import that config and run diagnose again"
+    )
+
+
 class Unmeasured(Exception):
     """A measurement that could not be made: the reason in words, and the check's status."""
 
@@ -78,10 +91,7 @@ def responder_missing(ctx: CheckContext) -> str | None:
     if info.responder is None:
         return "this config names no office responder (the profile's [diagnose] responder)"
     if info.responder_key is None:
-        return (
-            "this config has no responder key (made before the office responder existed: "
-            "provision it again to measure calls)"
-        )
+        return NO_RESPONDER_KEY
     if ctx.config.private_key is None:
         return "this config has no usable private key"
     return None
