@@ -177,9 +177,11 @@ def speed_endpoint(ctx: CheckContext) -> tuple[str | None, str]:
     """The office responder's speed URL with a fresh ticket, or (None, why not)."""
     info = ctx.info
     if info.responder is None:
-        return None, "the config names no office responder (IT: provision adds it)"
-    if info.responder_key is None or ctx.config.private_key is None:
+        return None, "the config names no office responder (the profile's [diagnose] responder)"
+    if info.responder_key is None:
         return None, NO_KEY
+    if ctx.config.private_key is None:
+        return None, "this config has no usable private key"
     try:
         from netsetup.responder.office_wire import key_tag, speed_ticket
     except ImportError:  # pragma: no cover - before the office responder's client is there
