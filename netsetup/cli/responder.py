@@ -4,6 +4,7 @@ witness (`--role gateway`)."""
 from __future__ import annotations
 
 import enum
+import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,7 @@ import typer
 from netsetup.cli.app import app, streams_of
 
 if TYPE_CHECKING:
+    from netsetup.profile.model import Profile
     from netsetup.responder.office import Serving as OfficeServing
     from netsetup.responder.witness import Serving
 
@@ -138,13 +140,13 @@ def responder(
             streams.stderr.write(
                 f"office responder of {serving.profile_id} listening on udp {where}"
                 + (f" and tcp {where} (speed test)" if serving.http else "")
-                + f"; media address: {media}; {serving.peers} active peers\n"
+                + f"; media address: {media}; {_peers(serving.peers)}\n"
             )
             streams.stderr.flush()
 
         run_office_responder(
             loaded,
-            listen=_office_listen(listen or []),
+            listen=_office_listen(listen or [], loaded),
             media=media,
             token=responder_token(state_dir, token_file, loaded),
             stop=stop,
@@ -186,19 +188,53 @@ def responder(
     )
 
 
-def _office_listen(listen: list[str]) -> tuple[str, int] | None:
+def _office_listen(listen: list[str], loaded: Profile) -> tuple[str, int] | None:
+    """The office responder's address: --listen, else `[diagnose] responder`; an IP address of
+    this host (checked here, so the error names where the address came from)."""
     from netsetup.errors import InputError
     from netsetup.profile.values import parse_endpoint
 
     if not listen:
+        given = loaded.diagnose.responder
+        if given is None:
+            return None  # the responder says the profile names none
+        where = f"([diagnose] responder in {loaded.profile_file})"
+        _here(str(given[0]), where, "run the responder on that host, or give --listen")
         return None
     if len(listen) > 1:
         raise InputError("--role office listens on one ADDR:PORT")
     try:
         host, port = parse_endpoint(listen[0])
     except ValueError as exc:
-        raise InputError(f"--listen: {exc}") from None
+        raise InputError(f"--listen {listen[0]}: {exc}") from None
+    if not isinstance(host, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        raise InputError(
+            f"--listen {listen[0]}: {host} is not an IP address: give one of this host's "
+            "addresses and a port (--listen 192.0.2.50:4789)"
+        )
+    _here(str(host), f"(--listen {listen[0]})", "give one of this host's addresses")
     return str(host), port
+
+
+def _here(address: str, where: str, fix: str) -> None:
+    """An InputError unless `address` is one of this host's (a socket can bind to it)."""
+    import errno
+    import socket
+
+    from netsetup.errors import InputError
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:
+                return  # another problem: the responder's own bind reports it
+            raise InputError(f"{address} is not an address of this host {where}: {fix}") from None
+
+
+def _peers(count: int) -> str:
+    return f"{count} active peer" + ("" if count == 1 else "s")
 
 
 def _endpoint(address: str, port: int) -> str:

@@ -25,9 +25,17 @@ SIP_PORT = 5060
 INVITE_SIZE = 1200  # padded so the mirror's compressed copy always fits; below 1,472: no fragments
 MEDIA_PORT = 16384
 FIX = (
-    "Turn off the SIP ALG in your home router (often called 'SIP ALG', 'SIP helper' or 'SIP "
+    "Turn off SIP ALG in your router (often called 'SIP ALG', 'SIP helper' or 'SIP "
     "passthrough', in its firewall or NAT settings), then restart the router; or set your phone "
-    "or softphone to TLS, which no ALG can read."
+    "or softphone to TLS, which no ALG can read. Calls through the tunnel are not affected: "
+    "this matters for a phone or softphone that talks to the phone system outside the tunnel."
+)
+SILENT_FIX = (
+    "If a phone or softphone talks to the phone system outside the tunnel, turn off SIP ALG in "
+    "your router (in its firewall or NAT settings). If that changes nothing, send this report "
+    "to IT: they check that the gateway firewall was rendered and loaded again after "
+    "sip_mirror was turned on (`netsetup render <profile> --firewall`), and otherwise ask the "
+    "internet provider whether it blocks port 5060."
 )
 
 
@@ -138,10 +146,11 @@ def _verdict(ctx: CheckContext, paths: list[Path], metrics: dict[str, Metric]) -
         what = ", ".join(sorted({f for p in rewritten for f in p.changed or ()}))
         where = " and ".join(p.name for p in rewritten)
         return Outcome.problem(
-            Status.fail,
+            Status.warn,
             f"something between this computer and the internet rewrites SIP ({where}: {what} "
-            "changed): a SIP ALG in the home router, which breaks calls (one-way audio, calls "
-            "that drop)",
+            "changed): a SIP ALG in the home router. Harmless for calls through the tunnel; "
+            "it breaks calls (one-way audio, calls that drop) of a phone or softphone that "
+            "talks to the phone system outside the tunnel",
             FIX,
             Owner.assistant,
             **metrics,
@@ -162,8 +171,10 @@ def _verdict(ctx: CheckContext, paths: list[Path], metrics: dict[str, Metric]) -
             Status.warn,
             f"SIP on {' and '.join(p.name for p in silent)} outside the tunnel got no answer "
             "while the same message on the witness port came back untouched: something on the "
-            "way (often a router's SIP helper) swallows SIP",
-            FIX,
+            "way swallows SIP on port 5060: a router's SIP helper (ALG), the internet provider "
+            "blocking port 5060, or a gateway firewall not loaded again since sip_mirror was "
+            "turned on",
+            SILENT_FIX,
             Owner.assistant,
             **metrics,
         )

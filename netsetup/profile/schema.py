@@ -501,20 +501,33 @@ def read_voip(r: _Reader, raw: Any) -> Voip | None:
 
 
 def _voice_codec(text: str) -> str:
-    if text not in VOICE_CODECS:
+    """One of VOICE_CODECS, in any case ("G711"), stored lower-case."""
+    if text.lower() not in VOICE_CODECS:
         raise ValueError(
             f"{text!r} is not supported: use {' or '.join(repr(c) for c in VOICE_CODECS)}; the "
             "call-quality estimate needs the codec's published ITU-T G.113 values, which exist "
             "for those only (not for Opus or G.722)"
         )
-    return text
+    return text.lower()
+
+
+def _responder_address(text: str) -> tuple[str | v.IPAddress, int]:
+    """`[diagnose] responder`: ADDR:PORT with an IP address, never a name: the gateway firewall
+    and the client's AllowedIPs are written from the address."""
+    host, port = v.parse_endpoint(text)
+    if isinstance(host, str):
+        raise ValueError(
+            f"{host!r} is a name; the responder needs an IP address: the gateway firewall and "
+            f'the client\'s AllowedIPs need the address (for example "192.0.2.50:{port}")'
+        )
+    return host, port
 
 
 def read_diagnose(r: _Reader, raw: Any) -> Diagnose:
     """`[diagnose]`: the office's UDP responder and `[[diagnose.targets]]` to check."""
     p = ("diagnose",)
     table = r.table(raw, p, DIAGNOSE_KEYS)
-    responder = r.get(table, p, "responder", str, v.parse_endpoint, BAD_ENDPOINT)
+    responder = r.get(table, p, "responder", str, _responder_address, BAD_ENDPOINT)
     targets = table.get("targets", [])
     if not isinstance(targets, list):
         r.issue((*p, "targets"), WRONG_TYPE, "diagnose.targets must be [[diagnose.targets]]")

@@ -47,11 +47,31 @@ def test_no_nat_on_the_loopback_passes_and_sip_alg_skips(witness_port: int) -> N
     assert alg.status is Status.skip and "no address translation" in alg.summary
 
 
-def test_no_witness_answer_is_unknown() -> None:
+def test_no_witness_answer_is_unknown_with_a_fix_for_it() -> None:
     from .helpers import closed_port
 
     outcome = NatCheck().run(_ctx(closed_port()))
-    assert outcome.status is Status.unknown and "STUN" in outcome.summary
+    assert outcome.status is Status.unknown and "public address" in outcome.summary
+    assert "STUN" not in outcome.summary  # plain words for the assistant
+    assert outcome.owner is Owner.it and "send this report to IT" in (outcome.fix or "")
+
+
+def test_a_full_tunnel_skips_nat_like_sip_alg() -> None:
+    """AllowedIPs 0.0.0.0/0: nothing reaches the gateway outside the tunnel, on every run: a
+    skip that says so, not an unknown that never goes away. (The tunnel's Address is the
+    loopback's here, so the route to the gateway leaves from it, as through a real full tunnel.)"""
+    text = config_text(
+        ["gateway=198.18.10.1 witness=51821"], allowed="0.0.0.0/0", address="127.0.0.1/32"
+    )
+    ctx = view(context(text, deadline_s=30), 10)
+    outcome = NatCheck().run(ctx)
+    assert outcome.status is Status.skip and "carries all traffic" in outcome.summary
+    assert SipAlgCheck().run(ctx).status is Status.skip
+
+
+def test_a_lifetime_without_any_answer_has_a_fix() -> None:
+    outcome = _lifetime(first_dead=None, longest=None)
+    assert outcome.status is Status.unknown and outcome.owner is Owner.it and outcome.fix
 
 
 def _lifetime(first_dead: float | None, longest: float | None, keepalive: str = "25"):  # type: ignore[no-untyped-def]
@@ -61,10 +81,14 @@ def _lifetime(first_dead: float | None, longest: float | None, keepalive: str = 
     return _judge_lifetime(view(context(text)), "NAT", {}, longest, first_dead)
 
 
-def test_a_binding_forgotten_before_the_keepalive_warns_for_it() -> None:
+def test_a_binding_forgotten_before_the_keepalive_warns_router_first_then_it() -> None:
+    """The router's UDP timeout is the assistant's; the keepalive, when it has none, is IT's."""
     outcome = _lifetime(first_dead=15, longest=None)
-    assert outcome.status is Status.warn and outcome.owner is Owner.it
+    assert outcome.status is Status.warn and outcome.owner is Owner.assistant
     assert "PersistentKeepalive" in (outcome.fix or "") and "incoming call" in outcome.summary
+    router, it = (outcome.fix or "").split("If the router has no such setting")
+    assert "UDP timeout" in router and "PersistentKeepalive" not in router
+    assert "send this report to IT" in it and "PersistentKeepalive below 10 s" in it
 
 
 def test_a_binding_outliving_the_keepalive_passes() -> None:

@@ -256,3 +256,45 @@ def test_a_rewriting_proxy_is_seen(mirror_port: int) -> None:
         upstream.close()
     assert found.changed is not None
     assert {"via 1", "contact", "sdp c=", "sdp o="} <= set(found.changed)
+
+
+def test_tls_silent_while_udp_answers_warns_it_to_fix_the_profile(tmp_path: Path) -> None:
+    """The default transports list TLS; a PBX that does not offer it is a profile to correct,
+    not a failed run."""
+    with pbx(tmp_path) as server:
+        server.tls.close()  # the PBX offers UDP and TCP only
+        ctx = _ctx(server)
+        outcome = SipCheck("tls").run(ctx)
+        tcp = SipCheck("tcp").run(ctx)
+    assert tcp.status is Status.passed
+    assert outcome.status is Status.warn and outcome.owner is Owner.it, outcome
+    assert "[voip] transports" in (outcome.fix or "") and "TLS" in (outcome.fix or "")
+    assert outcome.metrics["works_over"] in ("udp", "tcp")
+
+
+def test_tcp_silent_while_udp_answers_warns(tmp_path: Path) -> None:
+    with pbx(tmp_path) as server:
+        server.tcp.close()  # the PBX listens on UDP (and TLS) only
+        outcome = SipCheck("tcp").run(_ctx(server, "udp,tcp"))
+    assert outcome.status is Status.warn and outcome.owner is Owner.it, outcome
+    assert "remove it from [voip] transports" in (outcome.fix or "")
+
+
+def test_an_alg_warns_for_the_assistant_outside_the_tunnel_only() -> None:
+    from netsetup.diagnose.sipalg import _verdict
+
+    paths = [AlgPath("udp 51821", ()), AlgPath("udp 5060", ("contact",)), AlgPath("tcp 5060", ())]
+    outcome = _verdict(None, paths, {})  # type: ignore[arg-type]
+    assert outcome.status is Status.warn and outcome.owner is Owner.assistant
+    assert "Turn off SIP ALG in your router" in (outcome.fix or "")
+    assert "outside the tunnel" in (outcome.fix or "") and "outside the tunnel" in outcome.summary
+
+
+def test_5060_silent_names_the_provider_and_the_gateway_firewall() -> None:
+    from netsetup.diagnose.sipalg import _verdict
+
+    paths = [AlgPath("udp 51821", ()), AlgPath("udp 5060", None, "no answer")]
+    outcome = _verdict(None, paths, {})  # type: ignore[arg-type]
+    assert outcome.status is Status.warn
+    assert "internet provider" in outcome.summary and "gateway firewall" in outcome.summary
+    assert "render" in (outcome.fix or "") and "--firewall" in (outcome.fix or "")

@@ -121,3 +121,10 @@ def test_a_real_measurement_on_the_loopback(
     outcome = judge_bufferbloat(measured)
     assert outcome.metrics["grade"] in ("A+", "A", "B", "C", "D", "F")
     assert outcome.metrics["idle_probes"] == len(measured.idle_ms)
+
+
+def test_the_sqm_fix_quotes_the_measured_upload() -> None:
+    bloated = found([10, 11, 12], [300, 320, 340], [15, 16, 17])
+    assert "about 90 % of your 5 Mbit/s upload" in (judge_bufferbloat(bloated).fix or "")
+    line = judge_bufferbloat(bloated, line_up_mbps=42.5)  # speedtest.net's upload, when it ran
+    assert "about 90 % of your 42.5 Mbit/s upload" in (line.fix or "")

@@ -23,12 +23,13 @@ from netsetup.diagnose.checks.speed import (
     OFFLINE,
     InternetSpeedCheck,
     TunnelSpeedCheck,
+    _judge_speed,
     speed_endpoint,
 )
 from netsetup.diagnose.clientconfig import ClientConfig
 from netsetup.diagnose.context import CheckContext, DiagnoseContext, DiagnoseOptions
-from netsetup.diagnose.result import Status
-from netsetup.diagnose.speed import SpeedChild, run_speedtest
+from netsetup.diagnose.result import Owner, Status
+from netsetup.diagnose.speed import SpeedChild, SpeedResult, run_speedtest
 from netsetup.keys import SecretKey, generate_keypair
 from netsetup.responder import office_wire
 from netsetup.responder.auth import raw_key
@@ -296,7 +297,8 @@ def test_speed_tunnel_with_a_real_ticket_against_the_endpoint() -> None:
 
 def test_speed_tunnel_skips_without_a_responder_or_key() -> None:
     ctx, _ = context(None, None)
-    assert TunnelSpeedCheck().run(check_context(ctx)).status is Status.skip
+    outcome = TunnelSpeedCheck().run(check_context(ctx))  # no responder
+    assert outcome.status is Status.skip and "provision" not in outcome.summary
     ctx, _ = context(("192.0.2.50", 4789), None)
     url, why = speed_endpoint(check_context(ctx))
     assert url is None and "responder key" in why
@@ -309,3 +311,38 @@ def test_the_speed_url_carries_no_key() -> None:
     assert url is not None and url.startswith("http://[2001:db8::50]:4789/t/")
     assert base64.b64encode(key).decode() not in url
     assert base64.urlsafe_b64encode(key).decode().rstrip("=") not in url
+
+
+def test_speed_tunnel_without_a_responder_key_warns_it_with_rotate() -> None:
+    """A config made before the office responder: a new config from IT (`rotate`, not
+    `provision`, which refuses a name the profile has), not a silent skip."""
+    ctx, _ = context(("192.0.2.50", 4789), None)
+    outcome = TunnelSpeedCheck().run(check_context(ctx))
+    assert outcome.status is Status.warn and outcome.owner is Owner.it
+    assert "netsetup rotate" in (outcome.fix or "") and "provision" not in (outcome.fix or "")
+
+
+def test_a_slow_tunnel_on_a_fast_line_is_for_it_not_the_isp() -> None:
+    slow = SpeedResult(download_bps=0.5e6, upload_bps=0.5e6)
+    it = _judge_speed(slow, "the tunnel", Owner.it)
+    assert it.status is Status.warn and it.owner is Owner.it
+    assert "Send this report to IT" in (it.fix or "") and "company side" in (it.fix or "")
+    assert "internet provider" not in (it.fix or "")
+    isp = _judge_speed(slow, "your internet connection", Owner.isp)
+    assert isp.owner is Owner.isp and "internet provider" in (isp.fix or "")
+
+
+def test_speedtest_net_failing_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """speedtest.net unreachable says nothing about the company connection: a skip that says
+    why, not an unknown that leaves the verdict open. (The speedtest itself is replaced: no test
+    may reach the internet.)"""
+    from netsetup.diagnose import speed
+
+    monkeypatch.delenv("NETSETUP_OFFLINE")
+    monkeypatch.setattr(
+        speed, "run_speedtest", lambda request, seconds: SpeedResult(error="no server answered")
+    )
+    ctx, _ = context(None, None, offline=False)
+    outcome = InternetSpeedCheck().run(check_context(ctx))
+    assert outcome.status is Status.skip
+    assert "no server answered" in outcome.summary and "speedtest.net" in outcome.summary

@@ -67,6 +67,13 @@ CASES = [
     ("mtu = 1380", "mtu = 0x" + "f" * 5000, 18, "(a number far too large)", "NS009"),
     ("listen_port = 51820", "listen_port = " + "9" * 30, 13, "far too large", "NS009"),
     ("mtu = 1380", "mtu = 99999", 18, "MTU 99999 is outside 576-9000", "NS009"),
+    (
+        'responder = "192.0.2.50:4789"',
+        'responder = "office.acme-dental.example:4789"',
+        53,
+        "the gateway firewall and the client's AllowedIPs need the address",
+        "NS006",
+    ),
 ]
 IDS = [new[:40] for _, new, *_ in CASES]
 

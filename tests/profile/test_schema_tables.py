@@ -389,6 +389,25 @@ def test_voip_codec_and_plc() -> None:
     assert issues == [] and (voip.codec, voip.plc) == ("g729", False)
 
 
+@pytest.mark.parametrize("given", ["G711", "g711"])
+def test_voip_codec_in_any_case_is_stored_lower_case(given: str) -> None:
+    text = f'[voip]\nsip_server = "192.0.2.40"\ncodec = "{given}"'
+    voip, issues = read(s.read_voip, text, "voip")
+    assert issues == [] and voip.codec == "g711"
+    voip, issues = read(s.read_voip, text.replace(given, "G729"), "voip")
+    assert issues == [] and voip.codec == "g729"
+
+
+def test_diagnose_responder_must_be_an_address_not_a_name() -> None:
+    """A name gets no firewall rule and no AllowedIPs route: refused on its line."""
+    text = '[diagnose]\nresponder = "office.acme-dental.example:4789"'
+    diagnose, issues = read(s.read_diagnose, text, "diagnose")
+    got_line, got_code, message = one(issues)
+    assert (got_line, got_code) == (2, s.BAD_ENDPOINT)
+    assert "an IP address" in message and "AllowedIPs need the address" in message
+    assert diagnose.responder is None
+
+
 def test_diagnose_sip_mirror() -> None:
     diagnose, issues = read(s.read_diagnose, "[diagnose]\n", "diagnose")
     assert issues == [] and diagnose.sip_mirror is False

@@ -121,7 +121,8 @@ def test_the_command_serves_with_its_key_file_and_stops_on_sigterm(
 def test_office_role_without_a_token_says_how_to_get_one(
     acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run_main(["responder", "--profile", str(acme), "--role", "office"], capsys)
+    argv = ["responder", "--profile", str(acme), "--role", "office"]
+    code, _, err = run_main([*argv, "--listen", f"127.0.0.1:{free_udp_port()}"], capsys)
     assert code == 2 and "no responder token yet" in err
 
 
@@ -156,3 +157,37 @@ def test_a_wildcard_socket_answers_from_the_address_it_was_asked_on() -> None:
         thread.join(5)
         for one in sockets:
             one.close()
+
+
+def test_office_default_address_not_on_this_host_says_where_it_came_from(
+    acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """acme's [diagnose] responder is 192.0.2.50, which this machine does not have."""
+    code, _, err = run_main(["responder", "--profile", str(acme), "--role", "office"], capsys)
+    assert code == 2, err
+    assert "192.0.2.50 is not an address of this host ([diagnose] responder in" in err
+    assert "profile.toml" in err and "give --listen" in err
+    assert "cannot assign" not in err.lower()
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("bogus:80", "--listen bogus:80: bogus is not an IP address"),
+        ("bogus", "--listen bogus:"),
+        ("192.0.2.50:4789", "192.0.2.50 is not an address of this host (--listen 192.0.2.50:4789)"),
+    ],
+)
+def test_office_listen_errors_name_the_value_and_the_option(
+    acme: Path, state_dir: Path, capsys: pytest.CaptureFixture[str], value: str, words: str
+) -> None:
+    argv = ["responder", "--profile", str(acme), "--role", "office", "--listen", value]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and words in err, err
+
+
+def test_one_active_peer_is_singular() -> None:
+    from netsetup.cli.responder import _peers
+
+    assert _peers(1) == "1 active peer"
+    assert _peers(0) == "0 active peers" and _peers(2) == "2 active peers"

@@ -27,6 +27,10 @@ IDLE_TIMES_S = (15.0, 25.0, 35.0, 50.0, 70.0, 100.0, 140.0, 180.0)
 LONG_BUDGET_S = 190.0
 MAPPING_TIMEOUT_S = 2.0
 DEFAULT_KEEPALIVE_S = 25
+NO_ANSWER = (
+    "the gateway witness did not answer when asked which public address it sees this computer from"
+)
+FULL_TUNNEL = "the tunnel carries all traffic: the gateway cannot be reached outside it"
 
 
 def witness_outside(ctx: CheckContext) -> tuple[str, int] | str:
@@ -47,7 +51,7 @@ def witness_outside(ctx: CheckContext) -> tuple[str, int] | str:
     import ipaddress
 
     if through_tunnel(ctx, ipaddress.ip_address(addresses[0])) and _all_routed(ctx):
-        return "the tunnel carries all traffic: the gateway cannot be reached outside it"
+        return FULL_TUNNEL
     return addresses[0], port
 
 
@@ -66,7 +70,7 @@ def public_mapping(ctx: CheckContext) -> Mapping | str:
         if isinstance(where, str):
             return where
         found = stun_mapping(where, min(MAPPING_TIMEOUT_S, ctx.time_left()))
-        return found if found is not None else "the gateway witness did not answer STUN"
+        return found if found is not None else NO_ANSWER
 
     found: Mapping | str = ctx.once("nat.mapping", ask)
     return found
@@ -94,7 +98,7 @@ class NatCheck(Check):
     def run(self, ctx: CheckContext) -> Outcome:
         mapping = public_mapping(ctx)
         if isinstance(mapping, str):
-            return Outcome(Status.unknown, f"the public address is not known: {mapping}")
+            return _not_known(mapping)
         metrics = _mapping_metrics(mapping)
         if not mapping.translated:
             return Outcome.passed(
@@ -112,6 +116,27 @@ class NatCheck(Check):
         return _lifetime(ctx, seen, metrics)
 
 
+def _not_known(why: str) -> Outcome:
+    """No public mapping: a full tunnel leaves nothing outside it to test; else a fix."""
+    if why == FULL_TUNNEL:
+        return Outcome.skip(f"cannot look at the home router's address translation: {why}")
+    if why == NO_ANSWER:
+        fix = (
+            "Run diagnose again; if this stays, send this report to IT: the gateway witness "
+            "may be stopped, or its UDP port closed in the gateway firewall"
+        )
+        return Outcome.problem(
+            Status.unknown, f"the public address is not known: {why}", fix, Owner.it
+        )
+    return Outcome.problem(
+        Status.unknown,
+        f"the public address is not known: {why}",
+        "Check that this computer is online (open a web page); if it is, send this report "
+        "to IT: the gateway's name in your tunnel's config may be wrong",
+        Owner.it,
+    )
+
+
 def _keepalive(ctx: CheckContext) -> int:
     keepalive = ctx.config.keepalive
     return keepalive if keepalive else DEFAULT_KEEPALIVE_S
@@ -125,7 +150,9 @@ def _lifetime(ctx: CheckContext, seen: str, metrics: dict[str, Metric]) -> Outco
     keys = lifetime_keys(key, gateway) if key is not None and gateway else None
     if isinstance(where, str) or keys is None:
         metrics["lifetime"] = "not measured (the config lacks its keys)"
-        return Outcome.passed(f"{seen}; the binding lifetime could not be measured", **metrics)
+        return Outcome.passed(
+            f"{seen}; how long it keeps a quiet UDP connection could not be measured", **metrics
+        )
     deadline = time.monotonic() + ctx.time_left() - 0.5
     results = binding_lifetime(where, list(IDLE_TIMES_S), keys, deadline)
     alive = [t for t, ok in results.items() if ok]
@@ -157,17 +184,22 @@ def _judge_lifetime(
             f"than the tunnel's keepalive ({keepalive} s) refreshes it: after a quiet moment "
             "the office cannot reach this computer until it sends something, so an incoming "
             "call may not ring",
-            f"Ask IT to set PersistentKeepalive below {max(5, int(first_dead) - 5)} s in your "
-            "tunnel's config, or raise the router's UDP timeout (NAT session timeout) to at "
-            "least 60 s in its settings.",
-            Owner.it,
+            "In your home router's settings, raise the UDP timeout (often 'NAT session "
+            "timeout' or 'UDP timeout') to at least 60 s. If the router has no such setting, "
+            "send this report to IT: they set PersistentKeepalive below "
+            f"{max(5, int(first_dead) - 5)} s in your tunnel's config and send you the new one.",
+            Owner.assistant,
             **metrics,
         )
     if longest is None:
-        return Outcome(
+        return Outcome.problem(
             Status.unknown,
-            f"{seen}; the binding lifetime could not be measured (no answer to the test)",
-            metrics,
+            f"{seen}; how long it keeps a quiet UDP connection could not be measured (the "
+            "gateway witness did not answer the test)",
+            "Run diagnose --long again; if this stays, send this report to IT: the gateway "
+            "witness may be stopped, or its UDP port closed in the gateway firewall",
+            Owner.it,
+            **metrics,
         )
     more = f"between {longest:g} and {first_dead:g} s" if first_dead else f"at least {longest:g} s"
     return Outcome.passed(

@@ -133,6 +133,10 @@ class SipCheck(Check):
                     Owner.assistant,
                     **metrics,
                 )
+        if self.transport != "udp":
+            other = _other_that_works(ctx, self.transport)
+            if other is not None:
+                return _not_offered(ctx, self.transport, other, attempt, metrics)
         return Outcome.problem(
             Status.fail,
             f"the phone system ({where}) does not answer SIP over {NAMES[self.transport]}: "
@@ -142,6 +146,37 @@ class SipCheck(Check):
             Owner.it,
             **metrics,
         )
+
+
+def _other_that_works(ctx: CheckContext, silent: str) -> str | None:
+    """Another transport the profile lists that answers (TCP or TLS silent: is the PBX up?)."""
+    info = ctx.info.sip
+    assert info is not None
+    for transport in TRANSPORTS:
+        if transport == silent or transport not in info.transports or ctx.time_left() <= 1.5:
+            continue
+        if shared_probe(ctx, transport).answer is not None:
+            return transport
+    return None
+
+
+def _not_offered(
+    ctx: CheckContext, transport: str, other: str, attempt: sip.Attempt, metrics: dict[str, Metric]
+) -> Outcome:
+    """TCP or TLS silent while another transport answers: the PBX does not offer it."""
+    host, port = _target(ctx, transport)
+    name = NAMES[transport]
+    metrics["works_over"] = other
+    return Outcome.problem(
+        Status.warn,
+        f"the phone system answers over {NAMES[other]}, but not over {name} ({host}:{port}: "
+        f"{attempt.error}): it probably does not offer {name}",
+        f"The profile lists {name} but the phone system does not answer it: remove it from "
+        f"[voip] transports or turn it on in the phone system (PBX); phones set to "
+        f"{NAMES[other]} are not affected.",
+        Owner.it,
+        **metrics,
+    )
 
 
 def _stream_that_works(ctx: CheckContext) -> str | None:

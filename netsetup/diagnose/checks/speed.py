@@ -27,9 +27,31 @@ OFFLINE = "off in this environment (NETSETUP_OFFLINE=1: nothing may reach the in
 BLOAT_WARNING = "calls will break up whenever someone in the house uploads"
 SQM_FIX = (
     "Turn on smart queue management (SQM; in some routers 'QoS', 'bandwidth control' or "
-    "'fq_codel'/'cake') on your home router, set a little below your internet speed; if your "
-    "router has none, ask your internet provider for one that has it"
+    "'fq_codel'/'cake') on your home router, {limit}; if your router has none, ask your "
+    "internet provider for one that has it"
 )
+
+
+def sqm_fix(upload_mbps: float | None) -> str:
+    """The SQM fix, with the limit to set when the upload speed was measured."""
+    if upload_mbps:
+        limit = f"set the limit to about 90 % of your {upload_mbps:g} Mbit/s upload"
+    else:
+        limit = "set the limit to about 90 % of your upload speed"
+    return SQM_FIX.format(limit=limit)
+
+
+NO_KEY = "the config has no responder key for this computer (a config made before it existed)"
+SLOW_FIX = {
+    Owner.isp: (
+        "Pause other downloads, uploads and backups while you work; if it stays slow, ask "
+        "your internet provider for a faster line"
+    ),
+    Owner.it: (
+        "Your internet line is much faster than the tunnel: the company side limits the "
+        "tunnel's speed. Send this report to IT"
+    ),
+}
 
 
 def mbps(bps: float | None) -> float | None:
@@ -58,12 +80,9 @@ class InternetSpeedCheck(Check):
         request = _request("internet", directions=("download", "upload"))
         result = run_speedtest(request, ctx.time_left())
         if result.error is not None:
-            return Outcome.problem(
-                Status.unknown,
-                f"speedtest.net did not give a result ({result.error})",
-                "Nothing to fix for the company connection; to know your internet speed, run "
-                "diagnose again later or open speedtest.net in a browser",
-                Owner.assistant,
+            return Outcome.skip(
+                f"speedtest.net did not give a result ({result.error}); nothing to fix for the "
+                "company connection: to know your internet speed, open speedtest.net in a browser"
             )
         return _judge_speed(result, "your internet connection", Owner.isp)
 
@@ -82,6 +101,8 @@ class TunnelSpeedCheck(Check):
         from netsetup.diagnose.speed import run_speedtest
 
         url, why_not = speed_endpoint(ctx)
+        if why_not == NO_KEY:
+            return _no_key(ctx)
         if url is None:
             return Outcome.skip(why_not)
         request = _request("mini", url=url, directions=("download", "upload"))
@@ -127,7 +148,7 @@ class BufferbloatCheck(Check):
             return SpeedChild(_request("mini", url=url, directions=(direction,), length_s=length))
 
         found = bufferbloat.measure(witness[0], witness[1], load, ctx.deadline - 0.3, idle)
-        return judge_bufferbloat(found)
+        return judge_bufferbloat(found, _line_upload(ctx))
 
 
 @register_family("speed")
@@ -156,9 +177,11 @@ def speed_endpoint(ctx: CheckContext) -> tuple[str | None, str]:
     """The office responder's speed URL with a fresh ticket, or (None, why not)."""
     info = ctx.info
     if info.responder is None:
-        return None, "the config names no office responder (IT: provision adds it)"
-    if info.responder_key is None or ctx.config.private_key is None:
-        return None, "the config has no responder key for this computer (IT: provision adds it)"
+        return None, "the config names no office responder (the profile's [diagnose] responder)"
+    if info.responder_key is None:
+        return None, NO_KEY
+    if ctx.config.private_key is None:
+        return None, "this config has no usable private key"
     try:
         from netsetup.responder.office_wire import key_tag, speed_ticket
     except ImportError:  # pragma: no cover - before the office responder's client is there
@@ -172,6 +195,18 @@ def speed_endpoint(ctx: CheckContext) -> tuple[str | None, str]:
     host, port = str(info.responder[0]), info.responder[1]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/t/{ticket}/", ""
+
+
+def _no_key(ctx: CheckContext) -> Outcome:
+    """A config made before the office responder (no responder-key): a new config is IT's."""
+    profile = ctx.info.profile_id or "<profile>"
+    return Outcome.problem(
+        Status.warn,
+        f"the speed through the tunnel was not measured: {NO_KEY}",
+        f"Send this report to IT: they make you a new config with `netsetup rotate {profile} "
+        "<name>` (<name>: this computer's name in the profile) and send it to you",
+        Owner.it,
+    )
 
 
 def _witness(ctx: CheckContext) -> tuple[str, int] | None:
@@ -200,12 +235,20 @@ def _judge_speed(result: Any, where: str, owner: Owner) -> Outcome:
             Status.warn,
             f"{summary}: {' and '.join(slow)} below {SLOW_MBPS:g} Mbit/s, too slow for a call "
             "beside anything else",
-            "Pause other downloads, uploads and backups while you work; if it stays slow, ask "
-            "your internet provider for a faster line",
+            SLOW_FIX[owner],
             owner,
             **metrics,
         )
     return Outcome(Status.passed, summary, metrics)
+
+
+def _line_upload(ctx: CheckContext) -> float | None:
+    """speed.internet's upload (the line the router's SQM limits), when it ran."""
+    internet = ctx.result("speed.internet")
+    if internet is None or internet.status is not Status.passed:
+        return None
+    line = internet.outcome.metrics.get("upload_mbps")
+    return float(line) if isinstance(line, int | float) else None
 
 
 def _slow_tunnel_owner(ctx: CheckContext, result: Any) -> Owner:
@@ -220,7 +263,7 @@ def _slow_tunnel_owner(ctx: CheckContext, result: Any) -> Owner:
     return Owner.isp
 
 
-def judge_bufferbloat(found: Any) -> Outcome:
+def judge_bufferbloat(found: Any, line_up_mbps: float | None = None) -> Outcome:
     """The grade of the worse direction; worse than B warns with the SQM fix."""
     from netsetup.diagnose.bufferbloat import GOOD_GRADES, grade
 
@@ -253,7 +296,11 @@ def judge_bufferbloat(found: Any) -> Outcome:
     if letter in GOOD_GRADES:
         return Outcome(Status.passed, summary, metrics)
     return Outcome.problem(
-        Status.warn, f"{summary}: {BLOAT_WARNING}", SQM_FIX, Owner.assistant, **metrics
+        Status.warn,
+        f"{summary}: {BLOAT_WARNING}",
+        sqm_fix(line_up_mbps or metrics.get("load_up_mbps")),
+        Owner.assistant,
+        **metrics,
     )
 
 
