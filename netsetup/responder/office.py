@@ -12,7 +12,7 @@ Only the profile's ACTIVE peers are known: each one's responder key derives from
 and its public key, and the peer files are read again when the peers folder changes, so a revoked
 or expired peer gets nothing. Anything that does not verify gets no answer at all; no datagram
 sent is longer than the request that caused it; every answer counts against rate limits (per
-key, per source address, for the whole responder).
+key, per source address, for the whole responder), charged only once its request verified.
 """
 
 from __future__ import annotations
@@ -134,12 +134,15 @@ class RateLimiter:
         self.sources = _Buckets(limits.per_source, limits.per_source_burst, limits.buckets)
         self.keys = _Buckets(limits.per_key, limits.per_key_burst, limits.buckets)
 
-    def source(self, address: str) -> bool:
-        """Before any work: the source's and the whole responder's budget."""
+    def answer(self, tag: bytes, address: str) -> bool:
+        """For a request that verified, before its answer: the key's, the source's and the
+        whole responder's budget. Junk (anything that does not verify) is never charged, so a
+        spoofed flood cannot use up what the peers get."""
         now = time.monotonic()
-        return self.sources.take(address, now) and self.total.take(now)
+        return self.keys.take(tag, now) and self.sources.take(address, now) and self.total.take(now)
 
     def key(self, tag: bytes) -> bool:
+        """One more datagram for a key already answered (RTP acks from the media ports)."""
         return self.keys.take(tag, time.monotonic())
 
 
@@ -301,16 +304,17 @@ class Office:
             host = _source_address(source[0])
         except ValueError:
             return None
-        if self.limiter is not None and not self.limiter.source(host):
-            return None
         found = wire.parse_request(packet, self.keys())
-        if found is None or not self._allowed(found[1].tag):
+        if found is None or not self._answerable(found[1].tag, host):
             return None
         answer = self._answer(found[0], found[1], (host, source[1]), t2)
         return answer if answer is not None and len(answer) <= len(packet) else None
 
     def _allowed(self, tag: bytes) -> bool:
         return self.limiter is None or self.limiter.key(tag)
+
+    def _answerable(self, tag: bytes, host: str) -> bool:
+        return self.limiter is None or self.limiter.answer(tag, host)
 
     def _answer(
         self, key: bytes, request: wire.Request, source: tuple[str, int], t2: int
@@ -374,12 +378,10 @@ class Office:
             host = _source_address(source[0])
         except ValueError:
             return None
-        if self.limiter is not None and not self.limiter.source(host):
-            return None
         found = wire.parse_request(packet, self.keys())
         if found is None or found[1].kind != wire.T_RTP_OPEN or port not in found[1].ports:
             return None
-        if not self._allowed(found[1].tag):
+        if not self._answerable(found[1].tag, host):
             return None
         return wire.rtp_ack(found[0], found[1], [port])
 

@@ -242,6 +242,23 @@ def test_rate_limits_per_key_and_per_source() -> None:
     assert office.handle(session.probe(0, 0), ("127.0.0.10", 5000)) is not None  # another source
 
 
+def test_a_flood_of_junk_from_many_sources_leaves_a_peer_answered() -> None:
+    """Junk and forged requests (wrong MAC, unknown key) from 20,000 spoofed sources, each far
+    under its own limit, cost the responder's budget nothing: a peer's probes are all answered."""
+    office = Office(lambda: KEYS, limits=Limits(total=10, total_burst=100))
+    forged = wire.OfficeSession(os.urandom(32), TAG)
+    stranger = wire.OfficeSession(KEY, wire.key_tag(os.urandom(32)))
+    for i in range(20_000):
+        source = (f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", 1)
+        for packet in (b"NSR1" + bytes(60), forged.probe(i, i), stranger.probe(i, i)):
+            assert office.handle(packet, source) is None
+    session = wire.OfficeSession(KEY, TAG)
+    answered = sum(
+        office.handle(session.probe(i, i), ("10.250.0.1", 4000)) is not None for i in range(50)
+    )
+    assert answered == 50
+
+
 def test_sessions_are_bounded() -> None:
     office = Office(lambda: KEYS, limits=None)
     for i in range(1000):
