@@ -476,7 +476,7 @@ def start_speed_server(address: tuple[str, int], keys: PeerKeys) -> Any:  # a sp
     def authorize(ticket: str) -> bool:
         return wire.check_ticket(ticket, keys.get(), time.time())
 
-    return SpeedServer(address, authorize).start()
+    return SpeedServer(address, authorize, wire.ticket_expiry).start()
 
 
 def default_media(profile: Profile) -> list[str]:
