@@ -740,7 +740,8 @@ def run_gateway_witness(
 
 SIP_PORT = 5060
 TCP_MIRROR_CONNECTIONS = 16
-TCP_READ_TIMEOUT_S = 5.0
+TCP_MIRROR_PER_SOURCE = 2  # one address cannot take every slot
+TCP_READ_TIMEOUT_S = 5.0  # for the whole request of a connection, however slowly it drips
 
 
 def _mirror_sockets(
@@ -786,12 +787,35 @@ def open_tcp_listeners(addresses: Iterable[str], port: int) -> list[socket.socke
     return listeners
 
 
+class _Slots:
+    """Connections served at once: at most `total`, at most `per_source` from one address."""
+
+    def __init__(self, total: int, per_source: int) -> None:
+        self.total, self.per_source = total, per_source
+        self.held: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def take(self, source: str) -> bool:
+        with self.lock:
+            if sum(self.held.values()) >= self.total or self.held.get(source, 0) >= self.per_source:
+                return False
+            self.held[source] = self.held.get(source, 0) + 1
+            return True
+
+    def give_back(self, source: str) -> None:
+        with self.lock:
+            left = self.held.pop(source, 1) - 1
+            if left > 0:
+                self.held[source] = left
+
+
 def serve_tcp_mirror(
     witness: Witness, listeners: Sequence[socket.socket], stop: threading.Event
 ) -> None:
     """Accept SIP over TCP and mirror one request per connection (at most
-    TCP_MIRROR_CONNECTIONS at once; a slow sender is cut after TCP_READ_TIMEOUT_S)."""
-    slots = threading.BoundedSemaphore(TCP_MIRROR_CONNECTIONS)
+    TCP_MIRROR_CONNECTIONS at once, TCP_MIRROR_PER_SOURCE from one address; a connection gets
+    TCP_READ_TIMEOUT_S in all for its request)."""
+    slots = _Slots(TCP_MIRROR_CONNECTIONS, TCP_MIRROR_PER_SOURCE)
     while not stop.is_set():
         try:
             ready, _, _ = select.select(list(listeners), [], [], 0.2)
@@ -802,40 +826,40 @@ def serve_tcp_mirror(
                 conn, peer = listener.accept()
             except OSError:
                 continue
-            if not slots.acquire(blocking=False):
+            host = str(peer[0])
+            if not slots.take(host):
                 conn.close()
                 continue
             threading.Thread(
-                target=_mirror_connection, args=(witness, conn, str(peer[0]), slots), daemon=True
+                target=_mirror_connection, args=(witness, conn, host, slots), daemon=True
             ).start()
 
 
-def _mirror_connection(
-    witness: Witness, conn: socket.socket, host: str, slots: threading.BoundedSemaphore
-) -> None:
+def _mirror_connection(witness: Witness, conn: socket.socket, host: str, slots: _Slots) -> None:
     try:
         with conn:
             conn.setblocking(True)
-            conn.settimeout(TCP_READ_TIMEOUT_S)
             data = read_sip_stream(conn)
             answer = witness.mirror(data, host) if data is not None else None
             if answer is not None:
+                conn.settimeout(TCP_READ_TIMEOUT_S)
                 conn.sendall(answer)
     except OSError:
         pass
     finally:
-        slots.release()
+        slots.give_back(host)
 
 
 def read_sip_stream(conn: socket.socket, limit: int = sipmirror.MAX_MESSAGE) -> bytes | None:
-    """One SIP message from a stream: the headers, then Content-Length bytes of body. None when
-    it is broken, too long or cut."""
-    data = b""
+    """One SIP message from a stream: the headers, then Content-Length bytes of body, all
+    within TCP_READ_TIMEOUT_S (each read waits only for what is left of it). None when it is
+    broken, too long, cut or late."""
     deadline = time.monotonic() + TCP_READ_TIMEOUT_S
+    data = b""
     while b"\r\n\r\n" not in data:
-        if len(data) > limit or time.monotonic() > deadline:
+        if len(data) > limit:
             return None
-        chunk = conn.recv(4096)
+        chunk = _recv_by(conn, deadline)
         if not chunk:
             return None
         data += chunk
@@ -844,13 +868,23 @@ def read_sip_stream(conn: socket.socket, limit: int = sipmirror.MAX_MESSAGE) -> 
     if length is None or length > limit:
         return None
     while len(body) < length:
-        if time.monotonic() > deadline:
-            return None
-        chunk = conn.recv(4096)
+        chunk = _recv_by(conn, deadline)
         if not chunk:
             return None
         body += chunk
     return head + b"\r\n\r\n" + body[:length]
+
+
+def _recv_by(conn: socket.socket, deadline: float) -> bytes:
+    """Up to 4096 bytes, or b"" when the deadline passes (or the peer closed)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return b""
+    conn.settimeout(left)
+    try:
+        return conn.recv(4096)
+    except TimeoutError:
+        return b""
 
 
 def _content_length(head: bytes) -> int | None:
