@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -407,3 +408,54 @@ def test_the_speed_url_carries_no_key() -> None:
     assert url is not None and url.startswith("http://[2001:db8::50]:4789/t/")
     assert base64.b64encode(key).decode() not in url
     assert base64.urlsafe_b64encode(key).decode().rstrip("=") not in url
+
+
+_PARENT = """
+import sys, time
+from netsetup.diagnose.speed import SpeedChild
+c = SpeedChild({"mode": "mini", "url": sys.argv[1], "directions": ["download", "upload"],
+                "threads": 2, "length_s": 30, "timeout_s": 40})
+print(c.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    until = time.monotonic() + within_s
+    while time.monotonic() < until:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_the_speed_child_dies_with_diagnose(
+    silent_server: tuple[str, int], how: signal.Signals
+) -> None:
+    """A diagnose ended by SIGTERM (or even SIGKILL) leaves no speed child behind (here one
+    waiting on an endpoint that never answers: it writes nothing, so no broken pipe ends it)."""
+    host, port = silent_server
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, f"http://{host}:{port}/t/{GOOD}/"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(1.5)  # the child is loading by now
+        assert psutil.Process(child).is_running()
+        parent.send_signal(how)
+        parent.wait(10)
+        assert _gone(child, 5), "the speed child outlived diagnose"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
