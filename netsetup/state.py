@@ -79,6 +79,26 @@ def load_token_file(path: Path) -> SecretKey | None:
         raise InputError("the responder token file holds no token", where=str(path)) from None
 
 
+def _load_stored_secret(path: Path, what: str) -> SecretKey | None:
+    """A key-shaped secret netsetup stored at `path` (None: none yet). A symbolic link, a FIFO,
+    a device or a file far larger than a key is refused (an InputError naming the file, never
+    its contents): it is not what netsetup wrote, and /dev/zero would fill the memory."""
+    from netsetup.validate.reading import Unreadable, read_regular
+
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink():
+        raise InputError(f"the stored {what} is a symbolic link, not a file", where=str(path))
+    try:
+        return SecretKey(read_regular(path, TOKEN_FILE_BYTES).decode("ascii").strip())
+    except Unreadable as exc:
+        if not os.path.lexists(path):
+            return None
+        raise InputError(f"cannot read the stored {what}: {exc}", where=str(path)) from None
+    except ValueError:  # UnicodeDecodeError too
+        raise InputError(f"the stored {what} is damaged", where=str(path)) from None
+
+
 class StateDir:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_state_root()
@@ -177,13 +197,7 @@ class StateDir:
         return self.root / ProfileId(profile_id) / "gateway" / "private.key"
 
     def load_gateway_key(self, profile_id: ProfileId) -> SecretKey | None:
-        path = self.gateway_key_path(profile_id)
-        try:
-            return SecretKey(path.read_text().strip())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            raise InputError("the stored gateway key is damaged", where=str(path)) from None
+        return _load_stored_secret(self.gateway_key_path(profile_id), "gateway key")
 
     # -- office responder token -----------------------------------------------------------
     # One per profile. Each peer's responder key is derived from it and the peer's public key
@@ -193,13 +207,7 @@ class StateDir:
         return self.root / ProfileId(profile_id) / "responder" / "token"
 
     def load_responder_token(self, profile_id: ProfileId) -> SecretKey | None:
-        path = self.responder_token_path(profile_id)
-        try:
-            return SecretKey(path.read_text().strip())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            raise InputError("the stored responder token is damaged", where=str(path)) from None
+        return _load_stored_secret(self.responder_token_path(profile_id), "responder token")
 
     def responder_token(self, profile_id: ProfileId) -> SecretKey:
         """The profile's token, made (0600 in a 0700 folder) the first time it is needed. The
