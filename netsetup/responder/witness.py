@@ -11,9 +11,10 @@ public key, read from the live interface (so a key changed with `wg set` is what
 To anyone: probes (an ack with the probe's token and how many bytes arrived, never the payload),
 for reachability through the tunnel and the path MTU search.
 
-No answer is longer than its query; every source is rate limited (token buckets) and so is the
-whole; a malformed packet gets no answer at all. The private key stays a `SecretKey` in memory and
-is never logged.
+No answer is longer than its query; answers (only those sent: junk costs nothing) are rate
+limited per asker and for the whole, in separate budgets for anonymous askers (per /24 or /64),
+the SIP mirror and verified key owners (`Limits`); a malformed packet gets no answer at all.
+The private key stays a `SecretKey` in memory and is never logged.
 """
 
 from __future__ import annotations
