@@ -82,19 +82,30 @@ def load_token_file(path: Path) -> SecretKey | None:
 def _load_stored_secret(path: Path, what: str) -> SecretKey | None:
     """A key-shaped secret netsetup stored at `path` (None: none yet). A symbolic link, a FIFO,
     a device or a file far larger than a key is refused (an InputError naming the file, never
-    its contents): it is not what netsetup wrote, and /dev/zero would fill the memory."""
-    from netsetup.validate.reading import Unreadable, read_regular
+    its contents): it is not what netsetup wrote, and /dev/zero would fill the memory. (Its own
+    small reader: provision must not load netsetup.validate.)"""
+    import stat
 
-    if not os.path.lexists(path):
-        return None
-    if path.is_symlink():
-        raise InputError(f"the stored {what} is a symbolic link, not a file", where=str(path))
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return SecretKey(read_regular(path, TOKEN_FILE_BYTES).decode("ascii").strip())
-    except Unreadable as exc:
-        if not os.path.lexists(path):
-            return None
-        raise InputError(f"cannot read the stored {what}: {exc}", where=str(path)) from None
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP: a symbolic link
+        reason = "a symbolic link, not a file" if path.is_symlink() else exc.strerror
+        raise InputError(f"cannot read the stored {what}: {reason}", where=str(path)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > TOKEN_FILE_BYTES:
+            why = "not a regular file" if not stat.S_ISREG(info.st_mode) else "far too large"
+            raise InputError(f"cannot read the stored {what}: {why}", where=str(path))
+        data = os.read(fd, TOKEN_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        if len(data) > TOKEN_FILE_BYTES:
+            raise ValueError("grew")
+        return SecretKey(data.decode("ascii").strip())
     except ValueError:  # UnicodeDecodeError too
         raise InputError(f"the stored {what} is damaged", where=str(path)) from None
 

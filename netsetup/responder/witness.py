@@ -526,7 +526,11 @@ class Witness:
         if not self.replays.fresh(query.nonce, now_ms):
             return None
         facts = self._facts(query, address, live)
-        return auth.build_status(query.nonce, answer_key, facts), VERIFIED
+        # anyone can make a key that verifies: only a key the gateway knows (a peer file, or the
+        # live interface) is paid from the budget that floods cannot reach
+        public = base64.b64encode(query.client_public).decode("ascii")
+        known = public in self.source.peers() or public in live.handshakes
+        return auth.build_status(query.nonce, answer_key, facts), VERIFIED if known else ANONYMOUS
 
     def _facts(self, query: auth.Query, address: str, live: LiveState) -> auth.Status:
         public = base64.b64encode(query.client_public).decode("ascii")

@@ -195,8 +195,9 @@ def _sip_scan() -> bytes:
 
 
 def test_a_flood_of_junk_and_anonymous_asks_leaves_a_verified_asker_answered() -> None:
-    """Spoofed junk, SIP scans, probes and forged queries from thousands of sources (each far
-    under its own limit) use up every anonymous budget; the owner of a key is still answered."""
+    """Spoofed junk, SIP scans, probes and queries with keys the gateway does not know (anyone
+    can make one that verifies) from thousands of sources, each far under its own limit, use up
+    every anonymous budget; a peer of the profile is still answered."""
     client = generate_keypair()
     gateway = FakeGateway(seen={HOME: 1.0})
     gateway.files[client.public] = peer("ana", client.public)
@@ -208,7 +209,7 @@ def test_a_flood_of_junk_and_anonymous_asks_leaves_a_verified_asker_answered() -
         for packet in (b"\x00junk" * 10, scan, probe, forged.query()):
             w.handle(packet, source)
     found = [ask(w, asker(client, gateway.key.public)) for _ in range(10)]
-    assert all(isinstance(f, WitnessStatus) and f.public_address == HOME for f in found)
+    assert all(isinstance(f, WitnessStatus) and f.public_address == HOME for f in found), found
 
 
 def test_junk_that_gets_no_answer_costs_no_budget() -> None:
