@@ -79,6 +79,37 @@ def load_token_file(path: Path) -> SecretKey | None:
         raise InputError("the responder token file holds no token", where=str(path)) from None
 
 
+def _load_stored_secret(path: Path, what: str) -> SecretKey | None:
+    """A key-shaped secret netsetup stored at `path` (None: none yet). A symbolic link, a FIFO,
+    a device or a file far larger than a key is refused (an InputError naming the file, never
+    its contents): it is not what netsetup wrote, and /dev/zero would fill the memory. (Its own
+    small reader: provision must not load netsetup.validate.)"""
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP: a symbolic link
+        reason = "a symbolic link, not a file" if path.is_symlink() else exc.strerror
+        raise InputError(f"cannot read the stored {what}: {reason}", where=str(path)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > TOKEN_FILE_BYTES:
+            why = "not a regular file" if not stat.S_ISREG(info.st_mode) else "far too large"
+            raise InputError(f"cannot read the stored {what}: {why}", where=str(path))
+        data = os.read(fd, TOKEN_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        if len(data) > TOKEN_FILE_BYTES:
+            raise ValueError("grew")
+        return SecretKey(data.decode("ascii").strip())
+    except ValueError:  # UnicodeDecodeError too
+        raise InputError(f"the stored {what} is damaged", where=str(path)) from None
+
+
 class StateDir:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_state_root()
@@ -177,13 +208,7 @@ class StateDir:
         return self.root / ProfileId(profile_id) / "gateway" / "private.key"
 
     def load_gateway_key(self, profile_id: ProfileId) -> SecretKey | None:
-        path = self.gateway_key_path(profile_id)
-        try:
-            return SecretKey(path.read_text().strip())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            raise InputError("the stored gateway key is damaged", where=str(path)) from None
+        return _load_stored_secret(self.gateway_key_path(profile_id), "gateway key")
 
     # -- office responder token -----------------------------------------------------------
     # One per profile. Each peer's responder key is derived from it and the peer's public key
@@ -193,13 +218,7 @@ class StateDir:
         return self.root / ProfileId(profile_id) / "responder" / "token"
 
     def load_responder_token(self, profile_id: ProfileId) -> SecretKey | None:
-        path = self.responder_token_path(profile_id)
-        try:
-            return SecretKey(path.read_text().strip())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            raise InputError("the stored responder token is damaged", where=str(path)) from None
+        return _load_stored_secret(self.responder_token_path(profile_id), "responder token")
 
     def responder_token(self, profile_id: ProfileId) -> SecretKey:
         """The profile's token, made (0600 in a 0700 folder) the first time it is needed. The

@@ -312,6 +312,8 @@ def stream_exchange(
             sent_at = time.monotonic()
             sock.sendall(request.data)
             message = _read_stream(sock, request, deadline)
+        except Malformed:
+            return Attempt(None, "a malformed answer (its length cannot be)", 1, request.data)
         except ssl.SSLError as exc:
             return Attempt(None, f"TLS failed: {exc.reason or exc}", 0)
         except OSError as exc:
@@ -370,14 +372,22 @@ def _read_stream(sock: socket.socket, request: Request, deadline: float) -> SipM
     return None
 
 
+MAX_LENGTH_DIGITS = 7  # a Content-Length with more digits is no length a message can have
+
+
 def _take_message(data: bytes) -> tuple[bytes | None, bytes]:
-    """The first complete message in a stream and what follows it."""
+    """The first complete message in a stream and what follows it. Malformed: a Content-Length
+    that is not a number of at most MAX_LENGTH_DIGITS digits."""
     head, _, rest = data.partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() in (b"content-length", b"l") and value.strip().isdigit():
-            length = int(value.strip())
+        if name.strip().lower() not in (b"content-length", b"l"):
+            continue
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= MAX_LENGTH_DIGITS):
+            raise Malformed("Content-Length")
+        length = int(text)
     if len(rest) < length:
         return None, data
     return head + b"\r\n\r\n" + rest[:length], rest[length:]

@@ -4,7 +4,9 @@
 on Windows), gives it the request on stdin and reads its JSON lines in a thread: `started(...)`
 says when a direction's load began (bufferbloat measures the loaded RTT from then), `result(...)`
 waits for the outcome until a deadline and then kills the whole group. A hang in speedtest-cli
-never blocks the report; children still alive when the program exits are killed too.
+never blocks the report; children still alive when the program exits are killed too, and so
+they are when it is ended by SIGTERM (a handler kills their groups) or dies any other way (on
+Linux the child asks the kernel for SIGKILL when its parent dies: PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -65,15 +67,47 @@ class _Events:
 
 
 def _spawn_options() -> dict[str, Any]:
+    from netsetup.diagnose.speedrun import PARENT_ENV
+
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}
     if sys.platform == "win32":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP, "env": env}
+    return {"start_new_session": True, "env": env}
+
+
+_SIGTERM_LOCK = threading.Lock()
+_sigterm_installed = False
+
+
+def kill_children_on_sigterm() -> None:
+    """Install (once, from the main thread) a SIGTERM handler that kills every live speed child's
+    group and then does what SIGTERM did before (the previous handler, or the default: the
+    process ends)."""
+    global _sigterm_installed
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        return
+    with _SIGTERM_LOCK:
+        if _sigterm_installed:
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            _kill_live_children()
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        _sigterm_installed = True
 
 
 class SpeedChild:
     """One speed test running in a child process."""
 
     def __init__(self, request: dict[str, Any]) -> None:
+        kill_children_on_sigterm()
         self._events = _Events()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "netsetup.diagnose.speedrun"],
@@ -173,3 +207,6 @@ def _kill_live_children() -> None:
         _LIVE.clear()
     for process in live:
         _kill(process)
+
+
+kill_children_on_sigterm()  # when imported by the main thread (else: by the first child's)

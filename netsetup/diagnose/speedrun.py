@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -200,7 +202,31 @@ def _plain_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_TICKET.sub('/t/<ticket>', text)}"
 
 
+PARENT_ENV = "NETSETUP_SPEED_PARENT"  # the pid of the diagnose that started this child
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int | None) -> bool:
+    """On Linux, have the kernel SIGKILL this process when the one that started it dies (by
+    SIGTERM, SIGKILL, anything: no orphan keeps loading the line). False when the parent is
+    already gone (then this process should not start at all)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    return parent is None or os.getppid() == parent
+
+
+def _parent() -> int | None:
+    text = os.environ.get(PARENT_ENV, "")
+    return int(text) if text.isdigit() else None
+
+
 def main(argv: Sequence[str] | None = None, stdin: IO[str] = sys.stdin) -> int:
+    if not die_with_parent(_parent()):
+        return 1  # the parent died before it could ask for anything
     warnings.simplefilter("ignore")  # speedtest-cli's Event.isSet() on 3.11: nobody can act
     try:
         request = json.loads(stdin.readline() or "{}")

@@ -12,7 +12,7 @@ Only the profile's ACTIVE peers are known: each one's responder key derives from
 and its public key, and the peer files are read again when the peers folder changes, so a revoked
 or expired peer gets nothing. Anything that does not verify gets no answer at all; no datagram
 sent is longer than the request that caused it; every answer counts against rate limits (per
-key, per source address, for the whole responder).
+key, per source address, for the whole responder), charged only once its request verified.
 """
 
 from __future__ import annotations
@@ -53,15 +53,21 @@ RTP_OPEN_S = 5.0  # how long an opened RTP port stays open
 # -- who may ask ----------------------------------------------------------------------------------
 
 
-def keys_of_active_peers(
-    profile: Profile, token: SecretKey, now: datetime | None = None
-) -> dict[bytes, bytes]:
-    """key tag -> responder key, for every peer of `profile` active at `now`."""
+@dataclass(frozen=True)
+class ActivePeers:
+    """The profile's active peers: key tag -> responder key, and key tag -> tunnel addresses."""
+
+    keys: dict[bytes, bytes]
+    addresses: dict[bytes, frozenset[str]]
+
+
+def active_peers(profile: Profile, token: SecretKey, now: datetime | None = None) -> ActivePeers:
+    """Every peer of `profile` active at `now`: its responder key and its tunnel addresses."""
     from netsetup.profile.store import parse_peer_file
 
     raw_token = base64.b64decode(token.reveal())
     moment = now or datetime.now(UTC)
-    keys: dict[bytes, bytes] = {}
+    found = ActivePeers({}, {})
     try:
         paths = sorted(profile.peers_dir.glob("*.toml"))
     except OSError:
@@ -73,17 +79,28 @@ def keys_of_active_peers(
         if peer is None or peer.state(moment) != PeerState.active:
             continue
         public = base64.b64decode(peer.public_key)
-        keys[wire.key_tag(public)] = wire.peer_key(raw_token, public)
-    return keys
+        tag = wire.key_tag(public)
+        found.keys[tag] = wire.peer_key(raw_token, public)
+        tunnel = (peer.address_v4, peer.address_v6)
+        found.addresses[tag] = frozenset(str(a) for a in tunnel if a is not None)
+    return found
+
+
+def keys_of_active_peers(
+    profile: Profile, token: SecretKey, now: datetime | None = None
+) -> dict[bytes, bytes]:
+    """key tag -> responder key, for every peer of `profile` active at `now`."""
+    return active_peers(profile, token, now).keys
 
 
 class PeerKeys:
-    """The active peers' keys, read again when the peers folder changes or every FILES_TTL_S."""
+    """The active peers' keys (and tunnel addresses), read again when the peers folder changes
+    or every FILES_TTL_S."""
 
     def __init__(self, profile: Profile, token: SecretKey) -> None:
         self._cached = _Cached(
             FILES_TTL_S,
-            partial(keys_of_active_peers, profile, token),
+            partial(active_peers, profile, token),
             partial(_folder_stamp, profile.peers_dir),
         )
 
@@ -91,8 +108,13 @@ class PeerKeys:
         return "PeerKeys(<keys>)"
 
     def get(self) -> Mapping[bytes, bytes]:
-        keys: Mapping[bytes, bytes] = self._cached.get()
-        return keys
+        peers: ActivePeers = self._cached.get()
+        return peers.keys
+
+    def addresses(self) -> Mapping[bytes, frozenset[str]]:
+        """key tag -> the peer's tunnel addresses (where its RTP requests must come from)."""
+        peers: ActivePeers = self._cached.get()
+        return peers.addresses
 
 
 # -- limits and sessions --------------------------------------------------------------------------
@@ -109,8 +131,9 @@ class Limits:
     total: float = 2000.0
     total_burst: float = 4000.0
     buckets: int = 10_000  # per key and per source buckets kept; the oldest go first
-    sessions: int = 256  # session counters kept; the least recently used go first
+    sessions: int = 32  # session counters kept PER KEY; its least recently used go first
     media_ports: int = 64  # RTP ports open at once
+    media_ports_per_key: int = wire.MAX_PORTS  # of those, what one key may hold
 
 
 class _Buckets:
@@ -134,12 +157,15 @@ class RateLimiter:
         self.sources = _Buckets(limits.per_source, limits.per_source_burst, limits.buckets)
         self.keys = _Buckets(limits.per_key, limits.per_key_burst, limits.buckets)
 
-    def source(self, address: str) -> bool:
-        """Before any work: the source's and the whole responder's budget."""
+    def answer(self, tag: bytes, address: str) -> bool:
+        """For a request that verified, before its answer: the key's, the source's and the
+        whole responder's budget. Junk (anything that does not verify) is never charged, so a
+        spoofed flood cannot use up what the peers get."""
         now = time.monotonic()
-        return self.sources.take(address, now) and self.total.take(now)
+        return self.keys.take(tag, now) and self.sources.take(address, now) and self.total.take(now)
 
     def key(self, tag: bytes) -> bool:
+        """One more datagram for a key already answered (RTP acks from the media ports)."""
         return self.keys.take(tag, time.monotonic())
 
 
@@ -159,19 +185,32 @@ class Counters:
 
 
 class Sessions:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.table: OrderedDict[tuple[bytes, int], Counters] = OrderedDict()
+    """Session counters, at most `size` per key: one peer's new sessions only push out its own
+    old ones, never another peer's."""
+
+    def __init__(self, size: int, keys: int = 10_000) -> None:
+        self.size, self.keys = size, keys
+        self.table: OrderedDict[bytes, OrderedDict[int, Counters]] = OrderedDict()
 
     def get(self, tag: bytes, session: int) -> Counters:
-        name = (tag, session)
-        counters = self.table.pop(name, None)
+        own = self.table.pop(tag, None)
+        if own is None:
+            own = OrderedDict()
+            while len(self.table) >= self.keys:
+                self.table.popitem(last=False)
+        self.table[tag] = own
+        counters = own.pop(session, None)
         if counters is None:
             counters = Counters()
-            while len(self.table) >= self.size:
-                self.table.popitem(last=False)
-        self.table[name] = counters
+            while len(own) >= self.size:
+                own.popitem(last=False)
+        own[session] = counters
         return counters
+
+    def count(self, tag: bytes | None = None) -> int:
+        if tag is not None:
+            return len(self.table.get(tag, ()))
+        return sum(len(own) for own in self.table.values())
 
 
 # -- the RTP side ---------------------------------------------------------------------------------
@@ -183,11 +222,18 @@ Send = tuple[bytes, tuple[str, int]]
 class MediaSide:
     """Ports of the RTP range opened on the media addresses, and datagrams sent from them."""
 
-    def __init__(self, media: Sequence[str], rtp_ports: tuple[int, int], limit: int) -> None:
+    def __init__(
+        self,
+        media: Sequence[str],
+        rtp_ports: tuple[int, int],
+        limit: int,
+        per_key: int = wire.MAX_PORTS,
+    ) -> None:
         self.media = tuple(str(ipaddress.ip_address(m)) for m in media)
         self.low, self.high = rtp_ports
-        self.limit = limit
-        self.open: dict[tuple[str, int], tuple[socket.socket, float]] = {}
+        self.limit, self.per_key = limit, per_key
+        # (media, port) -> (its socket, open until, the key tag that opened it)
+        self.open: dict[tuple[str, int], tuple[socket.socket, float, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"MediaSide({self.media!r})"
@@ -202,39 +248,51 @@ class MediaSide:
         return [p for p in dict.fromkeys(ports) if self.low <= p <= self.high]
 
     def sockets(self) -> list[socket.socket]:
-        return [sock for sock, _ in self.open.values()]
+        return [sock for sock, _, _ in self.open.values()]
 
     def port_of(self, sock: socket.socket) -> int | None:
-        for (_, port), (one, _) in self.open.items():
+        for (_, port), (one, _, _) in self.open.items():
             if one is sock:
                 return port
         return None
 
-    def open_ports(self, media: str, ports: Sequence[int]) -> list[tuple[int, socket.socket]]:
-        """Open (or keep open) `ports` on `media` for RTP_OPEN_S; those that could be opened."""
+    def held_by(self, tag: bytes) -> int:
+        return sum(owner == tag for _, _, owner in self.open.values())
+
+    def open_ports(
+        self, media: str, ports: Sequence[int], tag: bytes = b""
+    ) -> list[tuple[int, socket.socket]]:
+        """Open (or keep open) `ports` on `media` for RTP_OPEN_S for key `tag`; those that
+        could be opened. One key holds at most `per_key` ports (all keys: `limit`); a port
+        another key opened is used as it is, not kept open longer."""
         self.expire()
         until = time.monotonic() + RTP_OPEN_S
         opened: list[tuple[int, socket.socket]] = []
         for port in self.in_range(ports):
             known = self.open.get((media, port))
-            if known is None and len(self.open) >= self.limit:
+            if known is not None:
+                if known[2] == tag:
+                    self.open[(media, port)] = (known[0], until, tag)
+                opened.append((port, known[0]))
                 continue
-            sock = known[0] if known else _media_socket(media, port)
+            if len(self.open) >= self.limit or self.held_by(tag) >= self.per_key:
+                continue
+            sock = _media_socket(media, port)
             if sock is None:
                 continue
-            self.open[(media, port)] = (sock, until)
+            self.open[(media, port)] = (sock, until, tag)
             opened.append((port, sock))
         return opened
 
     def expire(self) -> None:
         now = time.monotonic()
-        for name, (sock, until) in list(self.open.items()):
+        for name, (sock, until, _) in list(self.open.items()):
             if until <= now:
                 sock.close()
                 del self.open[name]
 
     def close(self) -> None:
-        for sock, _ in self.open.values():
+        for sock, _, _ in self.open.values():
             sock.close()
         self.open.clear()
 
@@ -282,10 +340,13 @@ class Office:
     sessions: Sessions = field(init=False)
     limiter: RateLimiter | None = field(init=False)
     clock_ns: Callable[[], int] = time.monotonic_ns
+    # key tag -> the peer's tunnel addresses: RTP-OPEN and RTP-CALL are only obeyed from one of
+    # them (a request replayed from a spoofed source makes nothing leave). None: from anywhere.
+    addresses: Callable[[], Mapping[bytes, frozenset[str]]] | None = None
 
     def __post_init__(self) -> None:
         limits = self.limits or Limits()
-        self.sessions = Sessions(limits.sessions)
+        self.sessions = Sessions(limits.sessions, limits.buckets)
         self.limiter = RateLimiter(self.limits) if self.limits is not None else None
 
     def __repr__(self) -> str:
@@ -301,16 +362,17 @@ class Office:
             host = _source_address(source[0])
         except ValueError:
             return None
-        if self.limiter is not None and not self.limiter.source(host):
-            return None
         found = wire.parse_request(packet, self.keys())
-        if found is None or not self._allowed(found[1].tag):
+        if found is None or not self._answerable(found[1].tag, host):
             return None
         answer = self._answer(found[0], found[1], (host, source[1]), t2)
         return answer if answer is not None and len(answer) <= len(packet) else None
 
     def _allowed(self, tag: bytes) -> bool:
         return self.limiter is None or self.limiter.key(tag)
+
+    def _answerable(self, tag: bytes, host: str) -> bool:
+        return self.limiter is None or self.limiter.answer(tag, host)
 
     def _answer(
         self, key: bytes, request: wire.Request, source: tuple[str, int], t2: int
@@ -340,14 +402,20 @@ class Office:
         # eyes, it arrives even where the acks from the media ports, new flows, do not
         return wire.rtp_ack(key, request, done) if done is not None else None
 
+    def _from_peer(self, tag: bytes, host: str) -> bool:
+        """Whether `host` is one of the tunnel addresses of the peer whose key `tag` is."""
+        if self.addresses is None:
+            return True
+        return host in self.addresses().get(tag, frozenset())
+
     def _rtp_open(
         self, key: bytes, request: wire.Request, source: tuple[str, int]
     ) -> list[int] | None:
         media = self.media.address_for(source[0]) if self.media else None
-        if self.media is None or media is None:
+        if self.media is None or media is None or not self._from_peer(request.tag, source[0]):
             return None
         opened = []
-        for port, sock in self.media.open_ports(media, request.ports):
+        for port, sock in self.media.open_ports(media, request.ports, request.tag):
             opened.append(port)
             if self._allowed(request.tag):
                 with contextlib.suppress(OSError):
@@ -358,7 +426,7 @@ class Office:
         self, key: bytes, request: wire.Request, source: tuple[str, int]
     ) -> list[int] | None:
         media = self.media.address_for(source[0]) if self.media else None
-        if self.media is None or media is None:
+        if self.media is None or media is None or not self._from_peer(request.tag, source[0]):
             return None
         called = []
         for port in self.media.in_range(request.ports):
@@ -374,12 +442,10 @@ class Office:
             host = _source_address(source[0])
         except ValueError:
             return None
-        if self.limiter is not None and not self.limiter.source(host):
-            return None
         found = wire.parse_request(packet, self.keys())
         if found is None or found[1].kind != wire.T_RTP_OPEN or port not in found[1].ports:
             return None
-        if not self._allowed(found[1].tag):
+        if not self._from_peer(found[1].tag, host) or not self._answerable(found[1].tag, host):
             return None
         return wire.rtp_ack(found[0], found[1], [port])
 
@@ -474,7 +540,7 @@ def start_speed_server(address: tuple[str, int], keys: PeerKeys) -> Any:  # a sp
     def authorize(ticket: str) -> bool:
         return wire.check_ticket(ticket, keys.get(), time.time())
 
-    return SpeedServer(address, authorize).start()
+    return SpeedServer(address, authorize, wire.ticket_expiry).start()
 
 
 def default_media(profile: Profile) -> list[str]:
@@ -518,7 +584,9 @@ def run_office_responder(
     keys = PeerKeys(profile, token)
     chosen = list(media) if media is not None else default_media(profile)
     rtp = profile.voip.rtp_ports if profile.voip else (0, -1)
-    side = MediaSide(chosen, rtp, Limits().media_ports) if chosen else None
+    limits = Limits()
+    per_key = limits.media_ports_per_key
+    side = MediaSide(chosen, rtp, limits.media_ports, per_key) if chosen else None
     try:
         sockets = open_sockets([host], listen[1])
     except OSError as exc:
@@ -529,7 +597,9 @@ def run_office_responder(
             http = start_speed_server((host, listen[1]), keys)
         except OSError as exc:
             raise EnvironmentProblem.from_os_error(exc, where=f"tcp port {listen[1]}") from None
-        office = Office(keys.get, side, listen[1] if http is not None else None)
+        office = Office(
+            keys.get, side, listen[1] if http is not None else None, addresses=keys.addresses
+        )
         if on_ready is not None:
             on_ready(
                 Serving(

@@ -91,7 +91,7 @@ RTP_SIZE = OVERHEAD + _PORTS.size
 _FIXED_SIZES = {T_HELLO: HELLO_SIZE, T_SUMMARY: SUMMARY_SIZE, T_RTP_OPEN: RTP_SIZE}
 _FIXED_SIZES[T_RTP_CALL] = RTP_SIZE
 TICKET_TTL_S = 120
-MAX_TICKET_TTL_S = 3600  # a ticket claiming a longer life is refused
+MAX_TICKET_TTL_S = 300  # a ticket claiming a longer life is refused
 _TICKET = struct.Struct(f"!{KEY_TAG_BYTES}sI")
 _TICKET_LABEL = b"NSR1-ticket"
 _TICKET_TEXT = re.compile(r"[A-Za-z0-9_-]{38}")  # 28 bytes, unpadded
@@ -383,6 +383,17 @@ def speed_ticket(key: bytes, tag: bytes, now_s: float, ttl_s: int = TICKET_TTL_S
     signed = _TICKET.pack(tag, int(now_s) + ttl_s)
     raw = signed + _mac(key, _TICKET_LABEL + signed)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def ticket_expiry(ticket: str) -> float | None:
+    """The expiry (Unix time) a ticket claims; None when it is not one. Not a check."""
+    if not _TICKET_TEXT.fullmatch(ticket):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(ticket + "==")
+    except (binascii.Error, ValueError):
+        return None
+    return float(_TICKET.unpack_from(raw)[1])
 
 
 def check_ticket(ticket: str, keys_by_tag: Mapping[bytes, bytes], now_s: float) -> bool:

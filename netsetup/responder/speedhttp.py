@@ -13,9 +13,12 @@ server (speedtest.py 2.1.3):
 
 The ticket (netsetup.responder.office_wire.speed_ticket: the peer's key tag, an expiry, a MAC) is
 in the path because speedtest-cli's latency requests use a bare HTTPConnection that cannot carry
-a header. A request whose ticket `authorize` refuses is closed without a byte. Connections are
-bounded (MAX_CONNECTIONS at once: more are closed at once), every read has a timeout, nothing is
-logged (a path holds a ticket). Standard library only: it runs in the office responder.
+a header. A request whose ticket `authorize` refuses, or that is not HTTP the endpoint serves, is
+closed without a byte (no error page, no Server banner). Connections are bounded (MAX_CONNECTIONS
+at once, MAX_PER_SOURCE from one address: more are closed at once), the request line and headers
+must arrive within HEADER_DEADLINE_S, every read has a timeout, a download stops when its ticket
+expires (`expiry(ticket)`), nothing is logged (a path holds a ticket). Standard library only: it
+runs in the office responder.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ import contextlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_CONNECTIONS = 16
+MAX_PER_SOURCE = 10  # a speed test's 4 streams (speedtest-cli queues a few more), not all 16
 READ_TIMEOUT_S = 10.0
+HEADER_DEADLINE_S = 5.0  # for the request line and all headers, however slowly they drip
 MAX_SIDE = 4000  # random4000x4000.jpg: 128 MB, longer than any test lasts through a tunnel
 MAX_UPLOAD = 64 << 20  # bytes read from one upload body at most (the rest is not read)
 CHUNK = 64 << 10
@@ -42,6 +48,11 @@ _TICKET_PATH = re.compile(r"^/t/([A-Za-z0-9_-]{1,200})(/.*)?$")
 _RANDOM = re.compile(r"^/speedtest/random(\d{1,4})x(\d{1,4})\.jpg$")
 
 Authorize = Callable[[str], bool]
+Expiry = Callable[[str], float | None]  # a ticket's expiry (Unix time), None: none known
+
+
+def _no_expiry(ticket: str) -> float | None:
+    return None
 
 
 def split_path(raw: str) -> tuple[str, str] | None:
@@ -70,8 +81,39 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "netsetup-speed"
     sys_version = ""
 
+    _deadline: threading.Timer | None = None
+    _ticket: str = ""
+
     def log_message(self, format: str, *args: Any) -> None:  # a path holds a ticket
         return
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """No error page to anyone: the connection is closed, nothing sent."""
+        self.close_connection = True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.send_response_only(code, message)  # no Server banner, no Date
+
+    def handle_one_request(self) -> None:
+        """One request, its line and headers within HEADER_DEADLINE_S (a slow sender is cut)."""
+        self._deadline = threading.Timer(HEADER_DEADLINE_S, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._deadline.cancel()
+
+    def _cut(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if self._deadline is not None:
+            self._deadline.cancel()
+        return parsed
 
     def _below_ticket(self) -> str | None:
         """The path below a valid ticket; None (connection closed, nothing sent) otherwise."""
@@ -79,6 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
         if split is None or not self.server.authorize(split[0]):
             self.close_connection = True
             return None
+        self._ticket = split[0]
         return split[1]
 
     def _send(self, body: bytes, status: int = 200, kind: str = "text/plain") -> None:
@@ -113,8 +156,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         view = memoryview(_FILL)
         left = size
+        expiry = self.server.expiry(self._ticket)
         with contextlib.suppress(OSError):  # the client stops reading when its time is up
             while left > 0:
+                if expiry is not None and time.time() > expiry:
+                    self.close_connection = True  # the ticket is over: so is the stream
+                    return
                 self.wfile.write(view[: min(left, CHUNK)])
                 left -= min(left, CHUNK)
 
@@ -149,28 +196,49 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = MAX_CONNECTIONS
 
-    def __init__(self, address: tuple[str, int], authorize: Authorize) -> None:
-        self.authorize = authorize
+    def __init__(
+        self, address: tuple[str, int], authorize: Authorize, expiry: Expiry = _no_expiry
+    ) -> None:
+        self.authorize, self.expiry = authorize, expiry
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.per_source: dict[str, int] = {}
+        self.counting = threading.Lock()
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, _Handler)
 
+    def _take(self, source: str) -> bool:
+        with self.counting:
+            if self.per_source.get(source, 0) >= MAX_PER_SOURCE:
+                return False
+            if not self.slots.acquire(blocking=False):
+                return False
+            self.per_source[source] = self.per_source.get(source, 0) + 1
+            return True
+
+    def _give_back(self, source: str) -> None:
+        with self.counting:
+            left = self.per_source.pop(source, 1) - 1
+            if left > 0:
+                self.per_source[source] = left
+            self.slots.release()
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):  # too many at once: closed, nothing sent
+        source = str(client_address[0])
+        if not self._take(source):  # too many at once: closed, nothing sent
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except Exception:
-            self.slots.release()
+            self._give_back(source)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            self._give_back(str(client_address[0]))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # a client gone mid-transfer is normal; nothing to log (paths hold tickets)
@@ -178,10 +246,13 @@ class _Server(ThreadingHTTPServer):
 
 class SpeedServer:
     """The speed endpoint on `address` (host, port; port 0 picks one): `start()` serves in a
-    thread, `close()` stops. `authorize(ticket)` says whether a ticket is valid now."""
+    thread, `close()` stops. `authorize(ticket)` says whether a ticket is valid now, `expiry`
+    until when (a download still running then is cut)."""
 
-    def __init__(self, address: tuple[str, int], authorize: Authorize) -> None:
-        self._server = _Server(address, authorize)
+    def __init__(
+        self, address: tuple[str, int], authorize: Authorize, expiry: Expiry = _no_expiry
+    ) -> None:
+        self._server = _Server(address, authorize, expiry)
         self._thread: threading.Thread | None = None
 
     @property

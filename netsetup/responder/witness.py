@@ -11,9 +11,10 @@ public key, read from the live interface (so a key changed with `wg set` is what
 To anyone: probes (an ack with the probe's token and how many bytes arrived, never the payload),
 for reachability through the tunnel and the path MTU search.
 
-No answer is longer than its query; every source is rate limited (token buckets) and so is the
-whole; a malformed packet gets no answer at all. The private key stays a `SecretKey` in memory and
-is never logged.
+No answer is longer than its query; answers (only those sent: junk costs nothing) are rate
+limited per asker and for the whole, in separate budgets for anonymous askers (per /24 or /64),
+the SIP mirror and verified key owners (`Limits`); a malformed packet gets no answer at all.
+The private key stays a `SecretKey` in memory and is never logged.
 """
 
 from __future__ import annotations
@@ -312,30 +313,55 @@ class TokenBucket:
 
 @dataclass(frozen=True)
 class Limits:
-    """Answers per second (and bursts) per source address and for the whole witness."""
+    """Answers per second (and bursts) per asker and for the whole witness, in three pools of
+    their own: anonymous answers (probes, plain STUN, fingerprints), the SIP mirror's, and the
+    answers to verified askers. An anonymous asker is its /24 (IPv4) or /64 (IPv6) prefix, a
+    verified one its address."""
 
     per_source: float = 20.0
     per_source_burst: float = 40.0
     total: float = 200.0
     total_burst: float = 400.0
-    sources: int = 10_000  # buckets kept; the oldest go first
+    sources: int = 10_000  # buckets kept per pool; the oldest go first
 
 
-class RateLimiter:
+ANONYMOUS, SIP, VERIFIED = "anonymous", "sip", "verified"
+
+
+def prefix_of(address: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) network of `address`: what one anonymous asker is."""
+    ip = ipaddress.ip_address(address)
+    bits = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+class _Pool:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.total = TokenBucket(limits.total, limits.total_burst)
         self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def allow(self, source: str) -> bool:
-        now = time.monotonic()
-        bucket = self.buckets.pop(source, None)
+    def take(self, name: str, now: float) -> bool:
+        bucket = self.buckets.pop(name, None)
         if bucket is None:
             bucket = TokenBucket(self.limits.per_source, self.limits.per_source_burst)
             while len(self.buckets) >= self.limits.sources:
                 self.buckets.popitem(last=False)
-        self.buckets[source] = bucket
+        self.buckets[name] = bucket
         return bucket.take(now) and self.total.take(now)
+
+
+class RateLimiter:
+    """Spent only on answers about to be sent: junk that gets no answer costs no one anything,
+    and neither anonymous traffic nor the SIP mirror's can use up what verified askers get."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.pools = {kind: _Pool(limits) for kind in (ANONYMOUS, SIP, VERIFIED)}
+
+    def allow(self, source: str, kind: str = ANONYMOUS) -> bool:
+        name = source if kind == VERIFIED else prefix_of(source)
+        return self.pools[kind].take(name, time.monotonic())
 
 
 class ReplayGuard:
@@ -397,15 +423,16 @@ class Witness:
             address = _source_address(host)
         except ValueError:
             return None
-        if self.limiter is not None and not self.limiter.allow(address):
-            return None
         try:
             routed = self._answer(packet, address, port)
         except (auth.Malformed, stun.Malformed, ValueError):
             return None
         if routed is None or len(routed[0]) > len(packet):
             return None
-        return routed
+        answer, destination, kind = routed
+        if self.limiter is not None and not self.limiter.allow(address, kind):
+            return None
+        return answer, destination
 
     def mirror(self, packet: bytes, host: str) -> bytes | None:
         """The SIP mirror's answer to a request that came over TCP (rate limited as UDP is)."""
@@ -413,31 +440,35 @@ class Witness:
             address = _source_address(host)
         except ValueError:
             return None
-        if self.limiter is not None and not self.limiter.allow(address):
+        answer = sipmirror.mirror(packet)
+        if answer is None or (self.limiter is not None and not self.limiter.allow(address, SIP)):
             return None
-        return sipmirror.mirror(packet)
+        return answer
 
-    def _answer(self, packet: bytes, address: str, port: int) -> tuple[bytes, int] | None:
+    def _answer(self, packet: bytes, address: str, port: int) -> tuple[bytes, int, str] | None:
+        """(the answer, its port, the budget it is paid from: ANONYMOUS, SIP or VERIFIED)."""
         kind = auth.packet_type(packet)
-        answer: bytes | None = None
         if kind == auth.T_PROBE:
-            answer = auth.build_ack(auth.probe_token(packet), len(packet))
-        elif kind == auth.T_QUERY:
-            answer = self._status(auth.parse_query(packet), address)
-        elif stun.looks_like_stun(packet):
+            return auth.build_ack(auth.probe_token(packet), len(packet)), port, ANONYMOUS
+        if kind == auth.T_QUERY:
+            status = self._status(auth.parse_query(packet), address)
+            return (status[0], port, status[1]) if status is not None else None
+        if stun.looks_like_stun(packet):
             return self._stun(packet, address, port)
-        elif sipmirror.looks_like_sip(packet):
+        if sipmirror.looks_like_sip(packet):
             answer = sipmirror.mirror(packet)
-        return (answer, port) if answer is not None else None
+            return (answer, port, SIP) if answer is not None else None
+        return None
 
-    def _stun(self, packet: bytes, address: str, port: int) -> tuple[bytes, int] | None:
+    def _stun(self, packet: bytes, address: str, port: int) -> tuple[bytes, int, str] | None:
         message = stun.parse(packet)
         if message.kind != stun.BINDING_REQUEST or not 0 < port < 65536:
             return None
         destination = stun.response_port(message)
         if destination is not None and not self._stun_signed(message, destination):
             return None
-        return stun.binding_answer(message.txid, address, port), destination or port
+        answer = stun.binding_answer(message.txid, address, port)
+        return answer, destination or port, ANONYMOUS if destination is None else VERIFIED
 
     def _stun_signed(self, message: stun.Message, destination: int) -> bool:
         """A RESPONSE-PORT request carries a NETSETUP-AUTH of an active peer, fresh and not
@@ -477,7 +508,7 @@ class Witness:
         )
         return keys if query.verifies(keys[0]) else None
 
-    def _status(self, query: auth.Query, address: str) -> bytes | None:
+    def _status(self, query: auth.Query, address: str) -> tuple[bytes, str] | None:
         live = self.source.live()
         keys = self._keys(query, live)
         if keys is None:  # perhaps the key changed since the last read: read it again once
@@ -486,14 +517,20 @@ class Witness:
         if keys is None:
             if live.public_key is None:
                 return None  # no key to speak for: say nothing rather than something wrong
-            return auth.build_mismatch(query.nonce, fingerprint(live.public_key))
+            return auth.build_mismatch(query.nonce, fingerprint(live.public_key)), ANONYMOUS
         answer_key = keys[1]
         now_ms = self.wall_ms()
         if abs(now_ms - query.timestamp_ms) > TIMESTAMP_WINDOW_MS:
-            return auth.build_stale(query.nonce, answer_key, now_ms)
+            # an old query can be replayed from anywhere: its answer is paid as anonymous
+            return auth.build_stale(query.nonce, answer_key, now_ms), ANONYMOUS
         if not self.replays.fresh(query.nonce, now_ms):
             return None
-        return auth.build_status(query.nonce, answer_key, self._facts(query, address, live))
+        facts = self._facts(query, address, live)
+        # anyone can make a key that verifies: only a key the gateway knows (a peer file, or the
+        # live interface) is paid from the budget that floods cannot reach
+        public = base64.b64encode(query.client_public).decode("ascii")
+        known = public in self.source.peers() or public in live.handshakes
+        return auth.build_status(query.nonce, answer_key, facts), VERIFIED if known else ANONYMOUS
 
     def _facts(self, query: auth.Query, address: str, live: LiveState) -> auth.Status:
         public = base64.b64encode(query.client_public).decode("ascii")
@@ -708,7 +745,8 @@ def run_gateway_witness(
 
 SIP_PORT = 5060
 TCP_MIRROR_CONNECTIONS = 16
-TCP_READ_TIMEOUT_S = 5.0
+TCP_MIRROR_PER_SOURCE = 2  # one address cannot take every slot
+TCP_READ_TIMEOUT_S = 5.0  # for the whole request of a connection, however slowly it drips
 
 
 def _mirror_sockets(
@@ -754,12 +792,35 @@ def open_tcp_listeners(addresses: Iterable[str], port: int) -> list[socket.socke
     return listeners
 
 
+class _Slots:
+    """Connections served at once: at most `total`, at most `per_source` from one address."""
+
+    def __init__(self, total: int, per_source: int) -> None:
+        self.total, self.per_source = total, per_source
+        self.held: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def take(self, source: str) -> bool:
+        with self.lock:
+            if sum(self.held.values()) >= self.total or self.held.get(source, 0) >= self.per_source:
+                return False
+            self.held[source] = self.held.get(source, 0) + 1
+            return True
+
+    def give_back(self, source: str) -> None:
+        with self.lock:
+            left = self.held.pop(source, 1) - 1
+            if left > 0:
+                self.held[source] = left
+
+
 def serve_tcp_mirror(
     witness: Witness, listeners: Sequence[socket.socket], stop: threading.Event
 ) -> None:
     """Accept SIP over TCP and mirror one request per connection (at most
-    TCP_MIRROR_CONNECTIONS at once; a slow sender is cut after TCP_READ_TIMEOUT_S)."""
-    slots = threading.BoundedSemaphore(TCP_MIRROR_CONNECTIONS)
+    TCP_MIRROR_CONNECTIONS at once, TCP_MIRROR_PER_SOURCE from one address; a connection gets
+    TCP_READ_TIMEOUT_S in all for its request)."""
+    slots = _Slots(TCP_MIRROR_CONNECTIONS, TCP_MIRROR_PER_SOURCE)
     while not stop.is_set():
         try:
             ready, _, _ = select.select(list(listeners), [], [], 0.2)
@@ -770,40 +831,40 @@ def serve_tcp_mirror(
                 conn, peer = listener.accept()
             except OSError:
                 continue
-            if not slots.acquire(blocking=False):
+            host = str(peer[0])
+            if not slots.take(host):
                 conn.close()
                 continue
             threading.Thread(
-                target=_mirror_connection, args=(witness, conn, str(peer[0]), slots), daemon=True
+                target=_mirror_connection, args=(witness, conn, host, slots), daemon=True
             ).start()
 
 
-def _mirror_connection(
-    witness: Witness, conn: socket.socket, host: str, slots: threading.BoundedSemaphore
-) -> None:
+def _mirror_connection(witness: Witness, conn: socket.socket, host: str, slots: _Slots) -> None:
     try:
         with conn:
             conn.setblocking(True)
-            conn.settimeout(TCP_READ_TIMEOUT_S)
             data = read_sip_stream(conn)
             answer = witness.mirror(data, host) if data is not None else None
             if answer is not None:
+                conn.settimeout(TCP_READ_TIMEOUT_S)
                 conn.sendall(answer)
     except OSError:
         pass
     finally:
-        slots.release()
+        slots.give_back(host)
 
 
 def read_sip_stream(conn: socket.socket, limit: int = sipmirror.MAX_MESSAGE) -> bytes | None:
-    """One SIP message from a stream: the headers, then Content-Length bytes of body. None when
-    it is broken, too long or cut."""
-    data = b""
+    """One SIP message from a stream: the headers, then Content-Length bytes of body, all
+    within TCP_READ_TIMEOUT_S (each read waits only for what is left of it). None when it is
+    broken, too long, cut or late."""
     deadline = time.monotonic() + TCP_READ_TIMEOUT_S
+    data = b""
     while b"\r\n\r\n" not in data:
-        if len(data) > limit or time.monotonic() > deadline:
+        if len(data) > limit:
             return None
-        chunk = conn.recv(4096)
+        chunk = _recv_by(conn, deadline)
         if not chunk:
             return None
         data += chunk
@@ -812,13 +873,23 @@ def read_sip_stream(conn: socket.socket, limit: int = sipmirror.MAX_MESSAGE) -> 
     if length is None or length > limit:
         return None
     while len(body) < length:
-        if time.monotonic() > deadline:
-            return None
-        chunk = conn.recv(4096)
+        chunk = _recv_by(conn, deadline)
         if not chunk:
             return None
         body += chunk
     return head + b"\r\n\r\n" + body[:length]
+
+
+def _recv_by(conn: socket.socket, deadline: float) -> bytes:
+    """Up to 4096 bytes, or b"" when the deadline passes (or the peer closed)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return b""
+    conn.settimeout(left)
+    try:
+        return conn.recv(4096)
+    except TimeoutError:
+        return b""
 
 
 def _content_length(head: bytes) -> int | None:

@@ -298,3 +298,31 @@ def test_5060_silent_names_the_provider_and_the_gateway_firewall() -> None:
     assert outcome.status is Status.warn
     assert "internet provider" in outcome.summary and "gateway firewall" in outcome.summary
     assert "render" in (outcome.fix or "") and "--firewall" in (outcome.fix or "")
+
+
+@pytest.mark.parametrize("length", ["9" * 5000, "12345678", "1e3", "٣"])
+def test_an_impossible_content_length_is_a_malformed_answer_not_a_crash(length: str) -> None:
+    """A server (or anything on the way) answering over TCP with a Content-Length of thousands
+    of digits made int() raise ValueError and crashed sip.tcp, sip.tls and sip.alg."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            reply = _reply(data).replace(b"Content-Length: 0", f"l: {length}".encode())
+            conn.sendall(reply + b"x" * 100)
+            time.sleep(1)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        build = lambda local: sip.options("tcp", local, ("127.0.0.1", port), None)  # noqa: E731
+        found = sip.stream_exchange(("127.0.0.1", port), build, time.monotonic() + 3)
+    finally:
+        thread.join(3)
+        server.close()
+    assert found.error is not None and "malformed" in found.error

@@ -6,12 +6,15 @@ in the suite (NETSETUP_OFFLINE=1)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,9 +34,15 @@ from netsetup.diagnose.context import CheckContext, DiagnoseContext, DiagnoseOpt
 from netsetup.diagnose.result import Owner, Status
 from netsetup.diagnose.speed import SpeedChild, SpeedResult, run_speedtest
 from netsetup.keys import SecretKey, generate_keypair
-from netsetup.responder import office_wire
+from netsetup.responder import office_wire, speedhttp
 from netsetup.responder.auth import raw_key
-from netsetup.responder.speedhttp import MAX_CONNECTIONS, SpeedServer, random_size, split_path
+from netsetup.responder.speedhttp import (
+    MAX_CONNECTIONS,
+    MAX_PER_SOURCE,
+    SpeedServer,
+    random_size,
+    split_path,
+)
 
 GOOD = "good-ticket"
 QUICK = {"length_s": 1.0, "threads": 4, "timeout_s": 5.0}
@@ -149,9 +158,14 @@ def test_a_cut_upload_is_tolerated(server: SpeedServer) -> None:
     assert found.error is None and found.upload_bps
 
 
+def _from(source: str, address: tuple[str, int]) -> socket.socket:
+    return socket.create_connection(address, timeout=5, source_address=(source, 0))
+
+
 def test_connections_are_bounded(server: SpeedServer) -> None:
     host, port = server.address
-    held = [socket.create_connection((host, port), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    sources = [f"127.0.0.{2 + i // MAX_PER_SOURCE}" for i in range(MAX_CONNECTIONS)]
+    held = [_from(source, (host, port)) for source in sources]
     try:
         for sock in held:  # a byte each, so every one is being handled (not still queued)
             sock.sendall(b"G")
@@ -164,6 +178,91 @@ def test_connections_are_bounded(server: SpeedServer) -> None:
             sock.close()
     found = run_speedtest({"mode": "mini", "url": server.url(GOOD), **QUICK}, 30)
     assert found.error is None, "the slots were not given back"
+
+
+def _everything(sock: socket.socket) -> bytes:
+    got = b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    return got
+
+
+def test_anything_without_a_valid_ticket_is_closed_with_zero_bytes(server: SpeedServer) -> None:
+    """No stock error page (larger than the request, with a Server banner) for anyone."""
+    for raw in [
+        b"GET /t/AAAA/ HTTP/1.0\r\n\r\n",
+        b"X\r\n\r\n",
+        b"FOO / HTTP/1.0\r\n\r\n",
+        b"HEAD / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET / HTTP/1.1 x\r\n\r\n",
+        b"PUT /t/x/ HTTP/1.0\r\n\r\n",
+        f"FOO /t/{GOOD}/ HTTP/1.0\r\n\r\n".encode(),
+        b"GET /" + b"a" * 70000 + b" HTTP/1.0\r\n\r\n",
+    ]:
+        with (
+            socket.create_connection(server.address, timeout=5) as sock,
+            contextlib.suppress(ConnectionResetError),
+        ):
+            sock.sendall(raw)
+            assert _everything(sock) == b"", raw[:30]
+
+
+def test_an_answer_carries_no_server_banner(server: SpeedServer) -> None:
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(f"GET /t/{GOOD}/speedtest/latency.txt HTTP/1.0\r\n\r\n".encode())
+        answer = _everything(sock)
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"test=test")
+    assert b"server:" not in answer.lower() and b"python" not in answer.lower()
+
+
+def test_a_slow_sender_is_cut_at_the_header_deadline(
+    server: SpeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(speedhttp, "HEADER_DEADLINE_S", 0.6)
+    with socket.create_connection(server.address, timeout=5) as sock:
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            for byte in b"GET /t/good-ticket/speedtest/latency.txt HTTP/1.0\r\n":
+                sock.sendall(bytes([byte]))  # a byte every 0.1 s, each read well in time
+                time.sleep(0.1)
+                if time.monotonic() - started > 3:
+                    break
+        assert _everything(sock) == b""
+        assert time.monotonic() - started < 2.5
+
+
+def test_one_source_cannot_take_every_connection(server: SpeedServer) -> None:
+    host, port = server.address
+    held = [_from("127.0.0.1", (host, port)) for _ in range(MAX_PER_SOURCE)]
+    try:
+        for sock in held:
+            sock.sendall(b"G")
+        with _from("127.0.0.1", (host, port)) as extra:
+            extra.sendall(f"GET /t/{GOOD}/speedtest/latency.txt HTTP/1.0\r\n\r\n".encode())
+            assert extra.recv(100) == b"", "one connection more than a source may have"
+        with _from("127.0.0.3", (host, port)) as other:
+            other.sendall(f"GET /t/{GOOD}/speedtest/latency.txt HTTP/1.0\r\n\r\n".encode())
+            assert _everything(other).endswith(b"test=test")
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_download_stops_when_its_ticket_expires() -> None:
+    ends = time.time() + 1.0
+    with (
+        SpeedServer(("127.0.0.1", 0), lambda t: t == GOOD, lambda t: ends) as endpoint,
+        socket.create_connection(endpoint.address, timeout=5) as sock,
+    ):
+        path = f"/t/{GOOD}/speedtest/random4000x4000.jpg"
+        sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        got = 0
+        while chunk := sock.recv(65536):
+            got += len(chunk)
+            time.sleep(0.01)  # a slow reader: the stream outlives the ticket
+            assert time.time() < ends + 5, "the stream went on after the ticket expired"
+    assert 0 < got < 4000 * 4000 * 8
 
 
 @pytest.fixture
@@ -346,3 +445,54 @@ def test_speedtest_net_failing_skips_with_the_reason(monkeypatch: pytest.MonkeyP
     outcome = InternetSpeedCheck().run(check_context(ctx))
     assert outcome.status is Status.skip
     assert "no server answered" in outcome.summary and "speedtest.net" in outcome.summary
+
+
+_PARENT = """
+import sys, time
+from netsetup.diagnose.speed import SpeedChild
+c = SpeedChild({"mode": "mini", "url": sys.argv[1], "directions": ["download", "upload"],
+                "threads": 2, "length_s": 30, "timeout_s": 40})
+print(c.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    until = time.monotonic() + within_s
+    while time.monotonic() < until:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_the_speed_child_dies_with_diagnose(
+    silent_server: tuple[str, int], how: signal.Signals
+) -> None:
+    """A diagnose ended by SIGTERM (or even SIGKILL) leaves no speed child behind (here one
+    waiting on an endpoint that never answers: it writes nothing, so no broken pipe ends it)."""
+    host, port = silent_server
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, f"http://{host}:{port}/t/{GOOD}/"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(1.5)  # the child is loading by now
+        assert psutil.Process(child).is_running()
+        parent.send_signal(how)
+        parent.wait(10)
+        assert _gone(child, 5), "the speed child outlived diagnose"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()

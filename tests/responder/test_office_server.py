@@ -242,11 +242,110 @@ def test_rate_limits_per_key_and_per_source() -> None:
     assert office.handle(session.probe(0, 0), ("127.0.0.10", 5000)) is not None  # another source
 
 
+def test_a_flood_of_junk_from_many_sources_leaves_a_peer_answered() -> None:
+    """Junk and forged requests (wrong MAC, unknown key) from 20,000 spoofed sources, each far
+    under its own limit, cost the responder's budget nothing: a peer's probes are all answered."""
+    office = Office(lambda: KEYS, limits=Limits(total=10, total_burst=100))
+    forged = wire.OfficeSession(os.urandom(32), TAG)
+    stranger = wire.OfficeSession(KEY, wire.key_tag(os.urandom(32)))
+    for i in range(20_000):
+        source = (f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", 1)
+        for packet in (b"NSR1" + bytes(60), forged.probe(i, i), stranger.probe(i, i)):
+            assert office.handle(packet, source) is None
+    session = wire.OfficeSession(KEY, TAG)
+    answered = sum(
+        office.handle(session.probe(i, i), ("10.250.0.1", 4000)) is not None for i in range(50)
+    )
+    assert answered == 50
+
+
 def test_sessions_are_bounded() -> None:
     office = Office(lambda: KEYS, limits=None)
     for i in range(1000):
         office.handle(wire.OfficeSession(KEY, TAG, i).probe(0, 0), ("127.0.0.1", 1))
-    assert len(office.sessions.table) == Limits().sessions
+    assert office.sessions.count() == office.sessions.count(TAG) == Limits().sessions
+
+
+PUBLIC_B = os.urandom(32)
+KEY_B, TAG_B = wire.peer_key(TOKEN, PUBLIC_B), wire.key_tag(PUBLIC_B)
+
+
+def test_one_peer_cannot_evict_another_peers_session() -> None:
+    office = Office(lambda: {TAG: KEY, TAG_B: KEY_B}, limits=None)
+    a = wire.OfficeSession(KEY, TAG)
+    reflected = sum(office.handle(a.probe(i, i), ("10.0.0.2", 1)) is not None for i in range(100))
+    for _ in range(1000):  # peer B opens session after session
+        office.handle(wire.OfficeSession(KEY_B, TAG_B).summary(), ("10.0.0.3", 1))
+    summary = a.parse(office.handle(a.summary(), ("10.0.0.2", 1)) or b"")
+    assert reflected == 100 and summary == wire.Summary(100, 100, 0, 99)
+    assert office.sessions.count(TAG_B) == Limits().sessions
+
+
+def test_one_peer_cannot_hold_every_media_port() -> None:
+    side = MediaSide(["127.0.0.1"], RTP, 64, per_key=16)
+    try:
+        free = _free_ports(40)
+        assert len(side.open_ports("127.0.0.1", free[:16], TAG_B)) == 16
+        assert side.open_ports("127.0.0.1", free[16:32], TAG_B) == []  # B holds its share
+        mine = side.open_ports("127.0.0.1", free[32:40], TAG)
+        assert [port for port, _ in mine] == free[32:40]
+        # a port B opened is answered for A too, but A does not keep it open for B
+        shared = side.open_ports("127.0.0.1", free[:1], TAG)
+        assert [port for port, _ in shared] == free[:1]
+        assert side.held_by(TAG) == 8 and side.held_by(TAG_B) == 16
+    finally:
+        side.close()
+
+
+def test_rtp_requests_are_obeyed_only_from_the_peers_tunnel_address() -> None:
+    """A captured RTP-CALL replayed from a spoofed source makes nothing leave; from the peer's
+    own tunnel address it is obeyed."""
+    office = Office(
+        lambda: KEYS,
+        MediaSide(["127.0.0.1"], RTP, 64),
+        addresses=lambda: {TAG: frozenset({"127.0.0.2", "fd00::2"})},
+    )
+    session = wire.OfficeSession(KEY, TAG)
+    ports = _free_ports(2)
+    listeners = []
+    try:
+        for port in ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", port))
+            listeners.append(s)
+        call, opening = session.rtp_call(ports), session.rtp_open(ports)
+        assert office.handle(call, ("127.0.0.1", 5000)) is None  # not the peer's address
+        assert office.handle(opening, ("127.0.0.1", 5000)) is None
+        assert all(receive(s, 0.3) is None for s in listeners)
+        assert office.media is not None and office.media.open == {}
+        assert office.handle(wire.OfficeSession(KEY, TAG).hello(), ("127.0.0.1", 1)) is not None
+        answer = office.handle(call, ("127.0.0.2", 5000))
+        assert answer is not None and session.parse(answer) == wire.RtpAck(tuple(ports))
+    finally:
+        for s in listeners:
+            s.close()
+        if office.media is not None:
+            office.media.close()
+
+
+def test_the_responder_knows_each_active_peers_tunnel_addresses(
+    acme: Path, state_dir: Path
+) -> None:
+    clock = FixedClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
+    profile = load_profile(acme)
+    state = StateDir()
+    result = service.provision(profile, "maria", "dedicated", state=state, clock=clock)
+    info = ClientConfig.read(result.config)
+    public = info.client_public_key()
+    token = state.load_responder_token(profile.id)
+    assert public is not None and token is not None
+    from netsetup.profile.store import parse_peer_file
+
+    peer, _ = parse_peer_file(result.peer_file)
+    assert peer is not None
+    found = PeerKeys(profile, token).addresses()[wire.key_tag(base64.b64decode(public))]
+    assert found == {str(a) for a in (peer.address_v4, peer.address_v6) if a is not None}
+    assert str(peer.address_v4) in found
 
 
 # -- fuzz -----------------------------------------------------------------------------------------

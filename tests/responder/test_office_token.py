@@ -181,3 +181,31 @@ def test_diagnose_never_shows_the_responder_key(
     for text in texts:
         assert secret not in text
     assert "[key removed]" in out
+
+
+def test_the_stored_token_must_be_a_small_regular_file(tmp_path: Path) -> None:
+    """A token path made a symlink (to /dev/zero, or to another file), a FIFO or a huge file is
+    refused with an error naming the file and never its contents; no file is no token yet."""
+    from netsetup.errors import InputError
+
+    state = StateDir(tmp_path / "state")
+    path = state.responder_token_path("acme")
+    assert state.load_responder_token("acme") is None
+    path.parent.mkdir(parents=True)
+    secret = base64.b64encode(os.urandom(32)).decode("ascii")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text(secret + "\n")
+    for make in (
+        lambda: path.symlink_to("/dev/zero"),
+        lambda: path.symlink_to(elsewhere),
+        lambda: os.mkfifo(path),
+        lambda: path.write_bytes(b"A" * (1 << 20)),
+    ):
+        make()
+        with pytest.raises(InputError) as caught:
+            state.load_responder_token("acme")
+        assert str(path) in str(caught.value.where) and secret not in str(caught.value)
+        path.unlink()
+    path.write_text(secret + "\n")
+    token = state.load_responder_token("acme")
+    assert token is not None and token.reveal() == secret

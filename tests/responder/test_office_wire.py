@@ -156,6 +156,14 @@ def test_speed_ticket() -> None:
     assert not wire.check_ticket("../../etc/passwd", KEYS, 1_000_000.0)
     long = wire.speed_ticket(KEY, TAG, 1_000_000.0, ttl_s=100_000)
     assert not wire.check_ticket(long, KEYS, 1_000_000.0)  # a life longer than allowed
+    assert wire.ticket_expiry(ticket) == 1_000_120.0
+    assert wire.ticket_expiry("../../etc/passwd") is None
+
+
+def test_the_endpoint_accepts_no_ticket_living_longer_than_five_minutes() -> None:
+    assert wire.check_ticket(wire.speed_ticket(KEY, TAG, 1_000_000.0, ttl_s=300), KEYS, 1e6)
+    hour = wire.speed_ticket(KEY, TAG, 1_000_000.0, ttl_s=3600)
+    assert not wire.check_ticket(hour, KEYS, 1_000_000.0)
 
 
 def test_repr_shows_no_key() -> None:

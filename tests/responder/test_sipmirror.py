@@ -6,13 +6,20 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from netsetup.diagnose import sip
 from netsetup.responder import sipmirror
-from netsetup.responder.witness import Witness, open_tcp_listeners, serve_tcp_mirror
+from netsetup.responder import witness as witness_module
+from netsetup.responder.witness import (
+    TCP_MIRROR_CONNECTIONS,
+    Witness,
+    open_tcp_listeners,
+    serve_tcp_mirror,
+)
 
 from .support import FakeGateway
 
@@ -94,6 +101,48 @@ def test_the_tcp_mirror_drops_a_broken_request(tcp_mirror: int) -> None:
     with socket.create_connection(("127.0.0.1", tcp_mirror), timeout=8) as conn:
         conn.sendall(b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n")
         assert conn.recv(4096) == b""  # closed without a word
+
+
+def _ask_mirror(port: int, source: str) -> bytes:
+    request = sip.invite("tcp", (source, 1), ("127.0.0.1", port), 16384, 1200).data
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as c:
+        c.sendall(request)
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := c.recv(4096):
+                data += chunk
+    return data
+
+
+def test_idle_connections_from_one_address_leave_the_mirror_to_others(tcp_mirror: int) -> None:
+    held = [
+        socket.create_connection(("127.0.0.1", tcp_mirror), timeout=5)
+        for _ in range(TCP_MIRROR_CONNECTIONS)
+    ]
+    try:
+        for conn in held:
+            with contextlib.suppress(OSError):
+                conn.sendall(b"I")  # then silence
+        time.sleep(0.3)
+        assert sipmirror.read_mirror(_ask_mirror(tcp_mirror, "127.0.0.2")) is not None
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_a_connection_gets_one_deadline_for_its_whole_request(
+    tcp_mirror: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender dripping a byte now and then is cut when the total time is up, not given a
+    fresh timeout for each read."""
+    monkeypatch.setattr(witness_module, "TCP_READ_TIMEOUT_S", 1.0)
+    with socket.create_connection(("127.0.0.1", tcp_mirror), timeout=5) as conn:
+        started = time.monotonic()
+        conn.sendall(b"I")
+        time.sleep(0.9)
+        conn.sendall(b"N")  # just in time for a per-read timeout; then silence
+        assert conn.recv(4096) == b""
+        assert time.monotonic() - started < 1.5
 
 
 def test_port_5060_taken_leaves_the_mirror_on_the_witness_port_only() -> None:

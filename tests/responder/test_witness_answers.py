@@ -177,13 +177,56 @@ def test_probes_are_acked_with_the_size_and_never_echoed() -> None:
     assert w.handle(short, HOME) is None  # an ack would be longer than it
 
 
-def test_every_source_is_rate_limited_and_so_is_the_whole() -> None:
+def test_every_prefix_is_rate_limited_and_so_is_the_whole() -> None:
     w = Witness(FakeGateway(), Limits(per_source=1, per_source_burst=5, total=1, total_burst=8))
     packet = auth.build_probe(64, bytes(16))
     answered = sum(w.handle(packet, HOME) is not None for _ in range(20))
     assert answered == 5
-    others = sum(w.handle(packet, f"203.0.113.{i}") is not None for i in range(20))
+    same_prefix = sum(w.handle(packet, f"198.51.100.{i}") is not None for i in range(20))
+    assert same_prefix == 0  # an anonymous asker is its /24
+    others = sum(w.handle(packet, f"203.0.{i}.1") is not None for i in range(20))
     assert others == 3  # the global bucket had 8
+
+
+def _sip_scan() -> bytes:
+    from netsetup.diagnose import sip
+
+    return sip.options("udp", ("198.51.100.7", 5060), ("203.0.113.1", 5060), None).data
+
+
+def test_a_flood_of_junk_and_anonymous_asks_leaves_a_verified_asker_answered() -> None:
+    """Spoofed junk, SIP scans, probes and queries with keys the gateway does not know (anyone
+    can make one that verifies) from thousands of sources, each far under its own limit, use up
+    every anonymous budget; a peer of the profile is still answered."""
+    client = generate_keypair()
+    gateway = FakeGateway(seen={HOME: 1.0})
+    gateway.files[client.public] = peer("ana", client.public)
+    w = witness(gateway)
+    forged = asker(generate_keypair(), gateway.key.public)
+    scan, probe = _sip_scan(), auth.build_probe(64, bytes(16))
+    for i in range(5000):
+        source = f"10.{i // 250 % 250}.{i % 250}.{i % 7}"
+        for packet in (b"\x00junk" * 10, scan, probe, forged.query()):
+            w.handle(packet, source)
+    found = [ask(w, asker(client, gateway.key.public)) for _ in range(10)]
+    assert all(isinstance(f, WitnessStatus) and f.public_address == HOME for f in found), found
+
+
+def test_junk_that_gets_no_answer_costs_no_budget() -> None:
+    w = Witness(FakeGateway(), Limits(per_source=1, per_source_burst=5, total=1, total_burst=8))
+    for i in range(2000):
+        assert w.handle(b"NSR1" + bytes(60), f"10.{i // 250}.{i % 250}.1") is None
+    probe = auth.build_probe(64, bytes(16))
+    assert sum(w.handle(probe, f"203.0.{i}.1") is not None for i in range(8)) == 8
+
+
+def test_the_sip_mirror_has_a_budget_of_its_own() -> None:
+    w = Witness(FakeGateway(), Limits(per_source=1, per_source_burst=5, total=1, total_burst=8))
+    scan = _sip_scan()
+    assert sum(w.handle(scan, f"10.{i}.0.1") is not None for i in range(20)) == 8
+    assert w.mirror(scan, "10.99.0.1") is None  # TCP shares the mirror's budget
+    probe = auth.build_probe(64, bytes(16))
+    assert sum(w.handle(probe, f"203.0.{i}.1") is not None for i in range(8)) == 8
 
 
 def test_a_witness_without_a_key_says_nothing() -> None:
