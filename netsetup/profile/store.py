@@ -213,6 +213,22 @@ def load_peers(profile: Profile) -> list[Peer]:
     return peers
 
 
+def readable_peers(profile: Profile) -> list[Peer]:
+    """Every peer record that parses, retired ones included, in file order; unreadable files
+    are left out (never an error): what a long-running service reads again and again."""
+    try:
+        paths = sorted(profile.peers_dir.glob("*.toml"))
+    except OSError:
+        return []
+    found = []
+    for path in paths:
+        if not path.name.startswith("."):
+            peer, _ = parse_peer_file(path)
+            if peer is not None:
+                found.append(peer)
+    return found
+
+
 def _toml_string(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'

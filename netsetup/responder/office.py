@@ -63,20 +63,13 @@ class ActivePeers:
 
 def active_peers(profile: Profile, token: SecretKey, now: datetime | None = None) -> ActivePeers:
     """Every peer of `profile` active at `now`: its responder key and its tunnel addresses."""
-    from netsetup.profile.store import parse_peer_file
+    from netsetup.profile.store import readable_peers
 
     raw_token = base64.b64decode(token.reveal())
     moment = now or datetime.now(UTC)
     found = ActivePeers({}, {})
-    try:
-        paths = sorted(profile.peers_dir.glob("*.toml"))
-    except OSError:
-        paths = []
-    for path in paths:
-        if path.name.startswith("."):
-            continue
-        peer, _ = parse_peer_file(path)
-        if peer is None or peer.state(moment) != PeerState.active:
+    for peer in readable_peers(profile):
+        if peer.state(moment) != PeerState.active:
             continue
         public = base64.b64decode(peer.public_key)
         tag = wire.key_tag(public)

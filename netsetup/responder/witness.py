@@ -263,19 +263,10 @@ class SystemGateway:
         return peers
 
     def _read_peers(self) -> dict[str, Peer]:
-        from netsetup.profile.store import parse_peer_file
+        from netsetup.profile.store import readable_peers
 
         by_key: dict[str, Peer] = {}
-        try:
-            paths = sorted(self.profile.peers_dir.glob("*.toml"))
-        except OSError:
-            paths = []
-        for path in paths:
-            if path.name.startswith("."):
-                continue
-            peer, _ = parse_peer_file(path)
-            if peer is None:
-                continue
+        for peer in readable_peers(self.profile):
             known = by_key.get(peer.public_key)
             # a key in two records (a retired one and a live one): the live one speaks
             if known is None or known.status == "revoked":
