@@ -99,10 +99,10 @@ class _Asker:
         return None
 
 
-def ask_witness(
-    host: str, port: int, client_private: SecretKey, gateway_public: str, timeout: float
-) -> WitnessStatus | KeyMismatch | None:
-    """Ask the witness at host:port about our own key. None: no (usable) answer in `timeout`."""
+def _derive_keys(
+    client_private: SecretKey, gateway_public: str
+) -> tuple[bytes, bytes, bytes] | None:
+    """(our public key, query key, answer key) for the witness; None for unusable keys."""
     from netsetup.keys import public_from_private
 
     try:
@@ -115,6 +115,17 @@ def ask_witness(
         )
     except (ValueError, auth.Malformed):
         return None
+    return client_public, query_key, answer_key
+
+
+def ask_witness(
+    host: str, port: int, client_private: SecretKey, gateway_public: str, timeout: float
+) -> WitnessStatus | KeyMismatch | None:
+    """Ask the witness at host:port about our own key. None: no (usable) answer in `timeout`."""
+    derived = _derive_keys(client_private, gateway_public)
+    if derived is None:
+        return None
+    client_public, query_key, answer_key = derived
     asker = _Asker(client_public, query_key, answer_key)
     deadline = time.monotonic() + timeout
     addresses = _addresses(host, port)
@@ -290,19 +301,8 @@ class LifetimeKeys:
 
 
 def lifetime_keys(client_private: SecretKey, gateway_public: str) -> LifetimeKeys | None:
-    from netsetup.keys import public_from_private
-
-    try:
-        client_public = auth.raw_key(public_from_private(client_private))
-        query_key, _ = auth.shared_keys(
-            auth.raw_key(client_private.reveal()),
-            auth.raw_key(gateway_public),
-            client_public,
-            auth.raw_key(gateway_public),
-        )
-    except (ValueError, auth.Malformed):
-        return None
-    return LifetimeKeys(client_public, query_key)
+    derived = _derive_keys(client_private, gateway_public)
+    return None if derived is None else LifetimeKeys(derived[0], derived[1])
 
 
 LIFETIME_ANSWER_S = 1.5  # how long a socket waits for the answer sent to its mapped port
