@@ -31,6 +31,20 @@ def netsetup(lab: Lab, *args: str, check: bool = True) -> Result:
     return run([sys.executable, "-m", "netsetup", *args], check=check, env=env, timeout=60)
 
 
+def netsetup_as_admin(
+    lab: Lab, *args: str, check: bool = True, timeout: float = 300.0, env: dict[str, str] | None = None
+) -> Result:
+    """netsetup run by the company's admin from the office LAN (the lab's `office` namespace),
+    where `[gateway] ssh` and `admin_from` of the lab profile point: `plan`, `apply`,
+    `gateway bootstrap`, `import --from-gateway` log in to the gateway's real sshd from there."""
+    from netsetup.lab.proc import in_ns
+
+    environment = {"NETSETUP_STATE_DIR": str(lab.state_dir), "NETSETUP_SSH_KEY": str(lab.ssh_key)}
+    environment.update(env or {})
+    argv = in_ns(lab.ns("office"), [sys.executable, "-m", "netsetup", *args])
+    return run(argv, check=check, env=environment, timeout=timeout)
+
+
 def render_gateway(lab: Lab) -> None:
     netsetup(
         lab,

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netsetup.lab import admin, cleanup, services, topology, tunnels, wireguard
-from netsetup.lab.labprofile import host_key_fingerprint, pin_ssh_host_keys, write_lab_profile
+from netsetup.lab.labprofile import (
+    host_key_fingerprint,
+    pin_gateway_ssh,
+    pin_ssh_host_keys,
+    write_lab_profile,
+)
 from netsetup.lab.proc import LabError, require_kamailio_tls, require_programs
 from netsetup.lab.record import ClientHost, run_base
 
@@ -74,6 +79,7 @@ def start_services(lab: Lab) -> None:
         gateway=lab.ns("gateway"),
         directory=lab.run_dir / "services",
         authorized_keys=lab.run_dir / "ssh-client" / "authorized_keys",
+        gateway_root=lab.gateway_root,
     )
     for service in services.lab_services(lab.profile(), lab.plan, hosts, lab.clock.now()):
         lab.record.add_service(service)
@@ -82,6 +88,13 @@ def start_services(lab: Lab) -> None:
         lab.save()
     office_key = hosts.directory / "sshd-office" / "ssh_host_ed25519_key.pub"
     pin_ssh_host_keys(lab.profile_dir, host_key_fingerprint(office_key))
+    gateway_key = hosts.directory / "sshd-gateway" / "ssh_host_ed25519_key.pub"
+    pin_gateway_ssh(
+        lab.profile_dir,
+        ssh=f"root@{lab.plan.gateway_lan.v4.ip}:22",
+        host_key=host_key_fingerprint(gateway_key),
+        admin_from=[str(lab.plan.office_lan.v4.network)],
+    )
     services.trust_portal_certificate(lab.ns("home"), hosts.directory / "portal")
 
 

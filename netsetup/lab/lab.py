@@ -98,8 +98,20 @@ class Lab:
         return self.names.gateway_wg
 
     @property
+    def gateway_root(self) -> Path:
+        """What the gateway's sshd sees as its /etc, /usr/local, /var/lib and /var/log (the
+        overlays' layers, `services.private_root_argv`) and as /etc/wireguard (`wireguard/`)."""
+        return self.run_dir / "gateway-root"
+
+    @property
     def gateway_config(self) -> Path:
-        return self.run_dir / "gateway" / f"{self.gateway_interface}.conf"
+        """The gateway's wg-quick config: /etc/wireguard/<iface>.conf as its sshd sees it."""
+        return self.gateway_root / "wireguard" / f"{self.gateway_interface}.conf"
+
+    @property
+    def ssh_key(self) -> Path:
+        """The lab's SSH client key: every lab sshd accepts it (root on the gateway)."""
+        return self.run_dir / "ssh-client" / "id_ed25519"
 
     def ns(self, role: str) -> str:
         return self.names.ns(role)

@@ -71,3 +71,13 @@ def pin_ssh_host_keys(profile_dir: Path, fingerprint: str) -> None:
         if isinstance(target, dict) and target.get("kind") == "ssh":
             target["host_key"] = fingerprint
     atomic_write(path, tomlwrite.dumps(data), mode=0o644)
+
+
+def pin_gateway_ssh(profile_dir: Path, *, ssh: str, host_key: str, admin_from: list[str]) -> None:
+    """How the lab's admin reaches the gateway: `[gateway] ssh`, the pinned `host_key` of the
+    gateway's sshd and `admin_from` (the office LAN, where the lab runs `plan` and `apply`)."""
+    path = profile_dir / "profile.toml"
+    data = tomllib.loads(path.read_text())
+    gateway = data["gateway"]
+    gateway.update(ssh=ssh, host_key=host_key, admin_from=admin_from)
+    atomic_write(path, tomlwrite.dumps(data), mode=0o644)

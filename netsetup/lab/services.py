@@ -281,8 +281,10 @@ def sshd_service(
     ports: list[int],
     directory: Path,
     authorized_keys: Path,
+    private_root: Path | None = None,
 ) -> Service:
-    """OpenSSH with key authentication only, its own host key, config and pid file."""
+    """OpenSSH with key authentication only, its own host key, config and pid file; with
+    `private_root`, in a mount namespace of its own (`private_root_argv`)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     host_key = directory / "ssh_host_ed25519_key"
     if not host_key.exists():
@@ -312,8 +314,49 @@ def sshd_service(
         + "\n"
     )
     argv = [SSHD, "-D", "-e", "-f", str(config)]
+    if private_root is not None:
+        argv = private_root_argv(private_root, argv)
     listens = [f"tcp:{a}:{p}" for a in addresses for p in ports]
     return Service(name, namespace, argv, str(directory / "sshd.log"), listens=listens)
+
+
+# The directories a gateway's admin tools write (`gateway bootstrap`, the gateway agent): the
+# lab gateway's sshd sees each through an overlay whose changes land in the lab's run directory.
+GATEWAY_PRIVATE_DIRS = ("/etc", "/usr/local", "/var/lib", "/var/log")
+
+
+def gateway_root_layers(root: Path, directory: str) -> tuple[Path, Path]:
+    """The overlay's upper (what the gateway wrote) and work directories for `directory`."""
+    slug = directory.strip("/").replace("/", "-")
+    return root / slug / "upper", root / slug / "work"
+
+
+def private_root_argv(root: Path, argv: list[str]) -> list[str]:
+    """`argv` run in a mount namespace of its own where GATEWAY_PRIVATE_DIRS are overlays kept
+    under `root`, and /etc/wireguard is `root`/wireguard itself (bound, so the lab and the
+    gateway see one file: an overlay's layers must not change under it). Whatever the sshd's
+    sessions write there (bootstrap, apply) never reaches the host's /etc."""
+    import shlex
+
+    lines = ["set -e"]
+    for directory in GATEWAY_PRIVATE_DIRS:
+        upper, work = gateway_root_layers(root, directory)
+        upper.mkdir(parents=True, exist_ok=True, mode=0o755)
+        work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        options = f"lowerdir={directory},upperdir={upper},workdir={work}"
+        lines.append(f"mount -t overlay netsetup-lab -o {shlex.quote(options)} {directory}")
+    wireguard = gateway_wireguard_dir(root)
+    lines += ["mkdir -p /etc/wireguard", f"mount --bind {shlex.quote(str(wireguard))} /etc/wireguard"]
+    lines.append('exec "$@"')
+    script = "\n".join(lines)
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", *argv]
+
+
+def gateway_wireguard_dir(root: Path) -> Path:
+    """What the lab gateway's sshd sees as /etc/wireguard (made here, 0700)."""
+    directory = root / "wireguard"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory
 
 
 # -- dnsmasq --------------------------------------------------------------------------------
@@ -429,6 +472,7 @@ class ServiceHosts:
     gateway: str  # the gateway's namespace
     directory: Path  # the lab's `services` directory
     authorized_keys: Path  # the lab's SSH client key, accepted by every sshd
+    gateway_root: Path | None = None  # the gateway sshd's private /etc etc. (private_root_argv)
 
 
 def lab_services(
@@ -454,6 +498,7 @@ def lab_services(
             [22],
             hosts.directory / "sshd-gateway",
             hosts.authorized_keys,
+            hosts.gateway_root,
         ),
     ]
     https = target_endpoints(profile, plan, "https")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -145,8 +146,27 @@ class Portal:
 
 
 @dataclass(frozen=True)
+class SshTarget:
+    """How netsetup logs in to a gateway (`[gateway] ssh = "admin@host:22"`)."""
+
+    user: str
+    host: str | IPAddress
+    port: int = 22
+
+    def __str__(self) -> str:
+        if isinstance(self.host, ipaddress.IPv6Address):
+            return f"{self.user}@[{self.host}]:{self.port}"
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+# the name of the gateway of a profile written in the single `[gateway]` form
+DEFAULT_GATEWAY_NAME = "gateway"
+
+
+@dataclass(frozen=True)
 class Gateway:
-    """The company's WireGuard gateway (`[gateway]`): where peers connect and its public key."""
+    """One WireGuard gateway of the company (`[gateway]`, or one of several `[[gateway]]` sites):
+    where peers connect, its public key, and how netsetup reaches it over SSH."""
 
     endpoint_host: str | IPAddress
     endpoint_port: int
@@ -155,6 +175,14 @@ class Gateway:
     interface: str = DEFAULTS.interface
     # the diagnose witness's UDP port beside WireGuard's (DERIVED_DEFAULTS); 0: no witness
     witness_port: int = 0
+    name: str = DEFAULT_GATEWAY_NAME  # `name` of a `[[gateway]]` site
+    ssh: SshTarget | None = None  # how plan/apply/bootstrap log in
+    host_key: str | None = None  # its SSH host key, pinned: "SHA256:<base64>"
+    # the only sources the rendered ruleset lets reach the gateway's SSH; () leaves SSH alone
+    admin_from: tuple[IPNetwork, ...] = ()
+    # a `[[gateway]]` site's own tunnel subnets; None: `[network]`'s (the first site's)
+    tunnel_v4: ipaddress.IPv4Network | None = None
+    tunnel_v6: ipaddress.IPv6Network | None = None
 
     @property
     def endpoint(self) -> str:
@@ -258,6 +286,49 @@ class Profile:
     voip: Voip | None = None
     diagnose: Diagnose = field(default_factory=Diagnose)
     contact: str | None = None
+    # every gateway (site) in the order of the file; () in the single `[gateway]` form, where
+    # `gateway` is the only one. In the `[[gateway]]` form `gateway` is the first.
+    sites: tuple[Gateway, ...] = ()
+
+    @property
+    def gateways(self) -> tuple[Gateway, ...]:
+        return self.sites or (self.gateway,)
+
+    @property
+    def multi_site(self) -> bool:
+        return len(self.gateways) > 1
+
+    def gateway_named(self, name: str | None) -> Gateway:
+        """The gateway called `name` (None: the first). KeyError when there is none."""
+        if name is None:
+            return self.gateways[0]
+        for gateway in self.gateways:
+            if gateway.name == name:
+                return gateway
+        raise KeyError(name)
+
+    def site(self, name: str | None) -> Profile:
+        """This profile as one gateway sees it: `gateway` is that site and `network` carries its
+        tunnel subnets. Rendering, the firewall, allocation and client configs take this view,
+        with the peers of that site only (`peers_of`)."""
+        from dataclasses import replace
+
+        gateway = self.gateway_named(name)
+        network = self.network
+        if gateway.tunnel_v4 is not None:
+            network = replace(
+                network,
+                tunnel_v4=gateway.tunnel_v4,
+                tunnel_v6=gateway.tunnel_v6,
+                gateway_v4=None,
+                gateway_v6=None,
+            )
+        return replace(self, gateway=gateway, network=network)
+
+    def peers_of(self, gateway: Gateway, peers: Sequence[Peer]) -> list[Peer]:
+        """The peers that connect to `gateway` (a peer without `gateway` uses the first)."""
+        first = self.gateways[0].name
+        return [p for p in peers if (p.gateway or first) == gateway.name]
 
     @property
     def mirrors_sip(self) -> bool:
@@ -294,6 +365,7 @@ class Peer:
     revoked: datetime | None = None
     key_origin: str = "generated"  # or "client": the assistant kept their own private key
     rotated: datetime | None = None
+    gateway: str | None = None  # the `name` of its `[[gateway]]` site; None: the first
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires is not None and self.expires <= now

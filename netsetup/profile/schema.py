@@ -40,6 +40,7 @@ from netsetup.profile.model import (
     Peer,
     Portal,
     Profile,
+    SshTarget,
     Target,
     Voip,
     default_client_interface,
@@ -239,7 +240,16 @@ def _host_cidr(host: str) -> str:
 PROFILE_KEYS = ("company", "gateway", "network", "dns", "access", "portal", "voip", "diagnose")
 REQUIRED_TABLES = ("company", "gateway", "network")
 COMPANY_KEYS = ("name", "contact")
-GATEWAY_KEYS = ("endpoint", "public_key", "interface", "listen_port", "witness_port")
+GATEWAY_KEYS = (
+    "endpoint",
+    "public_key",
+    "interface",
+    "listen_port",
+    "witness_port",
+    "ssh",
+    "host_key",
+    "admin_from",
+)
 NETWORK_KEYS = (
     "tunnel_v4",
     "tunnel_v6",
@@ -341,6 +351,9 @@ def read_gateway(r: _Reader, raw: Any) -> Gateway | None:
     interface = r.get(table, p, "interface", str, v.parse_interface)
     listen = r.get(table, p, "listen_port", int, _range(1, 65535, "port"))
     witness = r.get(table, p, "witness_port", int, _range(0, 65535, "port"))
+    ssh = r.get(table, p, "ssh", str, _ssh_target)
+    host_key = r.get(table, p, "host_key", str, v.parse_host_key)
+    admin_from = r.items(table, p, "admin_from", v.parse_network, BAD_CIDR)
     if endpoint is None or key is None:
         return None
     host, port = endpoint
@@ -352,7 +365,15 @@ def read_gateway(r: _Reader, raw: Any) -> Gateway | None:
         listen_port=listen_port,
         interface=interface or DEFAULTS.interface,
         witness_port=(listen_port % 65535) + 1 if witness is None else witness,
+        ssh=ssh,
+        host_key=host_key,
+        admin_from=tuple(admin_from),
     )
+
+
+def _ssh_target(value: str) -> SshTarget:
+    user, host, port = v.parse_ssh_target(value)
+    return SshTarget(user, host, port)
 
 
 def read_network(r: _Reader, raw: Any, profile_id: str) -> Network | None:

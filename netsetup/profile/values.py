@@ -131,6 +131,29 @@ def parse_endpoint(value: str) -> tuple[str | IPAddress, int]:
     return host, port
 
 
+SSH_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def parse_ssh_target(value: str) -> tuple[str, str | IPAddress, int]:
+    """`user@host:port`, `user@host` (port 22) or `user@[v6]:port`: how netsetup logs in to a
+    gateway. The user is a POSIX login name (it goes into an SSH login, never into a shell)."""
+    check_text(value, "ssh")
+    user, at, rest = value.partition("@")
+    if not at or not rest:
+        raise ValueError(f"ssh {value!r} must be user@host:port (e.g. admin@gw.example:22)")
+    if not SSH_USER.match(user):
+        raise ValueError(f"ssh user {user!r}: use a login name (lower-case letters, digits, _.-)")
+    if rest.startswith("[") and rest.endswith("]"):
+        rest += ":22"
+    elif not rest.startswith("[") and ":" not in rest:
+        rest += ":22"
+    try:
+        host, port = parse_endpoint(rest)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("endpoint", "ssh", 1)) from None
+    return user, host, port
+
+
 def parse_network(value: str, *, strict: bool = True) -> IPNetwork:
     """A CIDR such as 192.0.2.0/24. Host bits set is an error unless strict=False."""
     check_text(value, "CIDR")
