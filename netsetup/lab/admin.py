@@ -32,7 +32,11 @@ def netsetup(lab: Lab, *args: str, check: bool = True) -> Result:
 
 
 def netsetup_as_admin(
-    lab: Lab, *args: str, check: bool = True, timeout: float = 300.0, env: dict[str, str] | None = None
+    lab: Lab,
+    *args: str,
+    check: bool = True,
+    timeout: float = 300.0,
+    env: dict[str, str] | None = None,
 ) -> Result:
     """netsetup run by the company's admin from the office LAN (the lab's `office` namespace),
     where `[gateway] ssh` and `admin_from` of the lab profile point: `plan`, `apply`,

@@ -346,7 +346,8 @@ def private_root_argv(root: Path, argv: list[str]) -> list[str]:
         options = f"lowerdir={directory},upperdir={upper},workdir={work}"
         lines.append(f"mount -t overlay netsetup-lab -o {shlex.quote(options)} {directory}")
     wireguard = gateway_wireguard_dir(root)
-    lines += ["mkdir -p /etc/wireguard", f"mount --bind {shlex.quote(str(wireguard))} /etc/wireguard"]
+    bind = f"mount --bind {shlex.quote(str(wireguard))} /etc/wireguard"
+    lines += ["mkdir -p /etc/wireguard", bind]
     lines.append('exec "$@"')
     script = "\n".join(lines)
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", *argv]

@@ -143,10 +143,9 @@ def parse_ssh_target(value: str) -> tuple[str, str | IPAddress, int]:
         raise ValueError(f"ssh {value!r} must be user@host:port (e.g. admin@gw.example:22)")
     if not SSH_USER.match(user):
         raise ValueError(f"ssh user {user!r}: use a login name (lower-case letters, digits, _.-)")
-    if rest.startswith("[") and rest.endswith("]"):
-        rest += ":22"
-    elif not rest.startswith("[") and ":" not in rest:
-        rest += ":22"
+    bracketed = rest.startswith("[")
+    if (bracketed and rest.endswith("]")) or (not bracketed and ":" not in rest):
+        rest += ":22"  # no port given
     try:
         host, port = parse_endpoint(rest)
     except ValueError as exc:
