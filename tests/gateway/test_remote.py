@@ -166,11 +166,13 @@ def test_upload_writes_with_the_mode_and_leaves_no_temporary_file(
 
 
 def test_a_missing_agent_says_to_bootstrap(server: Server) -> None:
-    with remote.GatewaySession(
-        server.target(), host_key=server.fingerprint, identity=server.client_key
-    ) as session:
-        with pytest.raises(RemoteError) as caught:
-            session.agent("version")
+    with (
+        remote.GatewaySession(
+            server.target(), host_key=server.fingerprint, identity=server.client_key
+        ) as session,
+        pytest.raises(RemoteError) as caught,
+    ):
+        session.agent("version")
     assert "gateway bootstrap" in str(caught.value)
 
 
