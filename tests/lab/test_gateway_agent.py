@@ -83,7 +83,9 @@ class Gateway:
         out.unlink()
         self.stage(f"{self.interface}.nft", ruleset.encode())
         if with_profile:
-            tar = ["tar", "-C", str(self.lab.profile_dir), "-cf", "-", "profile.toml", "peers"]
+            peer_files = sorted(p.name for p in (self.lab.profile_dir / "peers").glob("*.toml"))
+            tar = ["tar", "-C", str(self.lab.profile_dir), "-cf", "-", "profile.toml"]
+            tar += [f"peers/{name}" for name in peer_files]
             self.stage("profile.tar", subprocess.run(tar, capture_output=True, check=True).stdout)
 
     def commit(self, within: int = 60) -> dict[str, Any]:
@@ -223,7 +225,7 @@ def test_commit_adds_a_peer_without_disturbing_the_others_then_confirm(
         "ok": True
     }
     assert gateway.read()["pending"] is None
-    assert "revert-timer" not in gateway.ssh("ps -eo args")
+    assert token not in gateway.ssh("ps -eo args")  # the revert timer is gone
     audit = gateway.ssh("cat /var/log/netsetup/audit.jsonl")
     assert '"event": "commit"' in audit and '"event": "confirm"' in audit
 
