@@ -299,15 +299,19 @@ def test_failure_restores_byte_identical(
 def test_second_commit_is_refused_while_one_holds_the_lock(gateway: Gateway, lab: Lab) -> None:
     before = gateway.snapshot()
     lock = f"/var/lib/netsetup/{gateway.interface}/lock"
+    gateway.stage_rendered()
+    # another apply holds the lock until its input ends
     holder = subprocess.Popen(
-        gateway.ssh_argv(f"flock {lock} sh -c 'echo held; sleep 6'"),
+        gateway.ssh_argv(f"flock {lock} sh -c 'echo held; read line'"),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-        gateway.stage_rendered()
         answer = gateway.commit()
     finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
         holder.wait(30)
     assert answer["ok"] is False and answer["step"] == "lock", answer
     assert answer["error"] == "another apply is in progress on this gateway"
@@ -330,3 +334,25 @@ def test_pending_commit_refuses_another_and_rollback_restores(gateway: Gateway, 
     assert back == {"ok": True, "restored": True}
     assert gateway.snapshot() == before
     assert gateway.read()["pending"] is None
+
+
+def test_a_down_interface_is_brought_up_and_the_revert_takes_it_down(
+    gateway: Gateway, lab: Lab
+) -> None:
+    """A fresh gateway (bootstrap): no interface yet, so commit runs `wg-quick up`; the revert
+    brings it down again. Last in the module: it leaves the interface as the lab had it."""
+    config = str(lab.gateway_config)
+    assert lab.exec("gateway", ["wg-quick", "down", config]).ok
+    try:
+        before = gateway.snapshot()
+        assert before["interface"] == ""
+        gateway.stage_rendered(with_profile=False)
+        answer = gateway.commit(within=5)
+        assert answer["ok"] is True, answer
+        assert gateway.read()["up"] is True
+        assert len(gateway.dump_peers()) > 0
+        assert gateway.wait_not_pending(40)["up"] is False
+        assert gateway.snapshot() == before
+    finally:
+        if gateway.interface not in lab.exec("gateway", ["wg", "show", "interfaces"]).stdout:
+            assert lab.exec("gateway", ["wg-quick", "up", config]).ok
