@@ -261,6 +261,14 @@ def check_stage_dir(path: str, invoker: Invoker, stage_root: str = STAGE_ROOT) -
     return expected
 
 
+def stage_dir_is_sound(path: str, invoker: Invoker) -> bool:
+    try:
+        check_stage_dir(path, invoker)
+    except (AgentError, OSError):
+        return False
+    return True
+
+
 def read_staged(stage: str, name: str, invoker: Invoker) -> bytes | None:
     """A staged file's bytes (None when absent): a regular file, not a link, one name only,
     owned by the invoker (or by root when root invoked)."""
@@ -631,18 +639,22 @@ def verb_commit(args: list[str]) -> dict[str, Any]:
     names = ("interface", "table", "profile-id", "stage", "confirm-within")
     options = parse_options(args, names)
     interface = interface_arg(options)
-    table = checked(options["table"], TABLE_RE, "table name")
-    profile_id = checked(options["profile-id"], PROFILE_ID_RE, "profile id")
-    window = options["confirm-within"]
-    if not window.isdigit() or not 5 <= int(window) <= 3600:
-        raise AgentError("usage", "--confirm-within must be 5 to 3600 seconds")
     invoker = Invoker.current()
-    stage = check_stage_dir(options["stage"], invoker)
     staged = [n.format(interface=interface) for n in STAGED]
     try:
+        table = checked(options["table"], TABLE_RE, "table name")
+        profile_id = checked(options["profile-id"], PROFILE_ID_RE, "profile id")
+        window = options["confirm-within"]
+        if not window.isdigit() or not 5 <= int(window) <= 3600:
+            raise AgentError("usage", "--confirm-within must be 5 to 3600 seconds")
+        stage = check_stage_dir(options["stage"], invoker)
         conf, ruleset, profile = (read_staged(stage, n, invoker) for n in staged)
     finally:
-        remove_staged(stage, staged, invoker)  # success or failure: nothing is left behind
+        # success or failure, nothing staged is left behind (only ever in the invoker's own
+        # folder, whatever --stage said)
+        own = os.path.join(STAGE_ROOT, invoker.name)
+        if stage_dir_is_sound(own, invoker):
+            remove_staged(own, staged, invoker)
     if conf is None or ruleset is None:
         raise AgentError("check", f"the stage folder lacks {staged[0]} or {staged[1]}")
     check_wg_conf(conf.decode("utf-8", "replace"))

@@ -197,6 +197,20 @@ def test_refuses_a_symlinked_staged_file(gateway: Gateway) -> None:
     assert gateway.snapshot() == before
 
 
+def test_a_refused_commit_leaves_nothing_staged(gateway: Gateway) -> None:
+    gateway.stage_rendered()
+    assert len(gateway.staged()) == 3
+    before = gateway.snapshot()
+    answer = gateway.agent(
+        "commit",
+        *("--interface", gateway.interface, "--table", gateway.table),
+        *("--profile-id", "../../etc", "--stage", STAGE, "--confirm-within", "60"),
+    )
+    assert answer["ok"] is False and answer["step"] == "usage", answer
+    assert gateway.staged() == []
+    assert gateway.snapshot() == before
+
+
 def test_commit_adds_a_peer_without_disturbing_the_others_then_confirm(
     gateway: Gateway, lab: Lab, connect: Callable[..., str]
 ) -> None:
