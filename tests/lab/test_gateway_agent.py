@@ -30,10 +30,13 @@ STAGE = "/var/lib/netsetup/stage/root"
 
 
 class Gateway:
-    """The lab gateway as the admin reaches it: `ssh root@<gateway LAN address>`."""
+    """The lab gateway as the admin reaches it: `ssh root@<gateway LAN address>` (`user`: as
+    that account, running the agent through `sudo -n`)."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, user: str = "root", sudo: bool = False) -> None:
         self.lab = lab
+        self.user = user
+        self.sudo = ["sudo", "-n"] if sudo else []
         profile = lab.profile()
         assert profile.gateway.ssh is not None
         self.address = str(profile.gateway.ssh.host)
@@ -41,11 +44,18 @@ class Gateway:
         self.table = table_name(self.interface)
         self.profile_id = str(profile.id)
 
+    def as_user(self, command: str) -> str:
+        # the lab's sshd lets only root read its one authorized_keys file: a plain account's
+        # session is root's turned into that account (what the agent sees is the same: sudo)
+        if self.user == "root":
+            return command
+        return f"runuser -u {self.user} -- sh -c {shlex.quote(command)}"
+
     def ssh_argv(self, command: str) -> list[str]:
         argv = ["ip", "netns", "exec", self.lab.ns("office"), "ssh", "-i", str(self.lab.ssh_key)]
         argv += ["-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no"]
-        argv += ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"root@{self.address}", command]
-        return argv
+        argv += ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"root@{self.address}"]
+        return [*argv, self.as_user(command)]
 
     def ssh(self, command: str, data: bytes = b"", check: bool = True) -> str:
         done = subprocess.run(
@@ -56,9 +66,10 @@ class Gateway:
         return done.stdout.decode()
 
     def agent(self, *args: str) -> dict[str, Any]:
-        out = self.ssh(shlex.join([AGENT, *args]), check=False)
-        lines = out.splitlines()
-        assert len(lines) == 1, out  # exactly one JSON object
+        argv = self.ssh_argv(shlex.join([*self.sudo, AGENT, *args]))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        lines = done.stdout.splitlines()
+        assert len(lines) == 1, (done.stdout, done.stderr)  # exactly one JSON object
         answer = json.loads(lines[0])
         assert isinstance(answer, dict)
         return answer
@@ -68,10 +79,10 @@ class Gateway:
         assert answer["ok"] is True, answer
         return answer
 
-    def stage(self, name: str, data: bytes) -> None:
-        self.ssh(f"umask 077 && cat > {STAGE}/{name}", data)
+    def stage(self, name: str, data: bytes, stage: str = STAGE) -> None:
+        self.ssh(f"umask 077 && cat > {stage}/{name}", data)
 
-    def stage_rendered(self, with_profile: bool = True) -> None:
+    def stage_rendered(self, with_profile: bool = True, stage: str = STAGE) -> None:
         """The lab profile as netsetup renders it now: config, ruleset, profile files."""
         out = self.lab.run_dir / "agent-test.conf"
         key = str(self.lab.gateway_key_file)
@@ -79,25 +90,26 @@ class Gateway:
             self.lab, "render", str(self.lab.profile_dir), "--out", str(out), "--gateway-key", key
         )
         ruleset = netsetup(self.lab, "render", str(self.lab.profile_dir), "--firewall").stdout
-        self.stage(f"{self.interface}.conf", out.read_bytes())
+        self.stage(f"{self.interface}.conf", out.read_bytes(), stage)
         out.unlink()
-        self.stage(f"{self.interface}.nft", ruleset.encode())
+        self.stage(f"{self.interface}.nft", ruleset.encode(), stage)
         if with_profile:
             peer_files = sorted(p.name for p in (self.lab.profile_dir / "peers").glob("*.toml"))
             tar = ["tar", "-C", str(self.lab.profile_dir), "-cf", "-", "profile.toml"]
             tar += [f"peers/{name}" for name in peer_files]
-            self.stage("profile.tar", subprocess.run(tar, capture_output=True, check=True).stdout)
+            tarred = subprocess.run(tar, capture_output=True, check=True).stdout
+            self.stage("profile.tar", tarred, stage)
 
-    def commit(self, within: int = 60) -> dict[str, Any]:
+    def commit(self, within: int = 60, stage: str = STAGE) -> dict[str, Any]:
         return self.agent(
             "commit",
             *("--interface", self.interface, "--table", self.table),
-            *("--profile-id", self.profile_id, "--stage", STAGE),
+            *("--profile-id", self.profile_id, "--stage", stage),
             *("--confirm-within", str(within)),
         )
 
-    def staged(self) -> list[str]:
-        return self.ssh(f"ls -A {STAGE}").split()
+    def staged(self, stage: str = STAGE) -> list[str]:
+        return self.ssh(f"ls -A {stage}").split()
 
     def dump_peers(self) -> dict[str, list[str]]:
         dump = self.lab.exec("gateway", ["wg", "show", self.interface, "dump"]).stdout
@@ -348,6 +360,38 @@ def test_pending_commit_refuses_another_and_rollback_restores(gateway: Gateway, 
     assert back == {"ok": True, "restored": True}
     assert gateway.snapshot() == before
     assert gateway.read()["pending"] is None
+
+
+def test_an_admin_account_runs_it_through_sudo(gateway: Gateway, lab: Lab) -> None:
+    """The README's sudoers line: a plain account may run the agent as root, and nothing else;
+    its stage folder is its own."""
+    gateway.ssh(
+        "id netadmin >/dev/null 2>&1 || useradd -M -d /nonexistent -s /bin/sh netadmin; "
+        "usermod -p '*' netadmin && umask 0337 && "
+        f"echo 'netadmin ALL=(root) NOPASSWD: {AGENT}' > /etc/sudoers.d/netsetup"
+    )
+    admin = Gateway(lab, user="netadmin", sudo=True)
+    assert "root" not in admin.ssh("sudo -n /usr/bin/id -un 2>&1", check=False)
+    before = gateway.snapshot()
+    admin.read()
+    stage = "/var/lib/netsetup/stage/netadmin"
+    assert gateway.ssh(f"stat -c '%U %a' {stage}").split() == ["netadmin", "700"]
+    lab.provision("via-sudo", "dedicated", sync=False)
+    admin.stage_rendered(stage=stage)
+    answer = admin.commit(stage=stage)
+    assert answer["ok"] is True, answer
+    assert admin.staged(stage) == []
+    assert '"user": "netadmin"' in gateway.ssh("cat /var/log/netsetup/audit.jsonl")
+    back = admin.agent("rollback", "--interface", admin.interface, "--token", answer["token"])
+    assert back == {"ok": True, "restored": True}
+    assert gateway.snapshot() == before
+    # root's staged files are not the admin's to commit
+    gateway.read()  # makes root's stage folder when this test runs alone
+    gateway.stage_rendered()
+    refused = admin.commit(stage=STAGE)
+    assert refused["ok"] is False and refused["step"] == "usage", refused
+    assert len(gateway.staged()) == 3  # and not removed by someone else's commit
+    gateway.ssh(f"rm -f {STAGE}/*")
 
 
 def test_a_down_interface_is_brought_up_and_the_revert_takes_it_down(
