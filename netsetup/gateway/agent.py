@@ -347,11 +347,26 @@ def check_wg_conf(text: str) -> None:
             raise AgentError("check", f"staged config line {number}: {key[:30]!r} is not allowed")
 
 
-def check_ruleset(text: str) -> None:
-    # an include would make root read any file, and nft echoes what it cannot parse
+TABLE_STATEMENT_RE = re.compile(
+    r"^\s*(?:add\s+|create\s+|delete\s+|flush\s+)?table\s+(\S+)\s+(\S+?)\s*(?:\{.*)?$"
+)
+
+
+def check_ruleset(text: str, table: str) -> None:
+    """The staged ruleset may touch only `inet <table>`: a restore puts back exactly that
+    table, so a ruleset reaching further could not be undone."""
     for number, raw in enumerate(text.splitlines(), 1):
-        if re.match(r"^\s*include\b", raw):
+        line = raw.split("#", 1)[0]
+        # an include would make root read any file, and nft echoes what it cannot parse
+        if re.match(r"^\s*include\b", line):
             raise AgentError("check", f"staged ruleset line {number}: include is not allowed")
+        if re.match(r"^\s*(?:flush|delete)\s+ruleset\b", line):
+            raise AgentError("check", f"staged ruleset line {number}: it would touch every table")
+        found = TABLE_STATEMENT_RE.match(line)
+        if found and (found.group(1), found.group(2)) != ("inet", table):
+            raise AgentError(
+                "check", f"staged ruleset line {number}: only table inet {table} may be loaded"
+            )
 
 
 def profile_files(data: bytes) -> dict[str, bytes]:
@@ -379,12 +394,20 @@ def profile_files(data: bytes) -> dict[str, bytes]:
 # -- live state --------------------------------------------------------------------------------
 
 
+def installed(name: str) -> bool:
+    return shutil.which(name, path=PATH) is not None
+
+
 def interface_up(interface: str) -> bool:
+    if not installed("wg"):  # a fresh gateway before bootstrap: nothing can be up
+        return False
     names = run("read", ["wg", "show", "interfaces"]).stdout.decode().split()
     return interface in names
 
 
 def table_listing(table: str, step: str = "read") -> str | None:
+    if not installed("nft"):
+        return None
     result = run(step, ["nft", "list", "table", "inet", table], check=False)
     if result.returncode != 0:
         return None
@@ -613,7 +636,7 @@ def verb_read(args: list[str]) -> dict[str, Any]:
     paths = Paths(interface)
     up = interface_up(interface)
     dump = run("read", ["wg", "show", interface, "dump"]).stdout.decode() if up else None
-    tables = run("read", ["nft", "list", "tables"]).stdout.decode().splitlines()
+    tables = run("read", ["nft", "list", "tables"]).stdout.decode() if installed("nft") else ""
     pending = read_json(paths.pending)
     if pending is not None:
         pending.pop("token", None)
@@ -625,7 +648,10 @@ def verb_read(args: list[str]) -> dict[str, Any]:
         "conf": read_text(paths.conf),
         "ruleset_file": read_text(paths.ruleset),
         "listing": table_listing(table),
-        "tables": [t.removeprefix("table ").strip() for t in tables if t.startswith("table ")],
+        "tables": [
+            t.removeprefix("table ").strip() for t in tables.splitlines() if t.startswith("table ")
+        ],
+        "tools": {name: installed(name) for name in ("wg", "wg-quick", "nft")},
         "applied": read_json(paths.applied),
         "pending": pending,
         "forwarding": forwarding(),
@@ -658,7 +684,7 @@ def verb_commit(args: list[str]) -> dict[str, Any]:
     if conf is None or ruleset is None:
         raise AgentError("check", f"the stage folder lacks {staged[0]} or {staged[1]}")
     check_wg_conf(conf.decode("utf-8", "replace"))
-    check_ruleset(ruleset.decode("utf-8", "replace"))
+    check_ruleset(ruleset.decode("utf-8", "replace"), table)
     files = profile_files(profile) if profile is not None else None
     paths = Paths(interface)
     with locked(paths, wait=0):

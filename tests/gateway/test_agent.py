@@ -225,10 +225,33 @@ def test_config_keys_that_run_commands_are_refused(line: str) -> None:
         agent.check_wg_conf(f"[Interface]\nListenPort = 51820\n\n{line}\n")
 
 
-def test_a_ruleset_may_not_include_files() -> None:
-    agent.check_ruleset("table inet t {\n}\n")
-    with pytest.raises(AgentError, match="include"):
-        agent.check_ruleset('table inet t {\n}\n  include "/etc/shadow"\n')
+def test_a_rendered_ruleset_passes() -> None:
+    from datetime import UTC, datetime
+
+    from netsetup.gateway.firewall import render_firewall, table_name
+    from netsetup.profile.store import load_peers, load_profile
+
+    profile = load_profile(Path(__file__).parents[2] / "profiles" / "acme-dental")
+    peers = load_peers(profile)
+    text = render_firewall(profile, peers, datetime.now(UTC))
+    assert "table inet" in text
+    agent.check_ruleset(text, table_name(profile.gateway.interface))
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('table inet t {\n}\n  include "/etc/shadow"\n', "include"),
+        ("flush ruleset\n", "every table"),
+        ("table inet t {\n}\ntable ip nat {\n}\n", "only table inet t"),
+        ("delete table inet filter\n", "only table inet t"),
+        ("table inet other {\n}\n", "only table inet t"),
+    ],
+)
+def test_a_ruleset_may_touch_only_its_table(text: str, said: str) -> None:
+    agent.check_ruleset("table inet t\ndelete table inet t\ntable inet t {\n}\n", "t")
+    with pytest.raises(AgentError, match=said):
+        agent.check_ruleset(text, "t")
 
 
 def tar_of(members: dict[str, bytes], symlink: str | None = None) -> bytes:
