@@ -970,6 +970,9 @@ VERBS: dict[str, Callable[[list[str]], dict[str, Any]]] = {
 
 def main(argv: list[str]) -> int:
     os.umask(0o077)
+    # a cut SSH connection must not stop a commit half-way: it finishes (or restores), and
+    # the revert timer undoes it when no confirm comes
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         if not argv or argv[0] not in VERBS:
             raise AgentError(
@@ -985,8 +988,11 @@ def main(argv: list[str]) -> int:
             "step": "internal",
             "restored": False,
         }
-    sys.stdout.write(json.dumps(answer, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(answer, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    except OSError:  # the admin's connection is gone: the work above is done (or reverted)
+        pass
     return 0 if answer.get("ok") else 1
 
 
