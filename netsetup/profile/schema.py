@@ -59,6 +59,8 @@ BAD_ENDPOINT = "NS006"
 BAD_CIDR = "NS007"
 HOST_BITS = "NS008"
 BAD_VALUE = "NS009"
+# found while parsing, documented with the site rules (netsetup.validate.rules.sites)
+SITE_OVERLAP = "NS117"
 
 
 @dataclass(frozen=True)
@@ -474,7 +476,7 @@ def _check_site_overlap(
         if other.version == subnet.version and subnet.overlaps(other):
             r.issue(
                 path,
-                BAD_VALUE,
+                SITE_OVERLAP,
                 f"{where} {subnet} overlaps {other_where} {other}: an address there would "
                 "belong to two gateways",
             )
