@@ -80,13 +80,6 @@ def test_the_gateway_answers_the_tunnel_with_ping_and_its_own_dns_only() -> None
     tunnel_only = 'drop comment "the tunnel addresses answer the tunnel only"'
     assert _rules(text, "input") == [
         "type filter hook input priority filter; policy accept;",
-        # first: the gateway's SSH for acme-dental's admin_from only (tests/gateway: with packets)
-        "# SSH (tcp 22) to the gateway only from gateway.admin_from: 192.0.2.0/24, "
-        "2001:db8:20::/64",
-        'iifname != "lo" tcp dport 22 ip saddr != { 192.0.2.0/24 } drop '
-        'comment "SSH only from admin_from"',
-        'iifname != "lo" tcp dport 22 ip6 saddr != { 2001:db8:20::/64 } drop '
-        'comment "SSH only from admin_from"',
         *(
             f"udp dport 51820 update @wg_seen_{v} {{ {f} saddr }} "
             'comment "WireGuard seen from there (for the witness)"'
