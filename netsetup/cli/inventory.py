@@ -112,11 +112,17 @@ def _render_list(inventory: Inventory) -> None:
 
 def _render_table(inventory: Inventory) -> None:
     header = ["NAME", "MODE", "STATE", "ADDRESSES", "CREATED", "EXPIRES", "KEY"]
+    # a profile with several gateways ([[gateway]]): which site each peer connects to
+    sites = any(listed.peer.gateway is not None for listed in inventory.peers)
+    if sites:
+        header.insert(1, "GATEWAY")
     rows = [["PROFILE", *header] if inventory.several else header]
     for listed in inventory.peers:
         v = listed.peer
         addresses = ",".join(a for a in (v.address_v4, v.address_v6) if a)
         cells = [v.name, v.mode, v.state, addresses, v.created, v.expires or "never", v.fingerprint]
+        if sites:
+            cells.insert(1, v.gateway or "-")
         rows.append([listed.profile, *cells] if inventory.several else cells)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -262,7 +268,7 @@ def _render_details(d: PeerDetails) -> None:
         ("key fingerprint", v.fingerprint),
         ("public key", d.public_key),
         ("key origin", _origin_text(v.key_origin)),
-        ("gateway", d.gateway_endpoint),
+        ("gateway", f"{v.gateway} ({d.gateway_endpoint})" if v.gateway else d.gateway_endpoint),
         ("client config", _config_text(d)),
         *[("QR code", str(path)) for path in d.qr_files],
         ("preshared key", _psk_text(d)),

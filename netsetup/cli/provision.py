@@ -68,10 +68,15 @@ def _name(name: str) -> "PeerName":
         raise InputError(str(exc)) from None
 
 
-def _next_steps(profile: str) -> None:
+def _next_steps(profile: str, site: str | None = None) -> None:
     """The gateway only changes when both of its files are rendered again and applied."""
-    typer.echo(f"next: netsetup render {profile} --out FILE  (the gateway's WireGuard config)")
-    typer.echo(f"      netsetup render {profile} --firewall --out FILE  (the gateway's firewall)")
+    which = f" --gateway {site}" if site else ""
+    typer.echo(
+        f"next: netsetup render {profile}{which} --out FILE  (the gateway's WireGuard config)"
+    )
+    typer.echo(
+        f"      netsetup render {profile}{which} --firewall --out FILE  (the gateway's firewall)"
+    )
 
 
 def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str, profile: str) -> None:
@@ -84,6 +89,8 @@ def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str, profi
     peer = result.peer
     addresses = ", ".join(a for a in (peer.address_v4, peer.address_v6) if a)
     typer.echo(f"{verb.rstrip('e')}ed {peer.name} ({peer.mode}) in {result.profile}: {addresses}")
+    if peer.gateway is not None:
+        typer.echo(f"  gateway          {peer.gateway}")
     typer.echo(f"  key fingerprint  {peer.fingerprint}")
     typer.echo(f"  expires          {peer.expires or 'never'}")
     typer.echo(f"  client config    {result.config}  (0600: send it privately)")
@@ -100,7 +107,7 @@ def _show_provisioned(result: object, json_out: bool, qr: bool, verb: str, profi
             "key; the PNG and SVG above are the same code",
             err=True,
         )
-    _next_steps(profile)
+    _next_steps(profile, peer.gateway)
 
 
 @app.command()
@@ -134,6 +141,15 @@ def provision(
             "(the old address stays in quarantine).",
         ),
     ] = False,
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway",
+            metavar="NAME",
+            help="With several gateways ([[gateway]]): the site the assistant connects to "
+            "(default: the first). The address comes from its subnet, the config names it.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a WireGuard peer for an assistant: keys, address, client config, QR code.
@@ -147,6 +163,8 @@ def provision(
         netsetup provision acme-dental temp --mode agency --expires 7d
 
         netsetup provision acme-dental ines --mode dedicated --out ./handoff/ines
+
+        netsetup provision acme-dental lena --mode dedicated --gateway branch
     """
     from netsetup.clock import SystemClock
     from netsetup.provision.service import provision as do_provision
@@ -164,6 +182,7 @@ def provision(
         qr=qr,
         reuse_name=reuse_name,
         clock=SystemClock(),
+        site=gateway,
     )
     _show_provisioned(result, json_out, qr, "provision", profile)
 
@@ -190,7 +209,7 @@ def revoke(profile: ProfileArg, name: NameArg, json_out: JsonOpt = False) -> Non
         emit_json("netsetup.revoke/1", {"profile": loaded.id, "peer": view.as_dict()})
         return
     typer.echo(f"revoked {view.name} ({view.fingerprint}); re-render the gateway to apply")
-    _next_steps(profile)
+    _next_steps(profile, view.gateway)
 
 
 @app.command()
@@ -251,4 +270,4 @@ def renew(
         emit_json("netsetup.renew/1", {"profile": loaded.id, "peer": view.as_dict()})
         return
     typer.echo(f"renewed {view.name}: expires {view.expires}")
-    _next_steps(profile)
+    _next_steps(profile, view.gateway)

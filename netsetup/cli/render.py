@@ -35,6 +35,15 @@ def render(
     firewall: Annotated[
         bool, typer.Option("--firewall", help="The gateway's nftables ruleset instead.")
     ] = False,
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway",
+            metavar="NAME",
+            help="With several gateways ([[gateway]]): render this one, with its peers only "
+            "(default: the first).",
+        ),
+    ] = None,
 ) -> None:
     """Render the gateway's WireGuard config: its interface and every active peer.
 
@@ -51,6 +60,8 @@ def render(
         netsetup render acme-dental --firewall --out /etc/nftables.d/netsetup.nft
 
         netsetup render acme-dental --firewall | ssh gw.example sudo nft -f -
+
+        netsetup render acme-dental --gateway branch --out wg0-branch.conf
     """
     from netsetup.clock import SYSTEM_CLOCK
     from netsetup.gateway.render import render_gateway
@@ -67,11 +78,19 @@ def render(
         firewall=firewall,
         gateway_key_file=gateway_key,
         to_terminal=streams.stdout_is_terminal,
+        site=gateway,
     )
-    _show(result, streams)
+    _show(result, streams, chosen=gateway is not None)
 
 
-def _show(result: RenderResult, streams: Streams) -> None:
+def _show(result: RenderResult, streams: Streams, *, chosen: bool) -> None:
+    if result.site is not None and not chosen:
+        # several gateways and none named: say which one this is, before anything else
+        others = ", ".join(name for name in result.sites if name != result.site)
+        streams.stderr.write(
+            f"note: rendered gateway {result.site!r}, the first of {len(result.sites)} "
+            f"(the others: {others}); choose one with --gateway NAME\n"
+        )
     for warning in result.warnings:
         streams.stderr.write(f"warning: {warning.what}\n")
         streams.stderr.writelines(f"  - {fix}\n" for fix in warning.fixes)

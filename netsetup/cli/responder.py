@@ -87,6 +87,15 @@ def responder(
             "the office's responder token, or the gateway's fallback key.",
         ),
     ] = None,
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway",
+            metavar="NAME",
+            help="--role gateway, with several gateways ([[gateway]]): the site this witness "
+            "runs on; it answers for that site's peers (default: the first).",
+        ),
+    ] = None,
 ) -> None:
     """Answer what an assistant's `diagnose` measures, in the office or on the gateway (runs
     until stopped).
@@ -110,13 +119,15 @@ def responder(
         netsetup responder --profile /etc/netsetup/acme-dental --token-file /etc/netsetup/token
 
         netsetup responder --profile /etc/netsetup/acme-dental --role gateway
+
+        netsetup responder --profile /etc/netsetup/acme-dental --role gateway --gateway branch
     """
     import gc
     import signal
     import threading
 
     from netsetup.errors import InputError
-    from netsetup.profile.store import load_profile
+    from netsetup.profile.store import load_profile, profile_site
     from netsetup.responder.witness import run_gateway_witness
 
     gc.enable()  # a long-running service: let the cycle collector do its work
@@ -133,6 +144,8 @@ def responder(
 
         if key_file is not None:
             raise InputError("--key-file is for --role gateway; the office uses --token-file")
+        if gateway is not None:
+            raise InputError("--gateway is for --role gateway: the office serves every site")
 
         def office_ready(serving: OfficeServing) -> None:
             where = _endpoint(serving.address, serving.port)
@@ -178,7 +191,7 @@ def responder(
         streams.stderr.flush()
 
     run_gateway_witness(
-        loaded,
+        profile_site(loaded, gateway, where="--gateway"),  # that site's view and peers
         listen=listen or (),
         key_file=key_file,
         state_dir=state_dir,

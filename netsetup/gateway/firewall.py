@@ -17,10 +17,10 @@ gateway:
 - the gateway itself answers the tunnel only with ping and the witness's UDP port on its tunnel
   addresses, DNS when a DNS server of the profile is one of its own addresses and the VoIP path
   when the PBX or a media host is; what it sends into the tunnel is its answers and calls. Its
-  tunnel addresses answer the tunnel only; its other interfaces are not filtered (the profile
-  does not say who administers the gateway), except that the rules record who sends to
-  WireGuard's port (timed sets the witness reads) and accept the witness's port (and UDP+TCP
-  5060 for its SIP mirror when `[diagnose] sip_mirror` is on).
+  tunnel addresses answer the tunnel only; its other interfaces are not filtered, except that
+  the rules record who sends to WireGuard's port (timed sets the witness reads) and accept the
+  witness's port (and UDP+TCP 5060 for its SIP mirror when `[diagnose] sip_mirror` is on), and
+  that with `gateway.admin_from` the gateway's SSH answers those sources only (`admin_rules`).
 - expiry is an absolute time: an expiring peer passes through the chain of its expiry instant,
   which drops it from then on by the kernel's clock (`meta time`, unix seconds). Loading the
   same file again later never gives access back. Revoked and expired peers are not in the maps.
@@ -37,7 +37,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -178,6 +178,7 @@ def _hooks(profile: Profile) -> list[str]:
     out = _chain(
         "input",
         [
+            *admin_rules(profile),
             *witness_seen_rules(profile),
             f'iifname "{iface}" jump peer_to_gateway',
             *tunnel_only_rules(profile),
@@ -266,6 +267,40 @@ def _hooks(profile: Profile) -> list[str]:
         ],
     )
     return out
+
+
+def admin_rules(profile: Profile) -> list[str]:
+    """`gateway.admin_from`: the gateway's SSH port (`gateway.ssh`'s, else 22) answers those
+    sources only, per family; a family with no source there gets no SSH at all. First in input,
+    so no later rule can let another source in. The gateway's own loopback stays open: what
+    reaches it there started on the gateway. No admin_from: SSH is left alone (nothing here).
+
+    These rules can cut the admin's own path (an admin_from that misses where apply runs from):
+    apply loads them under the gateway's armed revert, which restores the ruleset before then
+    unless a fresh SSH connection confirms in time."""
+    sources = profile.gateway.admin_from
+    if not sources:
+        return []
+    port = profile.gateway.ssh.port if profile.gateway.ssh is not None else 22
+    listed = ", ".join(str(n) for n in sources)
+    rules = [f"# SSH (tcp {port}) to the gateway only from gateway.admin_from: {listed}"]
+    for family, version in (("ip", 4), ("ip6", 6)):
+        mine = _collapsed([n for n in sources if n.version == version])
+        if mine:
+            match = f"{family} saddr != {{ {', '.join(mine)} }}"
+            why = "SSH only from admin_from"
+        else:
+            match = f"meta nfproto ipv{version}"
+            why = f"SSH only from admin_from, which has no IPv{version} source"
+        rules.append(f'iifname != "lo" tcp dport {port} {match} drop comment "{why}"')
+    return rules
+
+
+def _collapsed(networks: Sequence[IPNetwork]) -> list[str]:
+    """Networks of one family, merged where they overlap or touch: nft refuses an anonymous set
+    whose intervals overlap."""
+    merged: Iterable[IPNetwork] = ipaddress.collapse_addresses(networks)  # type: ignore[type-var]
+    return [str(n) for n in merged]
 
 
 def tunnel_only_rules(profile: Profile) -> list[str]:

@@ -9,8 +9,8 @@ for the CLI to show.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -20,7 +20,13 @@ from netsetup.errors import EnvironmentProblem, InputError
 from netsetup.fsutil import atomic_write, ensure_dir, write_secret
 from netsetup.keys import SecretKey
 from netsetup.profile.model import Peer, Profile
-from netsetup.profile.store import load_peers, parse_peer_file, parse_profile_file, peer_path
+from netsetup.profile.store import (
+    load_peers,
+    parse_peer_file,
+    parse_profile_file,
+    peer_path,
+    profile_site,
+)
 from netsetup.profile.values import (
     IPAddress,
     PeerName,
@@ -48,9 +54,17 @@ def render_gateway_config(
     *,
     private_key: SecretKey | None = None,
     reveal: bool = True,
+    psk_for: Callable[[Peer], SecretKey | None] | None = None,
 ) -> str:
-    """wg-quick config for the gateway. Expired and revoked peers are left out. With
-    reveal=False the secrets are replaced by a marker (what `render` prints to a terminal)."""
+    """wg-quick config for the gateway of `profile` (a site's view, `Profile.site`, with that
+    site's peers, `Profile.peers_of`). Expired and revoked peers are left out. With
+    reveal=False the secrets are replaced by a marker (what `render` prints to a terminal).
+
+    `psk_for` gives each peer's preshared key (apply takes the ones live on the gateway); None
+    reads the state folder's. A peer it has no key for is an error, never a config without one.
+    """
+    if psk_for is None:
+        psk_for = _state_psk(profile, state)
     interface: list[tuple[str, wgconf.Value]] = [
         ("Address", wgconf.join(gateway_addresses(profile))),
         ("ListenPort", profile.gateway.listen_port),
@@ -60,13 +74,12 @@ def render_gateway_config(
     active = [p for p in peers if p.is_active(now)]
     sections: list[tuple[list[str], list[tuple[str, wgconf.Value]]]] = []
     for peer in active:
-        pid, name = ProfileId(profile.id), PeerName(peer.name)  # what the state folder takes
-        psk = state.load_psk(pid, name, peer.public_key)
+        psk = psk_for(peer)
         if psk is None:
             raise InputError(
-                f"no preshared key for peer {peer.name!r} in the state directory "
-                f"(provisioned by another admin? run `netsetup rotate {profile.id} {peer.name}`)",
-                where=str(state.psk_path(pid, name, peer.public_key)),
+                f"no preshared key for peer {peer.name!r} (provisioned by another admin? run "
+                f"`netsetup rotate {profile.id} {peer.name}`)",
+                where=f"peer {peer.name!r}",
             )
         expiry = f", expires {format_time(peer.expires)}" if peer.expires else ""
         sections.append(
@@ -80,14 +93,34 @@ def render_gateway_config(
             )
         )
     left_out = len(peers) - len(active)
+    site = f" (site {profile.gateway.name})" if profile.multi_site else ""
     header = [
-        f"netsetup: gateway {profile.gateway.interface} of {profile.id}",
+        f"netsetup: gateway {profile.gateway.interface} of {profile.id}{site}",
         f"rendered {format_time(now)}",
         f"{len(active)} active peer(s); {left_out} revoked or expired left out",
     ]
     if private_key is None:
         header.append("No PrivateKey: set it on the gateway (wg set <iface> private-key FILE)")
     return wgconf.render_config(interface, sections, header=header, reveal=reveal)
+
+
+def _state_psk(profile: Profile, state: StateDir) -> Callable[[Peer], SecretKey | None]:
+    """The preshared keys of the admin's state folder; one missing is an error that names the
+    file it was looked for in."""
+    pid = ProfileId(profile.id)
+
+    def psk(peer: Peer) -> SecretKey:
+        name = PeerName(peer.name)  # what the state folder takes
+        found = state.load_psk(pid, name, peer.public_key)
+        if found is None:
+            raise InputError(
+                f"no preshared key for peer {peer.name!r} in the state directory "
+                f"(provisioned by another admin? run `netsetup rotate {profile.id} {peer.name}`)",
+                where=str(state.psk_path(pid, name, peer.public_key)),
+            )
+        return found
+
+    return psk
 
 
 # -- the AllowedIPs the gateway would route into the tunnel ------------------------------------
@@ -112,7 +145,13 @@ def _peer_file_line(profile: Profile, peer: Peer, key: str) -> str:
 
 
 def _profile_file_line(profile: Profile, key: str) -> str:
-    line, _ = parse_profile_file(profile.directory)[1].locate(("network", key))
+    """Where the tunnel subnet `key` of the gateway's site is written: `[network]`, or the
+    `[[gateway]]` table of a site with subnets of its own."""
+    path: tuple[str | int, ...] = ("network", key)
+    if profile.gateway.tunnel_v4 is not None:
+        index = [site.name for site in profile.gateways].index(profile.gateway.name)
+        path = ("gateway", index, key)
+    line, _ = parse_profile_file(profile.directory)[1].locate(path)
     return f"{_shown(profile.profile_file)}:{line}"
 
 
@@ -177,6 +216,9 @@ class RenderResult:
     active: int
     left_out: int
     warnings: tuple[RenderWarning, ...] = ()
+    # the site rendered when the profile has several gateways (`[[gateway]]`); None with one
+    site: str | None = None
+    sites: tuple[str, ...] = ()  # every site's name, when there are several
 
 
 def read_gateway_key(path: Path) -> SecretKey:
@@ -215,6 +257,18 @@ def _missing_key(profile: Profile, state: StateDir, out: Path) -> RenderWarning:
     )
 
 
+def _state_gateway_key(profile: Profile, state: StateDir) -> SecretKey | None:
+    """The state folder's gateway key, when it is this gateway's: it holds one key per profile,
+    and with several sites (`[[gateway]]`) it belongs to one of them only (the others get the
+    missing-key warning rather than another gateway's identity)."""
+    key = state.load_gateway_key(profile.id)
+    if key is None or not profile.multi_site:
+        return key
+    from netsetup.keys import public_from_private
+
+    return key if public_from_private(key) == profile.gateway.public_key else None
+
+
 def _render_firewall(
     profile: Profile, peers: list[Peer], now: datetime, out: Path | None
 ) -> RenderResult:
@@ -239,7 +293,7 @@ def _render_wireguard(
     if gateway_key_file is not None:
         key: SecretKey | None = read_gateway_key(gateway_key_file)
     else:
-        key = state.load_gateway_key(profile.id)
+        key = _state_gateway_key(profile, state)
     active = sum(1 for p in peers if p.is_active(now))
     text = render_gateway_config(
         profile, peers, state, now, private_key=key, reveal=out is not None
@@ -263,9 +317,11 @@ def render_gateway(
     firewall: bool = False,
     gateway_key_file: Path | None = None,
     to_terminal: bool = False,
+    site: str | None = None,
 ) -> RenderResult:
-    """Render the gateway's WireGuard config (or with firewall=True its nftables ruleset) and
-    write it to `out`, or return it for stdout.
+    """Render the WireGuard config of the gateway `site` (None: the first; every other site's
+    peers are left out), or with firewall=True its nftables ruleset, and write it to `out`, or
+    return it for stdout.
 
     The WireGuard config goes to stdout only with its keys redacted, which `wg` rejects, so it
     is refused unless a person is looking (`to_terminal`): `render > wg0.conf` would otherwise
@@ -277,8 +333,15 @@ def render_gateway(
             "write it with --out FILE (0600), or run render in a terminal to look at it",
             where="stdout is not a terminal",
         )
-    peers = load_peers(profile)
-    check_allowed_ips(profile, peers, now)
+    view = profile_site(profile, site, where="--gateway")
+    peers = profile.peers_of(view.gateway, load_peers(profile))
+    check_allowed_ips(view, peers, now)
     if firewall:
-        return _render_firewall(profile, peers, now, out)
-    return _render_wireguard(profile, peers, state, now, out=out, gateway_key_file=gateway_key_file)
+        result = _render_firewall(view, peers, now, out)
+    else:
+        result = _render_wireguard(
+            view, peers, state, now, out=out, gateway_key_file=gateway_key_file
+        )
+    if not profile.multi_site:
+        return result
+    return replace(result, site=view.gateway.name, sites=tuple(g.name for g in profile.gateways))

@@ -17,7 +17,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,8 @@ BAD_ENDPOINT = "NS006"
 BAD_CIDR = "NS007"
 HOST_BITS = "NS008"
 BAD_VALUE = "NS009"
+# found while parsing, documented with the site rules (netsetup.validate.rules.sites)
+SITE_OVERLAP = "NS117"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ def parse_toml(text: str) -> tuple[dict[str, Any] | None, SchemaIssue | None]:
             return None, SchemaIssue((), SYNTAX, message, 1, 1)
         line, column = _toml_error_position(str(exc))
         message = str(exc).split(" (at ")[0]
+        both = _both_gateway_forms(text)
+        if both is not None:
+            return None, both
         return None, SchemaIssue((), SYNTAX, f"TOML syntax error: {message}", line, column)
     except RecursionError:
         message = "arrays or inline tables nested too deeply to read"
@@ -95,6 +100,24 @@ def parse_toml(text: str) -> tuple[dict[str, Any] | None, SchemaIssue | None]:
             return None, _syntax(str(exc), 1)
         line = text.count("\n", 0, match.start()) + 1
         return None, _syntax("a number with too many digits", line)
+
+
+_GATEWAY_HEADER = re.compile(r"^[ \t]*(\[\[?)[ \t]*gateway[ \t]*\]\]?[ \t]*(?:#.*)?$", re.M)
+
+
+def _both_gateway_forms(text: str) -> SchemaIssue | None:
+    """The one mistake tomllib words worst ("Cannot declare ('gateway',) twice"): a `[gateway]`
+    table and `[[gateway]]` tables in one file. The issue points at the second form's header."""
+    forms: dict[str, int] = {}
+    for match in _GATEWAY_HEADER.finditer(text):
+        forms.setdefault(match.group(1), text.count("\n", 0, match.start()) + 1)
+    if len(forms) < 2:
+        return None
+    message = (
+        "[gateway] and [[gateway]] in one file: write one gateway as [gateway], or several "
+        "as [[gateway]] tables each with a name, not both"
+    )
+    return _syntax(message, max(forms.values()))
 
 
 # Python refuses to read integers longer than this many digits (sys.get_int_max_str_digits).
@@ -250,6 +273,8 @@ GATEWAY_KEYS = (
     "host_key",
     "admin_from",
 )
+# a `[[gateway]]` site: the same keys, its name and its own tunnel subnets
+SITE_KEYS = ("name", *GATEWAY_KEYS, "tunnel_v4", "tunnel_v6")
 NETWORK_KEYS = (
     "tunnel_v4",
     "tunnel_v6",
@@ -304,8 +329,13 @@ def parse_profile_data(
         )
     r.table(data, (), PROFILE_KEYS, REQUIRED_TABLES)
     company = read_company(r, data.get("company", {}))
-    gateway = read_gateway(r, data.get("gateway", {}))
+    raw_gateway = data.get("gateway", {})
     network = read_network(r, data.get("network", {}), profile_dir.name)
+    if isinstance(raw_gateway, list):
+        sites = read_sites(r, raw_gateway, network)
+        gateway = sites[0] if sites else None
+    else:
+        sites, gateway = (), read_gateway(r, raw_gateway)
     dns = read_dns(r, data.get("dns", {}))
     access = read_access(r, data.get("access", {}))
     portals = read_portals(r, data.get("portal", []))
@@ -329,6 +359,7 @@ def parse_profile_data(
         portals=portals,
         voip=voip,
         diagnose=diagnose,
+        sites=sites,
     )
     return profile, r.issues
 
@@ -345,7 +376,116 @@ def read_company(r: _Reader, raw: Any) -> CompanyTable | None:
 def read_gateway(r: _Reader, raw: Any) -> Gateway | None:
     """`[gateway]`: where assistants connect (endpoint, public_key) and the gateway's interface."""
     p = ("gateway",)
-    table = r.table(raw, p, GATEWAY_KEYS, ("endpoint", "public_key"))
+    return _read_gateway_table(r, p, r.table(raw, p, GATEWAY_KEYS, ("endpoint", "public_key")))
+
+
+def read_sites(r: _Reader, raw: list[Any], network: Network | None) -> tuple[Gateway, ...]:
+    """`[[gateway]]`: several gateways (sites), each with a unique `name` and, but for the first
+    (which may use `[network]`'s), its own `tunnel_v4` (and optionally `tunnel_v6`). The subnets
+    of two sites must not overlap: an address would belong to two gateways. Returns () unless
+    every site reads cleanly: with one missing, its peers would silently land on another."""
+    if not raw:
+        r.issue(("gateway",), MISSING_KEY, "[[gateway]] needs at least one gateway table")
+        return ()
+    sites: list[Gateway] = []
+    names: dict[str, int] = {}
+    subnets: list[tuple[str, v.IPNetwork]] = []  # (where it is written, subnet) of earlier sites
+    for index, item in enumerate(raw):
+        site = _read_site(r, index, item)
+        if site is not None and site.name in names:
+            r.issue(
+                ("gateway", index, "name"),
+                BAD_VALUE,
+                f"gateway[{index}].name {site.name!r} is already the name of "
+                f"gateway[{names[site.name]}]; every site needs a name of its own",
+            )
+        elif site is not None:
+            names[site.name] = index
+            sites.append(site)
+        # read from the raw table, so that a site with another mistake is still checked
+        for where, path, subnet in _site_subnets(index, item, network):
+            _check_site_overlap(r, path, where, subnet, subnets)
+    return tuple(sites) if len(sites) == len(raw) else ()
+
+
+def _read_site(r: _Reader, index: int, raw: Any) -> Gateway | None:
+    p: KeyPath = ("gateway", index)
+    required = ("name", "endpoint", "public_key") + (("tunnel_v4",) if index else ())
+    table = r.table(raw, p, SITE_KEYS, required)
+    name = r.get(table, p, "name", str, lambda s: v.parse_name(s, "gateway name"))
+    tunnel_v4 = r.get(table, p, "tunnel_v4", str, _family(v.parse_tunnel, 4), BAD_CIDR)
+    tunnel_v6 = r.get(table, p, "tunnel_v6", str, _family(v.parse_tunnel, 6), BAD_CIDR)
+    for key, subnet in (("tunnel_v4", tunnel_v4), ("tunnel_v6", tunnel_v6)):
+        if subnet is not None and subnet.prefixlen > LONGEST_TUNNEL[subnet.version]:
+            longest = LONGEST_TUNNEL[subnet.version]
+            r.issue(
+                (*p, key),
+                BAD_VALUE,
+                f"gateway[{index}].{key} {subnet} leaves no address for peers beside the "
+                f"gateway (use /{longest} or shorter)",
+            )
+    if tunnel_v6 is not None and "tunnel_v4" not in table:
+        r.issue(
+            (*p, "tunnel_v6"),
+            MISSING_KEY,
+            f"gateway[{index}].tunnel_v6 needs gateway[{index}].tunnel_v4 too: a site's own "
+            "subnets replace both of [network]'s",
+        )
+    gateway = _read_gateway_table(r, p, table)
+    if gateway is None or name is None or (index and tunnel_v4 is None):
+        return None
+    return replace(
+        gateway,
+        name=name,
+        tunnel_v4=tunnel_v4,  # type: ignore[arg-type]  # _family(..., 4) made sure
+        tunnel_v6=tunnel_v6 if tunnel_v4 is not None else None,  # type: ignore[arg-type]
+    )
+
+
+def _site_subnets(
+    index: int, raw: Any, network: Network | None
+) -> list[tuple[str, KeyPath, v.IPNetwork]]:
+    """The tunnel subnets of a site, with where each is written: its own, or `[network]`'s for
+    a first site that gives none."""
+    table = raw if isinstance(raw, dict) else {}
+    out: list[tuple[str, KeyPath, v.IPNetwork]] = []
+    for key in ("tunnel_v4", "tunnel_v6"):
+        if key in table:
+            try:
+                subnet = v.parse_network(table[key]) if isinstance(table[key], str) else None
+            except ValueError:
+                subnet = None  # already reported by the site's reader
+            if subnet is not None:
+                out.append((f"gateway[{index}].{key}", ("gateway", index, key), subnet))
+    if index == 0 and "tunnel_v4" not in table and network is not None:
+        out.append(("network.tunnel_v4", ("gateway", 0), network.tunnel_v4))
+        if network.tunnel_v6 is not None:
+            out.append(("network.tunnel_v6", ("gateway", 0), network.tunnel_v6))
+    return out
+
+
+def _check_site_overlap(
+    r: _Reader,
+    path: KeyPath,
+    where: str,
+    subnet: v.IPNetwork,
+    earlier: list[tuple[str, v.IPNetwork]],
+) -> None:
+    """Report `subnet` when it overlaps a subnet of an earlier site, then remember it."""
+    for other_where, other in earlier:
+        if other.version == subnet.version and subnet.overlaps(other):
+            r.issue(
+                path,
+                SITE_OVERLAP,
+                f"{where} {subnet} overlaps {other_where} {other}: an address there would "
+                "belong to two gateways",
+            )
+            break
+    earlier.append((where, subnet))
+
+
+def _read_gateway_table(r: _Reader, p: KeyPath, table: dict[str, Any]) -> Gateway | None:
+    """The keys `[gateway]` and each `[[gateway]]` table have in common."""
     endpoint = r.get(table, p, "endpoint", str, v.parse_endpoint, BAD_ENDPOINT)
     key = r.get(table, p, "public_key", str, _key, BAD_KEY)
     interface = r.get(table, p, "interface", str, v.parse_interface)
@@ -650,6 +790,14 @@ def _aware(moment: datetime) -> datetime:
 PEER_FIELDS = (
     PeerField("name", str, True, v.parse_name, shape=r"[a-z0-9-]{1,32}"),
     PeerField("mode", str, True, _choice(MODES, "mode"), shape=r"[a-z]{1,16}"),
+    # the `name` of its `[[gateway]]` site (absent: the first); validate checks the site exists
+    PeerField(
+        "gateway",
+        str,
+        False,
+        lambda s: v.parse_name(s, "gateway"),
+        shape=r"[a-z0-9-]{1,32}",
+    ),
     PeerField(
         "status",
         str,

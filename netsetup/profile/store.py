@@ -149,6 +149,24 @@ def load_profile(ref: str | Path) -> Profile:
     return profile
 
 
+def profile_site(profile: Profile, name: str | None, *, where: str | None = None) -> Profile:
+    """The profile as its gateway `name` sees it (None: the first; `Profile.site`), or an error
+    that lists the gateways there are. `where`: what named the site (a peer file, an option)."""
+    try:
+        return profile.site(name)
+    except KeyError:
+        names = ", ".join(repr(g.name) for g in profile.gateways)
+        raise NotFoundError(
+            f"profile {profile.id!r} has no gateway {name!r} (its gateways: {names})",
+            where=where or _display(profile.profile_file),
+        ) from None
+
+
+def peer_site(profile: Profile, peer: Peer) -> Profile:
+    """The profile as the gateway of `peer` sees it: the site its file names, else the first."""
+    return profile_site(profile, peer.gateway, where=_display(peer_path(profile, peer.name)))
+
+
 def peer_path(profile: Profile, name: PeerName) -> Path:
     return profile.peers_dir / f"{PeerName(name)}.toml"
 

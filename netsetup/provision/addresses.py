@@ -181,8 +181,10 @@ def _lean_holding(data: bytes, quarantine: float) -> Holding | None:
         return None
     if match is None:
         return None
-    name, mode, status, key, _, v4, v6, created, expires, rotated, revoked = match.groups()
+    name, mode, site, status, key, _, v4, v6, created, expires, rotated, revoked = match.groups()
     if not (mode in MODES and status in PEER_STATUSES and _is_key(key) and name[0] != "-"):
+        return None
+    if site is not None and site[0] == "-":  # the shape allows it, a name does not
         return None
     try:
         a4 = _v4_int(v4)

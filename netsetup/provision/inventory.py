@@ -31,6 +31,7 @@ from netsetup.profile.store import (
     parse_profile_file,
     peer_names,
     peer_path,
+    peer_site,
 )
 from netsetup.profile.values import PeerName, format_time, parse_duration
 from netsetup.provision.service import PeerView
@@ -248,7 +249,7 @@ def take_inventory(
             ProfileSummary(profile.id, profile.company, directory.as_posix(), len(peers))
         )
         listed.extend(
-            ListedPeer(profile.id, PeerView.of(peer, now))
+            ListedPeer(profile.id, PeerView.of(peer, now, profile))
             for peer in peers
             if peer_filter.matches(peer, now)
         )
@@ -346,17 +347,26 @@ def peer_details(profile: Profile, name: PeerName, state: StateDir, now: datetim
     return PeerDetails(
         profile=profile.id,
         company=profile.company,
-        peer=PeerView.of(peer, now),
+        peer=PeerView.of(peer, now, profile),
         public_key=peer.public_key,
         rotated=format_time(peer.rotated) if peer.rotated else None,
         revoked=format_time(peer.revoked) if peer.revoked else None,
         peer_file=peer_path(profile, peer.name),
-        gateway_endpoint=profile.gateway.endpoint,
+        gateway_endpoint=_endpoint(profile, peer),
         client_config=config,
         client_config_present=config.is_file(),
         qr_files=[p for p in qr_files if p.is_file()],
         preshared_key_stored=state.psk_path(profile.id, peer.name, peer.public_key).is_file(),
     )
+
+
+def _endpoint(profile: Profile, peer: Peer) -> str:
+    """The Endpoint of the peer's gateway; a site the profile does not have is shown, not
+    raised: `show` is how the admin finds out (validate reports it as NS116)."""
+    try:
+        return peer_site(profile, peer).gateway.endpoint
+    except NotFoundError:
+        return f"(the profile has no gateway {peer.gateway!r}: run netsetup validate)"
 
 
 @dataclass(frozen=True)

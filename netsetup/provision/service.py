@@ -34,7 +34,9 @@ from netsetup.profile.store import (
     load_peer,
     load_peers,
     peer_path,
+    peer_site,
     peer_to_toml,
+    profile_site,
     read_regular_bytes,
     retired_path,
     write_peer_text,
@@ -75,9 +77,15 @@ class PeerView:
     expires: str | None
     fingerprint: str
     key_origin: str
+    gateway: str | None = None  # its site's name, when the profile has several ([[gateway]])
 
     @classmethod
-    def of(cls, peer: Peer, now: datetime) -> PeerView:
+    def of(cls, peer: Peer, now: datetime, profile: Profile | None = None) -> PeerView:
+        """The view of `peer`; given its `profile`, with the name of the peer's site when the
+        profile has several gateways."""
+        site = None
+        if profile is not None and profile.multi_site:
+            site = peer.gateway or profile.gateways[0].name
         return cls(
             name=peer.name,
             mode=peer.mode,
@@ -88,10 +96,16 @@ class PeerView:
             expires=format_time(peer.expires) if peer.expires else None,
             fingerprint=fingerprint(peer.public_key),
             key_origin=peer.key_origin,
+            gateway=site,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; `gateway` only when the profile has several (the one-gateway documents
+        stay as they were)."""
+        out = asdict(self)
+        if out["gateway"] is None:
+            del out["gateway"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -187,9 +201,9 @@ def _check_client_key(key: str | None, profile: Profile) -> str | None:
     problem = key_error(key)
     if problem:
         raise InputError(f"--client-pubkey is not a WireGuard public key ({problem})")
-    if key == profile.gateway.public_key:
+    if any(key == gateway.public_key for gateway in profile.gateways):
         raise InputError(
-            "--client-pubkey is the gateway's own public key; give the assistant's public key",
+            "--client-pubkey is a gateway's own public key; give the assistant's public key",
             where=str(profile.profile_file),
         )
     return key
@@ -460,14 +474,19 @@ def provision(
     qr: bool = False,
     reuse_name: bool = False,
     clock: Clock = SYSTEM_CLOCK,
+    site: str | None = None,
 ) -> ProvisionResult:
-    """A new peer: keys, the lowest free addresses, its client config (and QR codes).
+    """A new peer of the gateway `site` (None: the first): keys, the lowest free addresses of
+    that site's subnets, its client config for that gateway (and QR codes).
 
     A revoked name can be given again once its quarantine has ended, or before with
     `reuse_name`: then the old record moves aside (`<name>.revoked-<key tag>.toml`) and keeps
     holding its address until its quarantine ends."""
     now = clock.now()
     name = checked_name(name)
+    # from here on the profile as that gateway sees it: its subnets, its endpoint and key (the
+    # address index still reads every peer file: the sites' subnets never overlap)
+    profile = profile_site(profile, site, where="--gateway")
     pid = _prepare(profile, state)
     _check_mode(mode)
     client_key = _check_client_key(client_pubkey, profile)
@@ -480,10 +499,14 @@ def provision(
         index = AddressIndex.load(profile)
         public, private = _key_pair(client_key)
         peer = _new_peer(profile, index, name, mode, public, now, expiry)
-        peer = replace(peer, key_origin="generated" if client_key is None else "client")
+        peer = replace(
+            peer,
+            key_origin="generated" if client_key is None else "client",
+            gateway=profile.gateway.name if profile.multi_site else None,
+        )
         client = _plan_client(profile, pid, state, name, out_dir, qr)
         issue = _Issue(profile, pid, state, peer, private, client)
-        view = PeerView.of(peer, now)
+        view = PeerView.of(peer, now, profile)
         audit = state.audit_line("provision", now, profile=pid, peer=name, **_audit_fields(view))
         journal = Journal(name, text_hash(peer_to_toml(peer)), audit=audit)
         issue.plan(journal)
@@ -577,7 +600,7 @@ def revoke(
             )
         index = AddressIndex.load(profile)
         peer = replace(peer, status="revoked", revoked=now)
-        view = PeerView.of(peer, now)
+        view = PeerView.of(peer, now, profile)
         audit = state.audit_line(
             "revoke", now, profile=pid, peer=name, fingerprint=view.fingerprint
         )
@@ -615,9 +638,10 @@ def rotate(
         public, private = _key_pair(client_key)
         origin = "generated" if client_key is None else "client"
         peer = replace(old, public_key=public, rotated=now, key_origin=origin)
-        client = _plan_client(profile, pid, state, name, out_dir, qr)
-        issue = _Issue(profile, pid, state, peer, private, client)
-        view = PeerView.of(peer, now)
+        site = peer_site(profile, peer)  # the new config is for the peer's own gateway
+        client = _plan_client(site, pid, state, name, out_dir, qr)
+        issue = _Issue(site, pid, state, peer, private, client)
+        view = PeerView.of(peer, now, profile)
         audit = state.audit_line(
             "rotate",
             now,
@@ -653,7 +677,7 @@ def renew(
         recover(profile, pid, state)
         peer = _changeable(profile, name, now, allow_expired=True)
         peer = replace(peer, expires=_expiry(profile, peer.mode, expires, now))
-        view = PeerView.of(peer, now)
+        view = PeerView.of(peer, now, profile)
         audit = state.audit_line(
             "renew", now, profile=pid, peer=name, fingerprint=view.fingerprint, expires=view.expires
         )
@@ -665,4 +689,4 @@ def renew(
 
 def list_peers(profile: Profile, now: datetime | None = None) -> list[PeerView]:
     now = now or SYSTEM_CLOCK.now()
-    return [PeerView.of(peer, now) for peer in load_peers(profile)]
+    return [PeerView.of(peer, now, profile) for peer in load_peers(profile)]

@@ -266,7 +266,9 @@ class SystemGateway:
         from netsetup.profile.store import readable_peers
 
         by_key: dict[str, Peer] = {}
-        for peer in readable_peers(self.profile):
+        # the peers of this gateway only: with several sites, another site's peer is unknown here
+        profile = self.profile
+        for peer in profile.peers_of(profile.gateway, readable_peers(profile)):
             known = by_key.get(peer.public_key)
             # a key in two records (a retired one and a live one): the live one speaks
             if known is None or known.status == "revoked":
@@ -656,7 +658,13 @@ def gateway_key(
     from netsetup.validate.reading import Unreadable, read_regular
 
     if key_file is None:
-        return StateDir(state_dir).load_gateway_key(profile.id)
+        stored = StateDir(state_dir).load_gateway_key(profile.id)
+        if stored is None or not profile.multi_site:
+            return stored
+        # one key per profile there: with several sites it is one site's, not necessarily this one's
+        from netsetup.keys import public_from_private
+
+        return stored if public_from_private(stored) == profile.gateway.public_key else None
     try:
         return SecretKey(read_regular(key_file, KEY_FILE_BYTES).decode("ascii").strip())
     except Unreadable as exc:

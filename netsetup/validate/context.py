@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from netsetup.errors import one_line
-from netsetup.profile.model import AccessRule, Network, Peer, Profile
+from netsetup.profile.model import AccessRule, Gateway, Network, Peer, Profile
 from netsetup.profile.store import ParsedFile
 from netsetup.profile.tomlpos import KeyPath
 from netsetup.profile.values import IPNetwork
@@ -139,6 +139,33 @@ def gateway_addresses(network: Network) -> tuple[IPv4Address | None, IPv6Address
     except ValueError:
         v6 = None
     return v4, v6
+
+
+def site_tables(profile: Profile) -> list[tuple[Gateway, KeyPath]]:
+    """Every gateway of the profile with the key path of its table: `[gateway]`, or each
+    `[[gateway]]` site."""
+    if not profile.sites:
+        return [(profile.gateway, ("gateway",))]
+    return [(site, ("gateway", index)) for index, site in enumerate(profile.sites)]
+
+
+def tunnel_subnets(profile: Profile) -> list[tuple[IPNetwork, KeyPath, str]]:
+    """The tunnel subnets the gateways use, each with its key path and how a message names it
+    (`network.tunnel_v4`, or `gateway[1].tunnel_v4` for a site's own)."""
+    out: list[tuple[IPNetwork, KeyPath, str]] = []
+    for site, path in site_tables(profile):
+        if site.tunnel_v4 is None:
+            if path == ("gateway",) or path == ("gateway", 0):  # the first site: [network]'s
+                network = profile.network
+                out.append((network.tunnel_v4, ("network", "tunnel_v4"), "network.tunnel_v4"))
+                if network.tunnel_v6 is not None:
+                    out.append((network.tunnel_v6, ("network", "tunnel_v6"), "network.tunnel_v6"))
+            continue
+        where = f"gateway[{path[1]}]"
+        out.append((site.tunnel_v4, (*path, "tunnel_v4"), f"{where}.tunnel_v4"))
+        if site.tunnel_v6 is not None:
+            out.append((site.tunnel_v6, (*path, "tunnel_v6"), f"{where}.tunnel_v6"))
+    return out
 
 
 def raw_list(entry: ProfileEntry, table: str, key: str) -> list[tuple[int, str]]:

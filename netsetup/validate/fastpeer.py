@@ -52,6 +52,7 @@ def fast_peer(data: dict[str, Any], file_stem: str) -> Peer | None:
         and values["status"] in PEER_STATUSES
         and values["key_origin"] in KEY_ORIGINS
         and is_valid_key(key)
+        and ("gateway" not in values or NAME_RE.match(values["gateway"]))
     ):
         return None
     for field in _TIMES:

@@ -194,11 +194,14 @@ def test_the_wan_side_reaches_nothing_behind_the_gateway(
         outside = tools("internet", "serve-udp", "0.0.0.0", "4000")
         _send_udp(lab, "office", FILES[0], wan_routes, 4000)
         assert outside.seen() == []
-        # the gateway's own services on the WAN side are not the firewall's: the admin's SSH
-        gateway_ssh = probe.tcp_banner(internet, str(lab.plan.gateway_wan.v4.ip), 22)
-        assert str(gateway_ssh.detail.get("banner", "")).startswith("SSH-"), gateway_ssh.detail
+        # the gateway's SSH answers gateway.admin_from only: the lab's is the office LAN
+        gateway_wan = str(lab.plan.gateway_wan.v4.ip)
+        assert not probe.tcp_banner(internet, gateway_wan, 22, timeout=1.5).ok
+        office_ssh = probe.tcp_banner(lab.ns("office"), str(lab.plan.gateway_lan.v4.ip), 22)
+        assert str(office_ssh.detail.get("banner", "")).startswith("SSH-"), office_ssh.detail
         # control: without the firewall the same packets get through
         with gateway_firewall_removed(lab):
+            assert probe.tcp_banner(internet, gateway_wan, 22).ok
             assert probe.tcp_banner(internet, *FILES).ok
             _send_udp(lab, "internet", wan_routes, peer, 5060)
             _send_udp(lab, "internet", PBX, peer, 5060)

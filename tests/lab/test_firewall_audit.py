@@ -150,12 +150,17 @@ def test_the_wan_and_the_office_do_not_reach_the_gateways_tunnel_addresses(
     assert probe.ping(lab.ns("home"), tunnel.v6, count=1).received == 1
     assert send(lab, "gateway", tunnel.v4, tunnel.v4, 53)
     assert services[0].seen() == [f"got {tunnel.v4}"]
-    # the gateway's other addresses are not the firewall's: its office side answers the WAN
+    # the gateway's other addresses are not the firewall's: its office side answers the WAN,
+    # but for SSH, which answers gateway.admin_from only (the lab's: the office LAN)
     lan_side = str(lab.plan.gateway_lan.v4.ip)
     route = ["ip", "route", "add", f"{lan_side}/32", "via", str(lab.plan.gateway_wan.v4.ip)]
     _run(lab, "internet", *route)
+    other = tools("gateway", "serve-udp", lan_side, "4001")
     try:
-        assert probe.tcp_banner(lab.ns("internet"), lan_side, 22).ok
+        assert send(lab, "internet", wan_v4, lan_side, 4001)
+        assert other.seen() == [f"got {wan_v4}"]
+        assert not probe.tcp_banner(lab.ns("internet"), lan_side, 22, timeout=1.5).ok
+        assert probe.tcp_banner(lab.ns("office"), lan_side, 22).ok
     finally:
         lab.exec("internet", ["ip", "route", "del", *route[3:]])
     with gateway_firewall_removed(lab):  # control: without it, all four are answered

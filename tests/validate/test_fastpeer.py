@@ -18,6 +18,7 @@ from netsetup.validate.fastpeer import canonical_peer_data, fast_peer
 VALID: dict[str, Any] = {
     "name": "alice",
     "mode": "dedicated",
+    "gateway": "branch",
     "status": "active",
     "public_key": "bf57IhWgfjxe7HgNE7Oaz9wfgOLa0AGcoOWFHkA9smQ=",
     "key_origin": "generated",
@@ -30,6 +31,7 @@ ODD_VALUES = st.one_of(
     st.sampled_from(
         [
             "",
+            "-branch",
             "Alice",
             "alice",
             "agency",

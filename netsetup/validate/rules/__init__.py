@@ -11,6 +11,7 @@ from netsetup.validate.rules import (
     routes,
     schema,
     services,
+    sites,
     tunnel,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "routes",
     "schema",
     "services",
+    "sites",
     "tunnel",
 ]

@@ -5,7 +5,14 @@ from __future__ import annotations
 from netsetup.profile.store import ParsedFile
 from netsetup.profile.tomlpos import KeyPath
 from netsetup.profile.values import IPNetwork
-from netsetup.validate.context import Context, ProfileEntry, Tree, display
+from netsetup.validate.context import (
+    Context,
+    ProfileEntry,
+    Tree,
+    display,
+    site_tables,
+    tunnel_subnets,
+)
 from netsetup.validate.findings import Severity
 from netsetup.validate.ranges import nested
 from netsetup.validate.registry import define, tree_check
@@ -82,27 +89,25 @@ def check_profile_ids(tree: Tree, ctx: Context) -> None:
 
 @tree_check
 def check_tunnel_overlap(tree: Tree, ctx: Context) -> None:
-    subnets: list[tuple[IPNetwork, tuple[ProfileEntry, str]]] = []
+    # every site's subnets: within one profile the schema keeps them apart (NS117)
+    Place = tuple[ProfileEntry, KeyPath, str, IPNetwork]  # where, and the subnet itself
+    subnets: list[tuple[IPNetwork, Place]] = []
     for entry in tree.profiles:
-        if entry.profile is None:
-            continue
-        network = entry.profile.network
-        subnets.append((network.tunnel_v4, (entry, "tunnel_v4")))
-        if network.tunnel_v6 is not None:
-            subnets.append((network.tunnel_v6, (entry, "tunnel_v6")))
-    for (entry, key), enclosers in nested(subnets):
-        other, other_key = enclosers[0]
+        if entry.profile is not None:
+            subnets.extend(
+                (subnet, (entry, keypath, label, subnet))
+                for subnet, keypath, label in tunnel_subnets(entry.profile)
+            )
+    for (entry, keypath, label, mine), enclosers in nested(subnets):
+        other, other_keypath, _, theirs = enclosers[0]
         if other is entry:
             continue
-        assert entry.profile is not None and other.profile is not None
-        mine = getattr(entry.profile.network, key)
-        theirs = getattr(other.profile.network, other_key)
         ctx.report(
             entry.file,
-            ("network", key),
+            keypath,
             TUNNEL_OVERLAP.code,
-            f"network.{key} {mine} overlaps {theirs} of profile {other.id!r} "
-            f"({ctx.where(other.file, ('network', other_key))})",
+            f"{label} {mine} overlaps {theirs} of profile {other.id!r} "
+            f"({ctx.where(other.file, other_keypath)})",
         )
 
 
@@ -112,7 +117,10 @@ def check_keys_across(tree: Tree, ctx: Context) -> None:
     for entry in tree.profiles:
         places: list[tuple[str, ParsedFile, KeyPath]] = []
         if entry.profile is not None:
-            places.append((entry.profile.gateway.public_key, entry.file, ("gateway", "public_key")))
+            places.extend(
+                (site.public_key, entry.file, (*path, "public_key"))
+                for site, path in site_tables(entry.profile)
+            )
         places.extend((p.public_key, e.file, ("public_key",)) for e, p in entry.valid_peers())
         for key, file, keypath in places:
             seen = first.setdefault(key, (entry, file, keypath))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from netsetup.profile.model import Peer, Profile
+from netsetup.profile.model import Network, Peer, Profile
 from netsetup.profile.values import IPAddress, tunnel_address_problem
 from netsetup.validate.context import (
     Context,
@@ -42,8 +42,9 @@ OUTSIDE_TUNNEL = define(
     "NS104",
     "address-outside-tunnel",
     Severity.ERROR,
-    "A peer's tunnel address is outside the profile's tunnel subnet, or is the subnet's network, "
-    "broadcast or gateway address.",
+    "A peer's tunnel address is outside the tunnel subnet of its gateway (`[network]`'s, or with "
+    "several `[[gateway]]` sites its site's), or is the subnet's network, broadcast or gateway "
+    "address.",
     "The gateway does not route an address outside its subnet to the tunnel, and the network, "
     "broadcast and gateway addresses are taken: the assistant's traffic goes nowhere.",
     """
@@ -96,21 +97,22 @@ def check_addresses(entry: ProfileEntry, ctx: Context) -> None:
     profile = entry.profile
     if profile is None:
         return
-    network = profile.network
-    gateway_v4, gateway_v6 = gateway_addresses(network)
-    fits = _fast_fit(network.tunnel_v4, gateway_v4)
-    fits_v6 = _fast_fit(network.tunnel_v6, gateway_v6) if network.tunnel_v6 is not None else None
+    sites = {site.name: _Site(profile.site(site.name).network) for site in profile.gateways}
+    first_site = profile.gateways[0].name
     holders: dict[IPAddress, list[tuple[PeerEntry, Peer, str]]] = {}
     first_holder: dict[IPAddress, tuple[PeerEntry, Peer, str]] = {}
     for peer_entry, peer in entry.valid_peers():
         if peer.status == "revoked" and not _quarantined(profile, peer, ctx):
             continue
-        if peer.status != "revoked":
+        # a peer of a site the profile does not have is NS116; its addresses still clash below
+        site = sites.get(peer.gateway or first_site)
+        if peer.status != "revoked" and site is not None:
+            network = site.network
             v6 = peer.address_v6
-            if not fits(int(peer.address_v4)) or (
-                v6 is not None and (fits_v6 is None or not fits_v6(int(v6)))
+            if not site.fits(int(peer.address_v4)) or (
+                v6 is not None and (site.fits_v6 is None or not site.fits_v6(int(v6)))
             ):
-                _check_inside(profile, peer_entry, peer, ctx)
+                _check_inside(network, peer_entry, peer, ctx)
             if network.tunnel_v6 is not None and v6 is None:
                 ctx.report(
                     peer_entry.file,
@@ -128,6 +130,17 @@ def check_addresses(entry: ProfileEntry, ctx: Context) -> None:
                 holders.setdefault(address, [first]).append(item)
     for address, group in holders.items():
         _report_clash(address, group, ctx)
+
+
+class _Site:
+    """One gateway's tunnel subnets with the cheap fit tests of its addresses."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        gateway_v4, gateway_v6 = gateway_addresses(network)
+        self.fits = _fast_fit(network.tunnel_v4, gateway_v4)
+        tunnel_v6 = network.tunnel_v6
+        self.fits_v6 = _fast_fit(tunnel_v6, gateway_v6) if tunnel_v6 is not None else None
 
 
 def _fast_fit(
@@ -180,8 +193,7 @@ def _report_clash(
         )
 
 
-def _check_inside(profile: Profile, peer_entry: PeerEntry, peer: Peer, ctx: Context) -> None:
-    network = profile.network
+def _check_inside(network: Network, peer_entry: PeerEntry, peer: Peer, ctx: Context) -> None:
     gateway_v4, gateway_v6 = gateway_addresses(network)
     problem = tunnel_address_problem(peer.address_v4, network.tunnel_v4, gateway_v4)
     if problem:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netsetup.validate.context import Context, PeerEntry, ProfileEntry
+from netsetup.validate.context import Context, PeerEntry, ProfileEntry, site_tables
 from netsetup.validate.findings import Severity
 from netsetup.validate.registry import define, profile_check
 
@@ -48,17 +48,22 @@ PEER_IS_GATEWAY = define(
 
 @profile_check
 def check_peer_keys(entry: ProfileEntry, ctx: Context) -> None:
-    gateway_key = entry.profile.gateway.public_key if entry.profile else None
+    # every gateway's key: with several sites, one site's key on a peer is as wrong
+    gateway_keys = (
+        {site.public_key: path for site, path in site_tables(entry.profile)}
+        if entry.profile
+        else {}
+    )
     first: dict[str, PeerEntry] = {}
     for peer_entry, peer in entry.valid_peers():
         key = peer.public_key
-        if key == gateway_key:
+        if key in gateway_keys:
             ctx.report(
                 peer_entry.file,
                 ("public_key",),
                 PEER_IS_GATEWAY.code,
                 f"peer {peer_entry.name!r} has the gateway's own public key "
-                f"({ctx.where(entry.file, ('gateway', 'public_key'))}); "
+                f"({ctx.where(entry.file, (*gateway_keys[key], 'public_key'))}); "
                 "give the peer its own key pair",
             )
             continue

@@ -123,7 +123,7 @@ def _public_keys(tree: Tree) -> set[str]:
     keys: set[str] = set()
     for entry in tree.profiles:
         if entry.profile is not None:
-            keys.add(entry.profile.gateway.public_key)
+            keys.update(site.public_key for site in entry.profile.gateways)
         keys.update(peer.public_key for _, peer in entry.valid_peers())
     return keys
 

@@ -7,7 +7,13 @@ import ipaddress
 from netsetup.profile.model import AccessRule
 from netsetup.profile.tomlpos import KeyPath
 from netsetup.profile.values import IPNetwork
-from netsetup.validate.context import Context, ProfileEntry, indexed_networks, indexed_rules
+from netsetup.validate.context import (
+    Context,
+    ProfileEntry,
+    indexed_networks,
+    indexed_rules,
+    tunnel_subnets,
+)
 from netsetup.validate.findings import Severity
 from netsetup.validate.ranges import covers, nested, overlaps
 from netsetup.validate.registry import define, profile_check
@@ -105,8 +111,12 @@ def check_routes(entry: ProfileEntry, ctx: Context) -> None:
         _check_nested(entry, ctx, table, key, rules)
         if table == "access":
             _check_full_tunnel(entry, ctx, key, rules)
-    network = entry.profile.network
-    routed.append((("network", "tunnel_v4"), network.tunnel_v4))
+    # every site's IPv4 tunnel subnet (HOME_LANS are IPv4)
+    routed.extend(
+        (keypath, subnet)
+        for subnet, keypath, _ in tunnel_subnets(entry.profile)
+        if subnet.version == 4
+    )
     routed.extend(
         (("dns", "servers", i), net) for i, net in indexed_networks(entry, "dns", "servers")
     )

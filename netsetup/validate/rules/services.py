@@ -6,7 +6,13 @@ import ipaddress
 
 from netsetup.profile.model import AccessRule, Profile
 from netsetup.profile.values import IPNetwork
-from netsetup.validate.context import Context, ProfileEntry, indexed_networks, indexed_rules
+from netsetup.validate.context import (
+    Context,
+    ProfileEntry,
+    indexed_networks,
+    indexed_rules,
+    tunnel_subnets,
+)
 from netsetup.validate.findings import Severity
 from netsetup.validate.ranges import contains, covers
 from netsetup.validate.registry import define, profile_check
@@ -81,9 +87,7 @@ AGENCY_WIDER = define(
 
 
 def _company_ranges(entry: ProfileEntry, profile: Profile) -> list[IPNetwork]:
-    ranges: list[IPNetwork] = [profile.network.tunnel_v4]
-    if profile.network.tunnel_v6 is not None:
-        ranges.append(profile.network.tunnel_v6)
+    ranges: list[IPNetwork] = [subnet for subnet, _, _ in tunnel_subnets(profile)]
     for mode in ("dedicated", "agency"):
         ranges.extend(rule.network for _, rule in indexed_rules(entry, mode))
     ranges.extend(ipaddress.ip_network(portal.host) for portal in profile.portals)
