@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -399,10 +400,13 @@ class _Run:
                 f'gateway {self.name!r} has no `ssh = "user@host:port"` in the profile',
                 ExitCode.USAGE,
             )
+        identity = self.options.identity
+        if identity is None and os.environ.get("NETSETUP_SSH_KEY"):
+            identity = Path(os.environ["NETSETUP_SSH_KEY"])
         return GatewaySession(
             self.gateway.ssh,
             host_key=self.gateway.host_key,
-            identity=self.options.identity,
+            identity=identity,
             timeout=self.options.timeout,
         )
 
@@ -450,6 +454,10 @@ def _decide(run: _Run, live: LiveState) -> GatewayPlan:
         )
         plan = _site_plan(run, live, load_peers(run.profile))
     run.plan = plan
+    if plan.drift_peers and run.options.prune:
+        for drift in plan.drift_peers:
+            ips = ", ".join(drift.peer.allowed_ips) or "(none)"
+            run.say(f"--prune: drift peer {drift.fingerprint} {ips} will be removed")
     if plan.drift_peers and not run.options.prune:
         names = ", ".join(d.fingerprint for d in plan.drift_peers)
         raise _Refused(
@@ -771,3 +779,77 @@ def apply_profile(
     with ThreadPoolExecutor(max_workers=min(options.parallel, len(gateways))) as pool:
         results = list(pool.map(one, gateways))
     return ApplyReport(profile.id, tuple(results))
+
+
+# -- plan over SSH ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewayPlanResult:
+    """The plan of one gateway, or why there is none (the gateway could not be read)."""
+
+    gateway: str
+    target: str
+    plan: GatewayPlan | None
+    error: str | None = None
+    exit_code: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        base: dict[str, Any] = {"gateway": self.gateway, "ssh": self.target}
+        if self.plan is not None:
+            base.update(self.plan.as_dict())
+        return {**base, "error": self.error, "exit_code": self.exit_code}
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """`netsetup plan`: one result per gateway. Exit 0 in sync, 1 changes pending or drift,
+    else the worst failure (3: a gateway could not be read)."""
+
+    profile: str
+    results: tuple[GatewayPlanResult, ...]
+
+    @property
+    def exit_code(self) -> int:
+        codes = [r.exit_code for r in self.results]
+        if int(ExitCode.REMOTE) in codes:
+            return int(ExitCode.REMOTE)
+        return max(codes, default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "exit_code": self.exit_code,
+            "in_sync": all(r.plan is not None and r.plan.in_sync for r in self.results),
+            "gateways": [r.as_dict() for r in self.results],
+        }
+
+
+def _plan_one(run: _Run) -> GatewayPlanResult:
+    from netsetup.profile.store import load_peers
+
+    target = str(run.gateway.ssh or "")
+    try:
+        run.say(f"reading {run.gateway.ssh}", step="read")
+        with run.session() as session:
+            live = run.read(session)
+        plan = _site_plan(run, live, load_peers(run.profile))
+    except _Refused as refused:
+        return GatewayPlanResult(run.name, target, None, refused.reason, int(refused.code))
+    except NetsetupError as exc:
+        return GatewayPlanResult(run.name, target, None, str(exc), int(exc.exit_code))
+    pending = not plan.in_sync or plan.has_drift
+    return GatewayPlanResult(run.name, target, plan, None, int(pending))
+
+
+def plan_profile(
+    profile: Profile, state: StateDir, options: ApplyOptions, *, now: datetime | None = None
+) -> PlanReport:
+    """Read every gateway (`options.parallel` at once) and plan it; nothing is changed."""
+    from netsetup.clock import SYSTEM_CLOCK
+
+    gateways = check_options(profile, options)
+    moment = now or SYSTEM_CLOCK.now()
+    with ThreadPoolExecutor(max_workers=min(options.parallel, len(gateways))) as pool:
+        results = pool.map(lambda g: _plan_one(_Run(profile, g, state, options, moment)), gateways)
+        return PlanReport(profile.id, tuple(results))
