@@ -34,19 +34,11 @@ from netsetup.state import StateDir
 
 PLAN_SCHEMA = "netsetup.plan/1"
 DRIFT_REASON = "drift: unknown to the profile (--prune)"
-# [Interface] keys of the gateway's own file that the profile does not set and apply keeps (a
-# PostUp that masquerades, an MTU); SaveConfig is dropped: wg-quick would overwrite the file
-KEPT_INTERFACE_KEYS = ("dns", "mtu", "table", "fwmark", "preup", "postup", "predown", "postdown")
-_WG_QUICK_SPELLING = {
-    "dns": "DNS",
-    "mtu": "MTU",
-    "table": "Table",
-    "fwmark": "FwMark",
-    "preup": "PreUp",
-    "postup": "PostUp",
-    "predown": "PreDown",
-    "postdown": "PostDown",
-}
+# [Interface] keys of the gateway's own file that the profile does not set and apply keeps. The
+# agent refuses the others: PreUp/PostUp/... run shell commands as root, SaveConfig rewrites the
+# file, DNS means nothing on a gateway.
+KEPT_INTERFACE_KEYS = ("mtu", "table", "fwmark")
+_WG_QUICK_SPELLING = {"mtu": "MTU", "table": "Table", "fwmark": "FwMark"}
 
 
 @dataclass(frozen=True)
@@ -465,8 +457,12 @@ def _conf_reasons(
         reasons.append("ListenPort differs")
     if conf.private_key != key:
         reasons.append("PrivateKey differs")
-    if any(k == "saveconfig" for k, _ in conf.other):
-        reasons.append("SaveConfig is dropped (wg-quick would overwrite the file)")
+    dropped = sorted({k for k, _ in conf.other if k not in KEPT_INTERFACE_KEYS})
+    if dropped:
+        reasons.append(
+            f"[Interface] {', '.join(dropped)} dropped (the gateway agent installs no command "
+            "hooks, SaveConfig or DNS: put NAT and such in the gateway's own setup)"
+        )
     written = {entry.peer.public_key: entry.peer for entry in conf.peers}
     if set(written) != set(desired):
         reasons.append("its peers differ")
