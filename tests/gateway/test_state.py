@@ -26,6 +26,7 @@ TIMED_AND_COUNTER = (DATA / "nft-list-table-timed-and-counter.txt").read_text()
 
 ANNA = "2XVD2QYb0X5DsWHkbkxsjJ+Hi72tXwFu1A2C9BGoSTk="
 TEMP = "RMpX1+u9sKNnBIJreE2mxW+L2gvbgRpgG1Ty7dt+dgQ="
+FIRST = DUMP.splitlines()[0] + "\n"  # the interface line
 HAND = "EEcGCNNUSg9Qb/Zuazo28Qyxn1CnIV0aS4rvqrSUvGE="
 
 
