@@ -194,7 +194,7 @@ def test_a_second_admin_keeps_the_first_admins_live_preshared_keys(world: World)
     assert plan.unkeyed == ()
     assert [c.name for c in plan.add] == ["bert"]
     assert plan.desired is not None
-    desired = {p.name: plan.desired.peers[p.public_key] for p in load_peers(world.profile())}
+    desired = {str(p.name): plan.desired.peers[p.public_key] for p in load_peers(world.profile())}
     assert desired["anna"].preshared_key is not None
     assert desired["anna"].preshared_key.reveal() == world.psk("a", "anna")
     assert desired["bert"].preshared_key is not None
