@@ -88,6 +88,7 @@ def test_a_changed_key_is_shown_side_by_side_and_kept_without_replace(
         ["gateway", "trust", str(profile), "--yes", "--expect", sshd.fingerprint], capsys
     )
     assert code == 3
+    assert "it differs from the key pinned in the profile:" in out
     assert f"  pinned in the profile:  {OTHER}" in err
     assert f"  offered by the gateway: {sshd.fingerprint}" in err
     assert pinned(profile) == OTHER
