@@ -130,7 +130,7 @@ def apply(
         typer.Option(
             "--prune",
             help="Remove peers found on the gateway but in no peer file (listed first), and "
-            "overwrite hand edits of the ruleset.",
+            "overwrite hand edits of the ruleset (with --adopt: only the latter).",
         ),
     ] = False,
     mode: Annotated[

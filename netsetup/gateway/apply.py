@@ -440,6 +440,13 @@ def _decide(run: _Run, live: LiveState) -> GatewayPlan:
             f"{live.pending.get('deadline')}); try again after that",
             None,
         )
+    run.plan = plan
+    if plan.rules_drift and not run.options.prune:  # before adopting: nothing changes then
+        raise _Refused(
+            f"drift: the live table inet {plan.table} was changed by hand since netsetup loaded "
+            "it; nothing was sent. --prune overwrites those rules (put lasting rules in the "
+            "profile; see `netsetup plan` for the diff)"
+        )
     if plan.drift_peers and run.options.adopt:
         assert run.options.mode is not None
         run.say(f"adopting {len(plan.drift_peers)} drift peer(s) into the profile")
@@ -452,8 +459,7 @@ def _decide(run: _Run, live: LiveState) -> GatewayPlan:
             state=run.state,
             now=run.now,
         )
-        plan = _site_plan(run, live, load_peers(run.profile))
-    run.plan = plan
+        plan = run.plan = _site_plan(run, live, load_peers(run.profile))
     if plan.drift_peers and run.options.prune:
         for drift in plan.drift_peers:
             ips = ", ".join(drift.peer.allowed_ips) or "(none)"
@@ -464,12 +470,6 @@ def _decide(run: _Run, live: LiveState) -> GatewayPlan:
             f"drift: peer(s) {names} on the gateway are unknown to the profile; nothing was "
             "sent. Take them into the profile with --adopt --mode MODE, or remove them with "
             "--prune (see `netsetup plan`)"
-        )
-    if plan.rules_drift and not run.options.prune:
-        raise _Refused(
-            f"drift: the live table inet {plan.table} was changed by hand since netsetup loaded "
-            "it; nothing was sent. --prune overwrites those rules (put lasting rules in the "
-            "profile; see `netsetup plan` for the diff)"
         )
     if plan.unkeyed:
         fixes = "; ".join(f"{u.name}: {u.fix}" for u in plan.unkeyed)
@@ -729,8 +729,6 @@ def audit_line(profile: Profile, result: GatewayResult, moment: datetime) -> str
 
 def check_options(profile: Profile, options: ApplyOptions) -> list[Gateway]:
     """The gateways to apply to; an InputError for options that do not fit."""
-    if options.adopt and options.prune:
-        raise InputError("--adopt and --prune exclude each other", where="--adopt/--prune")
     if options.adopt and not options.mode:
         raise InputError(
             "--adopt needs --mode dedicated|agency: the access of the adopted peers",

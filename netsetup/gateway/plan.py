@@ -638,6 +638,17 @@ def _drift_lines(plan: GatewayPlan) -> list[str]:
     return lines
 
 
+def _ruleset_lines(plan: GatewayPlan) -> list[str]:
+    diff = plan.ruleset_diff.splitlines()
+    if diff and diff[0].endswith(" (none)"):  # nothing of netsetup's there yet: all of it is new
+        added = sum(1 for line in diff[3:] if line.startswith("+"))
+        return [
+            f"~ ruleset: netsetup's table inet {plan.table} installed ({added} lines; "
+            "`netsetup plan --json` shows them, `netsetup render --firewall` too)"
+        ]
+    return ["~ ruleset:", *("    " + line for line in diff)]
+
+
 def describe(plan: GatewayPlan) -> list[str]:
     """The plan as a reviewer reads it, one line per fact; no secret in it."""
     head = f"gateway {plan.gateway} ({plan.target}, {plan.interface})"
@@ -652,7 +663,6 @@ def describe(plan: GatewayPlan) -> list[str]:
     if plan.conf_file:
         lines.append(f"~ config file rewritten: {'; '.join(plan.conf_file)}")
     if plan.ruleset_diff:
-        lines.append("~ ruleset:")
-        lines.extend("    " + line for line in plan.ruleset_diff.splitlines())
+        lines.extend(_ruleset_lines(plan))
     lines.extend(f"  note: {note}" for note in plan.notes)
     return lines

@@ -163,7 +163,6 @@ def test_a_drift_peer_that_is_no_netsetup_peer_cannot_be_adopted(world: World) -
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        (ApplyOptions(adopt=True, prune=True, mode="dedicated"), "exclude each other"),
         (ApplyOptions(adopt=True), "--adopt needs --mode"),
         (ApplyOptions(adopt=True, mode="boss"), "unknown mode"),
         (ApplyOptions(confirm_within=2), "5 to 3600"),
