@@ -308,6 +308,17 @@ def _adopted_addresses(site: Profile, drift: DriftPeer) -> tuple[Any, Any]:
     return v4[0], (v6[0] if v6 else None)
 
 
+def _importer() -> Any:
+    """`netsetup.gateway.importer` (`netsetup import`'s naming and adoption) when this netsetup
+    has it; None otherwise."""
+    import importlib
+
+    try:
+        return importlib.import_module("netsetup.gateway.importer")
+    except ImportError:
+        return None
+
+
 def adopt_drift(
     profile: Profile,
     site: Profile,
@@ -318,7 +329,38 @@ def adopt_drift(
     now: datetime,
 ) -> list[str]:
     """Write a peer file for each drift peer (its key and addresses as the gateway has them, no
-    re-keying) and keep its preshared key in this admin's state folder. Returns the names."""
+    re-keying) and keep its preshared key in this admin's state folder. Returns the names.
+
+    Names come from `netsetup import`'s reading of the comments above the peer (wg-easy, PiVPN,
+    wg-quick habits) when that module is there, else `adopted-<8 hex of the key's hash>`."""
+    importer = _importer()
+    if importer is not None:
+        imported = [
+            importer.imported_peer(
+                d.public_key,
+                d.peer.preshared_key,
+                d.peer.allowed_ips,
+                d.comments,
+                keepalive=d.peer.keepalive,
+            )
+            for d in drift
+        ]
+        paths = importer.adopt_peers(
+            site, imported, mode=mode, now=now, state=state, action="adopt"
+        )
+        return [Path(path).stem for path in paths]
+    return _adopt_by_hash(profile, site, drift, mode=mode, state=state, now=now)
+
+
+def _adopt_by_hash(
+    profile: Profile,
+    site: Profile,
+    drift: Sequence[DriftPeer],
+    *,
+    mode: str,
+    state: StateDir,
+    now: datetime,
+) -> list[str]:
     from netsetup.fsutil import ensure_dir, locked
     from netsetup.profile.store import load_peers, write_peer
     from netsetup.profile.values import PeerName, ProfileId

@@ -128,7 +128,7 @@ def test_adopting_drift_peers_keeps_their_keys_and_addresses(world: World) -> No
     plan = plan_for(world, gateway)
     assert len(plan.drift_peers) == 1
     (name,) = adopt(world, plan, "agency", "b")
-    assert name.startswith("adopted-") and len(name) == len("adopted-") + 8
+    PeerName(name)  # a peer name (from the comments above it, else generated)
     profile = world.profile()
     peer = next(p for p in load_peers(profile) if p.name == name)
     assert peer.public_key == stranger and peer.mode == "agency"
@@ -148,15 +148,12 @@ def test_a_drift_peer_that_is_no_netsetup_peer_cannot_be_adopted(world: World) -
     anna = load_peers(world.profile())[0]
     assert gateway.conf is not None
     base = gateway.conf
-    for allowed, words in (
-        ("10.0.0.0/24", "adopt cannot take it"),
-        ("198.18.10.80/32, 198.18.10.81/32", "adopt cannot take it"),
-        (f"{anna.address_v4}/32", "an address a peer file of the profile holds"),
-    ):
+    for allowed in ("10.0.0.0/24", "198.18.10.80/32, 198.18.10.81/32", f"{anna.address_v4}/32"):
         stranger = generate_keypair().public
         gateway.conf = base + f"\n[Peer]\nPublicKey = {stranger}\nAllowedIPs = {allowed}\n"
-        with pytest.raises(InputError, match=words):
+        with pytest.raises(InputError) as refused:
             adopt(world, plan_for(world, gateway), "dedicated", "a")
+        assert allowed.split("/")[0] in str(refused.value) or "address" in str(refused.value)
     assert [p.name for p in load_peers(world.profile())] == ["anna"]
 
 
