@@ -133,3 +133,66 @@ def test_apply_in_sync_sends_nothing(lab: Lab) -> None:
     assert applied["gateways"][0]["status"] == "unchanged"
     assert "uploading" not in err
     assert sorted(p.name for p in backups.iterdir()) == taken
+
+
+# apply in-process in the office namespace, with its SSH path to the gateway cut (a real TCP
+# reset from nft) from the moment it starts confirming until it waits for the gateway's revert
+CUT_CONFIRMATION = """
+import json, subprocess, sys
+from netsetup.gateway.apply import ApplyOptions, apply_profile
+from netsetup.profile.store import load_profile
+from netsetup.state import StateDir
+
+gateway = sys.argv[2]
+CUT = (
+    "add table inet apply_test_cut; add chain inet apply_test_cut out "
+    "{ type filter hook output priority 0; }; "
+    f"add rule inet apply_test_cut out ip daddr {gateway} tcp dport 22 reject with tcp reset"
+)
+
+def progress(name, message):
+    print(f"[{name}] {message}", file=sys.stderr, flush=True)
+    if message.startswith("confirming over a fresh SSH connection"):
+        subprocess.run(["nft", CUT], check=True)
+    if "checking again in" in message:
+        subprocess.run(["nft", "delete table inet apply_test_cut"], check=True)
+
+options = ApplyOptions(confirm_within=5, progress=progress)
+print(json.dumps(apply_profile(load_profile(sys.argv[1]), StateDir(), options).as_dict()))
+"""
+
+
+def _gateway_now(lab: Lab) -> tuple[bytes, bytes, list[list[str]]]:
+    """The config file, the ruleset file and each live peer's key, preshared key and AllowedIPs."""
+    interface = lab.gateway_interface
+    dump = lab.exec("gateway", ["wg", "show", interface, "dump"]).stdout
+    peers = sorted(line.split("\t")[:2] + line.split("\t")[3:4] for line in dump.splitlines()[1:])
+    ruleset = gateway_file(lab, "etc", "netsetup", "nftables", f"{interface}.nft")
+    return lab.gateway_config.read_bytes(), ruleset.read_bytes(), peers
+
+
+def test_without_a_confirmation_the_gateway_reverts_by_itself(lab: Lab) -> None:
+    """The confirming connection is refused: apply says the gateway reverts at its deadline,
+    waits, and finds it reverted (exit 3, restored); the gateway is as before, then applies."""
+    lab.provision("carla", "dedicated", sync=False)
+    before = _gateway_now(lab)
+    assert admin(lab, "plan")[0] == 1
+    address = str(lab.profile().gateway.ssh.host)  # type: ignore[union-attr]
+    argv = [sys.executable, "-c", CUT_CONFIRMATION, str(lab.profile_dir), address]
+    env = {"NETSETUP_STATE_DIR": str(lab.state_dir), "NETSETUP_SSH_KEY": str(lab.ssh_key)}
+    try:
+        done = run(in_ns(lab.ns("office"), argv), check=False, timeout=240, env=env)
+    finally:
+        lab.exec("office", ["nft", "delete", "table", "inet", "apply_test_cut"])
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["exit_code"] == 3 and report["failed"] == ["gateway"]
+    (result,) = report["gateways"]
+    assert (result["status"], result["step"], result["restored"]) == ("failed", "confirm", True)
+    assert "the gateway reverted by itself" in result["error"]
+    assert "the gateway reverts by itself at its deadline" in done.stderr
+    assert _gateway_now(lab) == before
+    code, planned, _ = admin(lab, "plan")
+    assert code == 1 and [p["name"] for p in planned["gateways"][0]["add"]] == ["carla"]
+    code, applied, err = admin(lab, "apply")
+    assert code == 0, (applied, err)
