@@ -101,7 +101,8 @@ def _show_plan(report: "PlanReport") -> None:
 
     for result in report.results:
         if result.plan is None:
-            typer.echo(f"gateway {result.gateway} ({result.target}): cannot plan: {result.error}")
+            target = result.target or "no ssh"
+            typer.echo(f"gateway {result.gateway} ({target}): cannot plan: {result.error}")
             continue
         for line in describe(result.plan):
             typer.echo(line)
@@ -201,7 +202,7 @@ def _show_apply(report: "ApplyReport") -> None:
     from netsetup.gateway.plan import describe
 
     for result in report.results:
-        head = f"gateway {result.gateway} ({result.target})"
+        head = f"gateway {result.gateway} ({result.target or 'no ssh'})"
         if result.status == "failed":
             typer.echo(f"{head}: FAILED at step {result.step}: {result.error}")
             typer.echo(f"  {result.outcome}")

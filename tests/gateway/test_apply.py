@@ -227,3 +227,37 @@ def test_an_unpinned_or_other_host_key_stops_apply_before_anything_is_sent(
     assert other in error and sshd.fingerprint in error
     logged = sshd.logged()[len(before) :]
     assert "Accepted" not in logged and "publickey" not in logged
+
+
+def test_several_gateways_each_get_their_result_and_the_report_names_the_failed(
+    world: World,
+    sshd: Server,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """Three sites handled at once: one without `ssh` (refused, exit 2), two whose pinned key is
+    not the server's (failed at connect, exit 3): the report keeps the profile's order, the exit
+    code is 3, `failed` names exactly those two, and each has its audit line."""
+    from netsetup.profile.model import SshTarget
+
+    world.provision("anna")
+    profile = world.profile()
+    target = SshTarget("root", "127.0.0.1", sshd.port)
+    sites = (
+        replace(profile.gateway, name="main", ssh=None),
+        replace(profile.gateway, name="branch", ssh=target, host_key="SHA256:" + "C" * 43),
+        replace(profile.gateway, name="depot", ssh=target, host_key="SHA256:" + "D" * 43),
+    )
+    profile = replace(profile, gateway=sites[0], sites=sites)
+    options = ApplyOptions(identity=sshd.client_key, parallel=2)
+    report = apply_profile(profile, world.admin("a"), options)
+    assert [r.gateway for r in report.results] == ["main", "branch", "depot"]
+    assert [r.status for r in report.results] == ["refused", "failed", "failed"]
+    assert [r.exit_code for r in report.results] == [2, 3, 3]
+    assert report.exit_code == 3 and [r.gateway for r in report.failed] == ["branch", "depot"]
+    assert report.as_dict()["failed"] == ["branch", "depot"]
+    audit = [json.loads(line) for line in world.admin("a").audit_path.read_text().splitlines()]
+    applies = {line["gateway"]: line["status"] for line in audit if line["action"] == "apply"}
+    assert applies == {"main": "refused", "branch": "failed", "depot": "failed"}
+    only = apply_profile(profile, world.admin("a"), replace(options, gateway="depot"))
+    assert [r.gateway for r in only.results] == ["depot"]
+    planned = plan_profile(profile, world.admin("a"), options)
+    assert [r.exit_code for r in planned.results] == [2, 3, 3] and planned.exit_code == 3
