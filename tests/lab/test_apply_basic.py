@@ -196,3 +196,47 @@ def test_without_a_confirmation_the_gateway_reverts_by_itself(lab: Lab) -> None:
     assert code == 1 and [p["name"] for p in planned["gateways"][0]["add"]] == ["carla"]
     code, applied, err = admin(lab, "apply")
     assert code == 0, (applied, err)
+
+
+def test_two_admins_apply_in_turn_and_keep_each_others_preshared_keys(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Admin A (the lab's state folder) and admin B (a state folder of their own) each provision
+    a peer and apply: neither has the other's preshared key, the gateway keeps both, nobody is
+    re-keyed, and each then sees the gateway in sync."""
+    from netsetup.profile.store import load_peers
+
+    other_state = tmp_path / "admin-b-state"
+    as_b = {"NETSETUP_STATE_DIR": str(other_state)}
+    lab.provision("dana", "dedicated", sync=False)
+    assert admin(lab, "apply")[0] == 0
+    out = tmp_path / "erik-config"
+    provisioned = netsetup_as_admin(
+        lab,
+        "provision",
+        str(lab.profile_dir),
+        "erik",
+        "--mode",
+        "dedicated",
+        "--out",
+        str(out),
+        env=as_b,
+    )
+    assert provisioned.returncode == 0
+    done = netsetup_as_admin(lab, "apply", str(lab.profile_dir), "--json", check=False, env=as_b)
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)["gateways"]
+    assert [p["name"] for p in result["plan"]["add"]] == ["erik"]
+    assert result["plan"]["unkeyed"] == [] and result["plan"]["change"] == []
+
+    dump = lab.exec("gateway", ["wg", "show", lab.gateway_interface, "dump"]).stdout
+    live_psk = {line.split("\t")[0]: line.split("\t")[1] for line in dump.splitlines()[1:]}
+    peers = {p.name: p for p in load_peers(lab.profile())}
+    (dana_psk,) = [p.read_text().strip() for p in lab.state_dir.rglob("dana.*.psk")]
+    (erik_psk,) = [p.read_text().strip() for p in other_state.rglob("erik.*.psk")]
+    assert live_psk[peers["dana"].public_key] == dana_psk
+    assert live_psk[peers["erik"].public_key] == erik_psk
+    assert not list(other_state.rglob("dana.*.psk")) and not list(lab.state_dir.rglob("erik.*"))
+    assert admin(lab, "plan")[0] == 0  # admin A: in sync without erik's key
+    in_sync = netsetup_as_admin(lab, "plan", str(lab.profile_dir), check=False, env=as_b)
+    assert in_sync.returncode == 0, in_sync.stdout
