@@ -132,11 +132,12 @@ def _peers(profile: Profile) -> list[Any]:
 
 def make_world(acme: Path, root: Path) -> World:
     """acme-dental under tmp_path with a gateway key pair of its own (the private key only in
-    the world, handed to an admin by `give_gateway_key`) and SSH to a documentation address."""
+    the world, handed to an admin by `give_gateway_key`) and `ssh` to a port of 127.0.0.1 where
+    nothing listens (tests that connect set their own)."""
     from datetime import UTC, datetime
 
     pair = generate_keypair()
     set_gateway_key(acme / "profile.toml", 0, "public_key", pair.public)
-    set_gateway_key(acme / "profile.toml", 0, "ssh", "root@192.0.2.1:22")
+    set_gateway_key(acme / "profile.toml", 0, "ssh", "root@127.0.0.1:9")
     clock = FixedClock(datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
     return World(root, acme, clock, pair.private.reveal())

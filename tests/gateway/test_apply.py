@@ -177,7 +177,7 @@ def test_options_that_do_not_fit(world: World, options: ApplyOptions, words: str
 
 def test_the_audit_line_names_fingerprints_never_keys(world: World) -> None:
     _, plan = applied(world, "anna", "bert")
-    result = GatewayResult("gateway", "root@192.0.2.1:22", "applied", plan=plan)
+    result = GatewayResult("gateway", "root@127.0.0.1:9", "applied", plan=plan)
     line = audit_line(world.profile(), result, world.clock.now())
     record = json.loads(line)
     assert record["action"] == "apply" and record["gateway"] == "gateway"

@@ -4,11 +4,21 @@ exit codes and words of what stops them before any connection."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from ..cli.support import run_main
+
+
+@pytest.fixture
+def acme(acme: Path) -> Path:
+    """acme-dental without `ssh`: nothing here may try to reach the example's documentation
+    address."""
+    profile = acme / "profile.toml"
+    profile.write_text(re.sub(r"(?m)^ssh\s*=.*\n", "", profile.read_text()))
+    return acme
 
 
 def test_plan_of_a_gateway_without_ssh(

@@ -71,7 +71,7 @@ def test_a_fresh_gateway_gets_everything_and_then_is_in_sync(world: World) -> No
     fresh.take(plan)
     again = plan_of(world, fresh)
     assert again.in_sync, describe(again)
-    assert describe(again) == ["gateway gateway (root@192.0.2.1:22, wg0): in sync"]
+    assert describe(again) == ["gateway gateway (root@127.0.0.1:9, wg0): in sync"]
 
 
 def test_new_revoked_and_changed_peers(world: World) -> None:
