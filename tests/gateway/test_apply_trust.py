@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,7 +30,10 @@ def profile(
     state_dir: Path,
     sshd: Server,  # noqa: F811  (the fixture imported above)
 ) -> Path:
-    set_gateway_key(acme / "profile.toml", 0, "ssh", f"root@127.0.0.1:{sshd.port}")
+    """acme-dental reached at the test's sshd, with no host key pinned yet."""
+    path = acme / "profile.toml"
+    path.write_text(re.sub(r"(?m)^host_key\s*=.*\n", "", path.read_text()))
+    set_gateway_key(path, 0, "ssh", f"root@127.0.0.1:{sshd.port}")
     return acme
 
 
