@@ -541,7 +541,16 @@ def _notes(live: LiveState, table: str) -> list[str]:
         )
     for family, enabled in sorted(live.forwarding.items()):
         if not enabled:
-            notes.append(f"{family} forwarding is off on the gateway: the tunnel reaches nothing")
+            notes.append(
+                f"{family} forwarding is off on the gateway: nothing of that family passes "
+                "the tunnel"
+            )
+    missing = sorted(name for name, installed in live.tools.items() if not installed)
+    if missing:
+        notes.append(
+            f"not installed on the gateway: {', '.join(missing)} (`netsetup gateway bootstrap` "
+            "installs them)"
+        )
     return notes
 
 

@@ -372,6 +372,7 @@ class LiveState:
     applied: AppliedRecord | None
     pending: Mapping[str, Any] | None  # an armed revert (another apply awaits its confirmation)
     forwarding: Mapping[str, bool]
+    tools: Mapping[str, bool] = field(default_factory=dict)  # wg, wg-quick, nft: installed?
 
     @property
     def peers(self) -> dict[str, LivePeer]:
@@ -432,8 +433,11 @@ def parse_read(answer: Mapping[str, Any], *, where: str) -> LiveState:
     try:
         tables = answer.get("tables") or []
         forwarding = answer.get("forwarding") or {}
+        tools = answer.get("tools") or {}
         if not isinstance(tables, list) or not isinstance(forwarding, dict):
             raise StateFormatError("'tables' or 'forwarding' has the wrong type")
+        if not isinstance(tools, dict):
+            raise StateFormatError("'tools' has the wrong type")
         pending = answer.get("pending")
         return LiveState(
             interface=str(answer.get("interface", "")),
@@ -446,6 +450,7 @@ def parse_read(answer: Mapping[str, Any], *, where: str) -> LiveState:
             applied=_applied(answer.get("applied")),
             pending=pending if isinstance(pending, dict) else None,
             forwarding={str(k): bool(v) for k, v in forwarding.items()},
+            tools={str(k): bool(v) for k, v in tools.items()},
         )
     except StateFormatError as exc:
         raise RemoteError(f"cannot read the gateway agent's answer: {exc}", where=where) from None

@@ -284,7 +284,21 @@ def test_notes_for_a_pending_revert_and_a_foreign_table(world: World) -> None:
         "backup": "/var/lib/netsetup/wg0/backups/x",
         "deadline": "2026-11-27T12:01:00Z",
     }
-    plan = plan_of(world, gateway)
+    answer = gateway.answer()
+    answer["tools"] = {"wg": True, "wg-quick": False, "nft": True}
+    answer["forwarding"] = {"ipv4": True, "ipv6": False}
+    from netsetup.gateway.state import parse_read
+
+    profile = world.profile()
+    live = parse_read(answer, where="test")
+    plan = make_plan(
+        profile.site(None), load_peers(profile), live, world.admin("a"), world.clock.now()
+    )
+    assert (
+        "not installed on the gateway: wg-quick (`netsetup gateway bootstrap` installs them)"
+        in plan.notes
+    )
+    assert any(n.startswith("ipv6 forwarding is off on the gateway") for n in plan.notes)
     assert any("was loaded by something other than netsetup apply" in n for n in plan.notes)
     assert any("awaits its confirmation" in n and "2026-11-27T12:01:00Z" in n for n in plan.notes)
     assert PeerName("anna") == plan.add[0].name
