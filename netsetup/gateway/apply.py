@@ -51,6 +51,10 @@ DEFAULT_PARALLEL = 4
 # how long after the gateway's revert deadline apply looks again (the timer's own latency)
 REVERT_MARGIN = 5.0
 REVERT_CHECK_ATTEMPTS = 4
+# how long apply waits for the commit's answer: a commit takes seconds even with a thousand peers;
+# a new ruleset that silently drops our own connection must not keep apply waiting for minutes
+# (the gateway reverts by itself; apply then waits for that instead)
+COMMIT_TIMEOUT = 120.0
 
 Progress = Callable[[str, str], None]  # (gateway name, what happens now)
 
@@ -547,6 +551,7 @@ def _commit(run: _Run, session: GatewaySession, plan: GatewayPlan) -> tuple[str,
             run.staged.directory,
             "--confirm-within",
             str(run.options.confirm_within),
+            timeout=COMMIT_TIMEOUT,
         )
     except RemoteError as exc:
         # the agent may have committed and armed its revert before the connection broke
