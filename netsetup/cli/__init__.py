@@ -42,8 +42,20 @@ COMMAND_MODULES = {
     "lab": "lab",
     "diagnose": "diagnose",
     "responder": "responder",
+    "plan": "gateway",
+    "apply": "gateway",
+    "gateway": "gateway",
 }
-ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "diagnose", "responder")
+ALL_MODULES = (
+    "provision",
+    "inventory",
+    "render",
+    "validate",
+    "lab",
+    "diagnose",
+    "responder",
+    "gateway",
+)
 
 
 def __getattr__(name: str) -> Any:
