@@ -42,8 +42,18 @@ COMMAND_MODULES = {
     "lab": "lab",
     "diagnose": "diagnose",
     "responder": "responder",
+    "init": "setup",
 }
-ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "diagnose", "responder")
+ALL_MODULES = (
+    "provision",
+    "inventory",
+    "render",
+    "validate",
+    "lab",
+    "diagnose",
+    "responder",
+    "setup",
+)
 
 
 def __getattr__(name: str) -> Any:
