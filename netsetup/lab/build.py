@@ -41,9 +41,13 @@ def build(lab: Lab) -> None:
     lab.save()  # from here on, `down` finds this lab even if we die
     topology.build(lab.names, lab.plan, lab.run_dir)
     prepare_profile(lab)
-    start_gateway(lab)
+    if lab.record.empty_gateway:
+        empty_gateway(lab)
+    else:
+        start_gateway(lab)
     start_services(lab)
-    start_witness(lab)
+    if not lab.record.empty_gateway:
+        start_witness(lab)
     start_office_responder(lab)
     lab.record.clients["home"] = ClientHost("home", lab.names.client_wg(0), index=0)
     tunnels.check_interface_names(lab)
@@ -64,6 +68,20 @@ def prepare_profile(lab: Lab) -> None:
     write_lab_profile(source, lab.profile_dir.parent, keypair.public, lab.gateway_interface)
     if lab.profile().gateway.public_key != keypair.public:
         raise LabError("the lab's profile copy did not take the lab's gateway key")
+
+
+def empty_gateway(lab: Lab) -> None:
+    """The gateway as a fresh Debian machine is: forwarding off, no WireGuard, no ruleset. The
+    gateway's private key goes where `netsetup init` puts it (the admin's state folder), so
+    `plan` and `apply` can render the gateway's config before any interface holds it."""
+    from netsetup.keys import SecretKey
+    from netsetup.lab.proc import ns_run
+    from netsetup.state import StateDir
+
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        ns_run(lab.ns("gateway"), ["sysctl", "-q", "-w", f"{key}=0"])
+    private = SecretKey(lab.gateway_key_file.read_text().strip())
+    StateDir(lab.state_dir).save_gateway_key(lab.profile().id, private)
 
 
 def start_gateway(lab: Lab) -> None:
