@@ -179,8 +179,9 @@ def bootstrap(
 
         netsetup gateway bootstrap profiles/acme-dental --identity ~/.ssh/netsetup
     """
-    from netsetup.gateway.bootstrap import bootstrap_gateway, sites_to_bootstrap
+    from netsetup.gateway.bootstrap import apply_step, bootstrap_gateway, sites_to_bootstrap
     from netsetup.profile.store import load_profile
+    from netsetup.state import StateDir
 
     loaded = load_profile(profile)
     results = []
@@ -190,7 +191,7 @@ def bootstrap(
                 loaded,
                 site,
                 identity=identity,
-                apply=_apply_step(identity),
+                apply=apply_step(identity, StateDir(), _apply_message),
                 progress=_progress,
             )
         )
@@ -210,11 +211,5 @@ def _progress(gateway: str, step: object) -> None:
     typer.echo(f"{gateway}: {getattr(step, 'name', '')} {step}", err=True)
 
 
-def _apply_step(identity: Path | None):  # type: ignore[no-untyped-def]
-    """What `netsetup apply` does to one gateway, as bootstrap's last step."""
-    from netsetup.gateway.bootstrap import Step
-
-    def apply(profile: object, gateway: object) -> Step:
-        return Step("apply", "skipped", "this build has no `netsetup apply` yet")
-
-    return apply
+def _apply_message(gateway: str, message: str) -> None:
+    typer.echo(f"{gateway}: apply: {message}", err=True)

@@ -19,12 +19,19 @@ import json
 import posixpath
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netsetup.errors import EnvironmentProblem, InputError, RemoteError
+from netsetup.errors import (
+    EnvironmentProblem,
+    ExitCode,
+    InputError,
+    NetsetupError,
+    RemoteError,
+)
 from netsetup.profile.model import Gateway, Profile
+from netsetup.state import StateDir
 
 if TYPE_CHECKING:
     from netsetup.gateway.remote import GatewaySession
@@ -407,3 +414,38 @@ def _named(step: Callable[[], Step]) -> Step:
             "is safe to run again)",
             where=exc.where,
         ) from None
+
+
+class ApplyRefused(NetsetupError):
+    """`apply` would not change the gateway (drift, a peer without a preshared key): exit 1,
+    as `netsetup apply` itself."""
+
+    exit_code = ExitCode.FINDINGS
+
+
+def apply_step(
+    identity: Path | None, state: StateDir, progress: Callable[[str, str], None] | None = None
+) -> Callable[[Profile, Gateway], Step]:
+    """Bootstrap's last step: what `netsetup apply --gateway NAME` does (netsetup.gateway.apply)."""
+
+    def apply(profile: Profile, gateway: Gateway) -> Step:
+        from netsetup.gateway.apply import ApplyOptions, apply_profile
+
+        options = ApplyOptions(identity=identity, gateway=gateway.name)
+        if progress is not None:
+            options = replace(options, progress=progress)
+        (result,) = apply_profile(profile, state, options).results
+        if result.status == "unchanged":
+            return Step("apply", "ok", result.outcome)
+        if result.status == "applied":
+            return Step("apply", "changed", result.outcome)
+        what = f"apply {result.status} at {result.step}: {result.error} ({result.outcome})"
+        if result.status == "refused":
+            raise ApplyRefused(
+                what + "; see `netsetup plan PROFILE`, then run `netsetup apply` with what it "
+                "asks for (--adopt or --prune for peers already on the gateway)",
+                where=result.target,
+            )
+        raise RemoteError(what, where=result.target)
+
+    return apply
