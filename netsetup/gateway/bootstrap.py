@@ -223,10 +223,12 @@ class Bootstrap:
             return Step("privileges", "ok", "logged in as root")
         result = self.session.run(["true"])
         if not result.ok:
-            raise RemoteError(
-                f"bootstrap needs root or full sudo for {self.user!r} (sudo -n refused: "
-                f"{(result.stderr or result.stdout).strip() or result.status}); plan and apply "
-                "need only the sudoers line bootstrap writes"
+            said = (result.stderr or result.stdout).strip().splitlines()
+            raise EnvironmentProblem(
+                f"bootstrap needs root or full sudo for {self.user!r} (sudo -n said: "
+                f"{said[-1] if said else result.status}); plan and apply need only the sudoers "
+                "line bootstrap writes",
+                where=str(self.session.target),
             )
         return Step("privileges", "ok", f"{self.user} has sudo")
 
