@@ -171,6 +171,23 @@ def _zip_entry(name: str) -> zipfile.ZipInfo:
     return entry
 
 
+def describe_os(os_release: str) -> tuple[str, bool]:
+    """The system's name from /etc/os-release, and whether bootstrap prepares it (Debian,
+    Ubuntu and their derivatives, by ID or ID_LIKE)."""
+    fields = {}
+    for line in os_release.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip().strip("\"'")
+    ids = {fields.get("ID", "")} | set(fields.get("ID_LIKE", "").split())
+    name = fields.get("PRETTY_NAME") or fields.get("NAME") or "an unknown system"
+    return name, bool(ids & set(SUPPORTED))
+
+
+# what systemd accepts in a unit name without escaping
+_UNIT_NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.-")
+
+
 class Bootstrap:
     """The steps against one gateway over one session."""
 
@@ -180,6 +197,7 @@ class Bootstrap:
         self.gateway = gateway
         self.user = session.target.user
         self._helper = helper_program()
+        self.witness_runs = False  # the witness step found it can run with the gateway's python
 
     # -- remote primitives -------------------------------------------------------------------
 
@@ -234,11 +252,8 @@ class Bootstrap:
 
     def os_release(self) -> Step:
         result = self.session.run(["cat", "/etc/os-release"], sudo=False)
-        fields = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-        ids = {fields.get("ID", "").strip('"')}
-        ids |= set(fields.get("ID_LIKE", "").strip('"').split())
-        name = fields.get("PRETTY_NAME", "").strip('"') or "an unknown system"
-        if not ids & set(SUPPORTED):
+        name, supported = describe_os(result.stdout)
+        if not supported:
             raise EnvironmentProblem(
                 f"the gateway runs {name}; bootstrap prepares Debian or Ubuntu only (on another "
                 "system, set up WireGuard, nftables and the agent by hand: see the README)",
@@ -304,6 +319,7 @@ class Bootstrap:
             self.run([*APT_ENV, "apt-get", "install", "-y", "python3-cryptography"], timeout=900)
             statuses.append("changed")
             problem = self._witness_problem()
+        self.witness_runs = problem is None
         if problem:
             return Step(
                 "witness",
@@ -321,16 +337,30 @@ class Bootstrap:
         return lines[-1] if lines else f"exit status {result.status}"
 
     def units(self) -> Step:
-        units = [f"wg-quick@{self.gateway.interface}.service", "nftables.service"]
-        if self.gateway.witness_port:
+        units = ["nftables.service"]
+        notes = []
+        if set(self.gateway.interface) <= _UNIT_NAME_SAFE:
+            units.insert(0, f"wg-quick@{self.gateway.interface}.service")
+        else:
+            notes.append(
+                f"interface {self.gateway.interface!r} cannot be a systemd unit's instance "
+                "(only letters, digits and :_.-): wg-quick@ cannot bring it up at boot; rename it"
+            )
+        if self.gateway.witness_port and self.witness_runs:
             units.append(f"netsetup-witness@{self.site.id}.service")
+        elif self.gateway.witness_port:
+            notes.append("the witness is not enabled: it cannot run here (see the witness step)")
         status = self.helper("enable", *units)
+        if notes:
+            return Step("units", "warning", "; ".join([", ".join(units), *notes]))
         return Step("units", status, ", ".join(units))
 
     def start_witness(self) -> Step:
         """With systemd running: the witness (re)started once apply installed the profile."""
         if not self.gateway.witness_port:
             return Step("witness-start", "skipped", "the profile turns the witness off")
+        if not self.witness_runs:
+            return Step("witness-start", "skipped", "the witness cannot run here")
         if not self.exists("/run/systemd/system"):
             return Step("witness-start", "skipped", "systemd does not run here: it starts at boot")
         unit = f"netsetup-witness@{self.site.id}.service"
