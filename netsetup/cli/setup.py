@@ -16,10 +16,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a versioned JSON do
 @app.command()
 def init(
     profile: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="PROFILE",
-            help="The new profile's folder (profiles/acme-dental); its name is the profile id.",
+            help="The new profile's folder (profiles/acme-dental; a bare id goes under "
+            "./profiles when there is one); its name is the profile id.",
         ),
     ],
     company: Annotated[str, typer.Option("--company", help="The company's name.")],
@@ -88,7 +89,7 @@ def init(
         192.0.2.53 --sip 192.0.2.40 --ssh admin@192.0.2.1:22 --admin-from 192.0.2.0/24
     """
     from netsetup.clock import SystemClock
-    from netsetup.profile.init import InitRequest, init_profile
+    from netsetup.profile.init import InitRequest, init_profile, profile_folder
     from netsetup.state import StateDir
 
     request = InitRequest(
@@ -102,7 +103,7 @@ def init(
         ssh=ssh,
         admin_from=tuple(admin_from or ()),
     )
-    result = init_profile(profile, request, StateDir(), SystemClock().now())
+    result = init_profile(profile_folder(profile), request, StateDir(), SystemClock().now())
     if json_out:
         emit_json("netsetup.init/1", result.as_dict())
         return

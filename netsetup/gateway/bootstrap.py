@@ -391,7 +391,9 @@ def sites_to_bootstrap(profile: Profile, name: str | None) -> list[Gateway]:
         chosen = [profile.gateway_named(name)] if name else list(profile.gateways)
     except KeyError:
         names = ", ".join(g.name for g in profile.gateways)
-        raise InputError(f"no gateway {name!r} in the profile (it has: {names})") from None
+        raise InputError(
+            f"no gateway {name!r} in the profile (it has: {names})", where="--gateway"
+        ) from None
     for gateway in chosen:
         if gateway.ssh is None:
             raise InputError(

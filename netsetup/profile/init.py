@@ -228,6 +228,19 @@ def _checked_profile(text: str, directory: Path) -> Profile:
     return profile
 
 
+def profile_folder(ref: str) -> Path:
+    """PROFILE as `init` takes it: a folder path, or a bare id, which goes under
+    $NETSETUP_PROFILES or ./profiles when there is one (where the other commands look for it)."""
+    import os
+
+    path = Path(ref)
+    if len(path.parts) == 1 and ref not in (".", ".."):
+        base = os.environ.get("NETSETUP_PROFILES")
+        if base or Path("profiles").is_dir():
+            return Path(base or "profiles") / ref
+    return path
+
+
 def _profile_id(directory: Path) -> v.ProfileId:
     try:
         return v.ProfileId(directory.name, "profile folder name")

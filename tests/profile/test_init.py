@@ -165,3 +165,22 @@ def test_a_folder_name_that_is_no_profile_id(
     assert code == 2
     assert "profile folder name" in err
     assert not (tmp_path / "Small Co").exists()
+
+
+def test_a_bare_id_goes_under_the_profiles_folder(
+    tmp_path: Path,
+    state_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "profiles").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NETSETUP_PROFILES", raising=False)
+    code, _, err = run_main(["init", "smallco", *ANSWERS], capsys)
+    assert code == 0, err
+    assert (tmp_path / "profiles" / "smallco" / "profile.toml").is_file()
+    # and every other command finds it by that id
+    code, out, err = run_main(["validate", "profiles/smallco"], capsys)
+    assert code == 0, out + err
+    code, _, err = run_main(["provision", "smallco", "anna", "--mode", "dedicated"], capsys)
+    assert code == 0, err
