@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import string
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -185,7 +186,7 @@ def describe_os(os_release: str) -> tuple[str, bool]:
 
 
 # what systemd accepts in a unit name without escaping
-_UNIT_NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.-")
+_UNIT_NAME_SAFE = frozenset(string.ascii_letters + string.digits + ":_.-")
 
 
 class Bootstrap:
