@@ -15,6 +15,7 @@ README's sudoers line allows exactly that program).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import posixpath
@@ -213,12 +214,14 @@ class GatewaySession:
         self._client = client
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the connection; on one that is already dead (cut, reset) closing cannot fail:
+        the caller is busy reporting what went wrong."""
+        sftp, client = self._sftp, self._client
+        self._sftp = self._client = None
+        for closable in (sftp, client):
+            if closable is not None:
+                with contextlib.suppress(Exception):
+                    closable.close()
 
     @property
     def client(self) -> paramiko.SSHClient:

@@ -113,6 +113,9 @@ def start_services(lab: Lab) -> None:
         host_key=host_key_fingerprint(gateway_key),
         admin_from=[str(lab.plan.office_lan.v4.network)],
     )
+    # the ruleset loaded before named the source profile's admin_from (documentation addresses):
+    # load it again with the lab's, or the office could not reach the gateway's SSH
+    admin.load_firewall(lab)
     services.trust_portal_certificate(lab.ns("home"), hosts.directory / "portal")
 
 
