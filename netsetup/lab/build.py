@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from netsetup.lab.lab import Lab
 
 
-def check_prerequisites(source_profile: Path) -> None:
+def check_prerequisites(source_profile: Path, *, empty_gateway: bool = False) -> None:
     """Every program and module a lab of `source_profile` uses is installed, or one error naming
     the missing Debian packages, before anything is built."""
     from netsetup.profile.store import load_profile
@@ -30,6 +30,29 @@ def check_prerequisites(source_profile: Path) -> None:
     voip = load_profile(source_profile).voip
     if voip is not None and "tls" in voip.transports:
         require_kamailio_tls()
+    if empty_gateway:
+        require_gateway_python()
+
+
+# what `gateway bootstrap` finds on the lab's gateway; else it would install it with apt, and
+# /usr is the host's own (the gateway's sshd has overlays on /etc, /usr/local, /var/lib only)
+GATEWAY_PYTHON = "/usr/bin/python3"
+GATEWAY_PYTHON_PACKAGES = "python3 python3-cryptography"
+
+
+def require_gateway_python() -> None:
+    """The system's python3 imports cryptography: the witness bootstrap installs runs with it."""
+    from netsetup.lab.proc import run
+
+    imports = Path(GATEWAY_PYTHON).is_file() and (
+        run([GATEWAY_PYTHON, "-I", "-c", "import cryptography"], check=False).ok
+    )
+    if not imports:
+        raise LabError(
+            "a lab with an empty gateway needs the system's python3 with cryptography (what "
+            f"`gateway bootstrap` would otherwise install there with apt, on this host): install "
+            f"the Debian packages {GATEWAY_PYTHON_PACKAGES} (see .ci/lab-setup.sh)"
+        )
 
 
 def build(lab: Lab) -> None:

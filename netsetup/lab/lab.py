@@ -200,7 +200,9 @@ class Lab:
     def check_prerequisites(self) -> None:
         """Every program and module this lab will use is installed, or one error naming the
         missing Debian packages, before anything is built."""
-        build.check_prerequisites(Path(self.record.source_profile))
+        build.check_prerequisites(
+            Path(self.record.source_profile), empty_gateway=self.record.empty_gateway
+        )
 
     def down(self) -> list[str]:
         """Remove every namespace, process, socket and file of this lab; returns what could

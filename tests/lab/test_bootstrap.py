@@ -284,3 +284,17 @@ _WRITE_SUDOERS = (
     "os.write(fd, sys.argv[2].encode())\n"
     "os.close(fd)\n"
 )
+
+
+def test_an_empty_gateway_lab_needs_the_system_python_with_cryptography(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else bootstrap would apt-get it onto the host's /usr from inside the lab: refused before
+    anything is built, naming the Debian packages."""
+    from netsetup.lab import build
+    from netsetup.lab.proc import LabError
+
+    build.require_gateway_python()  # this machine has it (the lab test above relied on it)
+    monkeypatch.setattr(build, "GATEWAY_PYTHON", "/nonexistent/python3")
+    with pytest.raises(LabError, match="python3-cryptography"):
+        build.require_gateway_python()
