@@ -31,6 +31,7 @@ from netsetup.errors import (
     NetsetupError,
     RemoteError,
 )
+from netsetup.gateway.witness_service import NO_CRYPTOGRAPHY
 from netsetup.profile.model import Gateway, Profile
 from netsetup.state import StateDir
 
@@ -315,11 +316,11 @@ class Bootstrap:
             self.helper("put", WITNESS_APP, "644", "root", stdin=witness_zipapp()),
             self.helper("put", WITNESS_UNIT_FILE, "644", "root", stdin=witness_unit().encode()),
         ]
-        problem = self._witness_problem()
-        if problem and not self.exists("/usr/lib/python3/dist-packages/cryptography"):
+        status, problem = self._witness_check()
+        if status == NO_CRYPTOGRAPHY:
             self.run([*APT_ENV, "apt-get", "install", "-y", "python3-cryptography"], timeout=900)
             statuses.append("changed")
-            problem = self._witness_problem()
+            status, problem = self._witness_check()
         self.witness_runs = problem is None
         if problem:
             return Step(
@@ -330,12 +331,14 @@ class Bootstrap:
             )
         return Step("witness", self.combined(*statuses), f"{WITNESS_APP}, {WITNESS_UNIT_FILE}")
 
-    def _witness_problem(self) -> str | None:
+    def _witness_check(self) -> tuple[int, str | None]:
+        """The zipapp's own `--check` with the gateway's python3: its status and, when it
+        cannot run, why."""
         result = self.session.run([PYTHON, "-I", WITNESS_APP, "--check"])
         if result.ok:
-            return None
+            return 0, None
         lines = (result.stdout + result.stderr).strip().splitlines()
-        return lines[-1] if lines else f"exit status {result.status}"
+        return result.status, lines[-1] if lines else f"exit status {result.status}"
 
     def units(self) -> Step:
         units = ["nftables.service"]

@@ -14,6 +14,9 @@ import argparse
 import sys
 import threading
 
+# `--check`'s exit status when only the cryptography package is missing (apt can fix that)
+NO_CRYPTOGRAPHY = 3
+
 
 def check() -> str:
     """Import what the witness uses and derive one X25519 public key: raises if it cannot."""
@@ -39,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         try:
             print(f"ok: {check()}")
+        except ModuleNotFoundError as exc:
+            print(f"error: the witness cannot run here: no module {exc.name!r}")
+            missing = (exc.name or "").partition(".")[0]
+            return NO_CRYPTOGRAPHY if missing == "cryptography" else 1
         except Exception as exc:  # the runtime is what is being checked: say what is missing
             print(f"error: the witness cannot run here: {type(exc).__name__}: {exc}")
             return 1

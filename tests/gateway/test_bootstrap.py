@@ -147,3 +147,22 @@ def test_the_witness_unit_runs_the_zipapp_on_the_installed_profile() -> None:
         "--profile /etc/netsetup/profiles/%i\n"
     ) in unit
     assert "WantedBy=multi-user.target" in unit
+
+
+def test_the_zipapp_check_tells_a_missing_cryptography_apart(tmp_path: Path) -> None:
+    """Exit 3 only for the one thing bootstrap fixes with apt (python3-cryptography)."""
+    from netsetup.gateway.witness_service import NO_CRYPTOGRAPHY
+
+    app = tmp_path / "netsetup-witness.pyz"
+    app.write_bytes(bootstrap.witness_zipapp())
+    without = (
+        "import runpy, sys\n"
+        "sys.modules['cryptography'] = None  # as if the package were not installed\n"
+        "sys.argv = ['netsetup-witness', '--check']\n"
+        f"runpy.run_path({str(app)!r}, run_name='__main__')\n"
+    )
+    checked = subprocess.run(
+        [sys.executable, "-I", "-c", without], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == NO_CRYPTOGRAPHY, checked.stdout + checked.stderr
+    assert "no module 'cryptography" in checked.stdout
