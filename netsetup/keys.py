@@ -127,8 +127,14 @@ def _new_x25519_key() -> Any:
 def public_from_private(private: SecretKey) -> str:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    key = X25519PrivateKey.from_private_bytes(base64.b64decode(private.reveal()))
-    return base64.b64encode(key.public_key().public_bytes_raw()).decode("ascii")
+    key = X25519PrivateKey.from_private_bytes(base64.b64decode(private.reveal())).public_key()
+    try:
+        raw = key.public_bytes_raw()
+    except AttributeError:  # cryptography < 40 (Debian 12's python3-cryptography: the witness)
+        from cryptography.hazmat.primitives import serialization
+
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
 
 
 def generate_preshared_key() -> SecretKey:

@@ -44,7 +44,9 @@ COMMAND_MODULES = {
     "responder": "responder",
     "plan": "gateway",
     "apply": "gateway",
-    "gateway": "gateway",
+    "init": "setup",
+    # cli/setup.py adds `bootstrap` to the group cli/gateway.py makes (it imports that module)
+    "gateway": "setup",
 }
 ALL_MODULES = (
     "provision",
@@ -55,6 +57,7 @@ ALL_MODULES = (
     "diagnose",
     "responder",
     "gateway",
+    "setup",
 )
 
 

@@ -58,17 +58,30 @@ def _load(prefix: str | None) -> Lab:
 
 
 @lab_app.command()
-def up(profile: ProfileOpt = DEFAULT_PROFILE, json_out: JsonOpt = False) -> None:
+def up(
+    profile: ProfileOpt = DEFAULT_PROFILE,
+    empty_gateway: Annotated[
+        bool,
+        typer.Option(
+            "--empty-gateway",
+            help="Start the gateway as a fresh machine: no WireGuard interface, no ruleset, no "
+            "witness, forwarding off (for `netsetup gateway bootstrap`).",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
     """Build a lab from a profile and leave it running.
 
     Example:
 
         sudo netsetup lab up --profile profiles/acme-dental
+
+        sudo netsetup lab up --empty-gateway
     """
     _start()
     from netsetup.lab import Lab
 
-    status = Lab.create(profile).up().status()
+    status = Lab.create(profile, empty_gateway=empty_gateway).up().status()
     if json_out:
         emit_json("netsetup.lab.up/1", status.to_dict())
         return

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from netsetup.lab.lab import Lab
 
 
-def check_prerequisites(source_profile: Path) -> None:
+def check_prerequisites(source_profile: Path, *, empty_gateway: bool = False) -> None:
     """Every program and module a lab of `source_profile` uses is installed, or one error naming
     the missing Debian packages, before anything is built."""
     from netsetup.profile.store import load_profile
@@ -30,6 +30,29 @@ def check_prerequisites(source_profile: Path) -> None:
     voip = load_profile(source_profile).voip
     if voip is not None and "tls" in voip.transports:
         require_kamailio_tls()
+    if empty_gateway:
+        require_gateway_python()
+
+
+# what `gateway bootstrap` finds on the lab's gateway; else it would install it with apt, and
+# /usr is the host's own (the gateway's sshd has overlays on /etc, /usr/local, /var/lib only)
+GATEWAY_PYTHON = "/usr/bin/python3"
+GATEWAY_PYTHON_PACKAGES = "python3 python3-cryptography"
+
+
+def require_gateway_python() -> None:
+    """The system's python3 imports cryptography: the witness bootstrap installs runs with it."""
+    from netsetup.lab.proc import run
+
+    imports = Path(GATEWAY_PYTHON).is_file() and (
+        run([GATEWAY_PYTHON, "-I", "-c", "import cryptography"], check=False).ok
+    )
+    if not imports:
+        raise LabError(
+            "a lab with an empty gateway needs the system's python3 with cryptography (what "
+            f"`gateway bootstrap` would otherwise install there with apt, on this host): install "
+            f"the Debian packages {GATEWAY_PYTHON_PACKAGES} (see .ci/lab-setup.sh)"
+        )
 
 
 def build(lab: Lab) -> None:
@@ -41,9 +64,13 @@ def build(lab: Lab) -> None:
     lab.save()  # from here on, `down` finds this lab even if we die
     topology.build(lab.names, lab.plan, lab.run_dir)
     prepare_profile(lab)
-    start_gateway(lab)
+    if lab.record.empty_gateway:
+        empty_gateway(lab)
+    else:
+        start_gateway(lab)
     start_services(lab)
-    start_witness(lab)
+    if not lab.record.empty_gateway:
+        start_witness(lab)
     start_office_responder(lab)
     lab.record.clients["home"] = ClientHost("home", lab.names.client_wg(0), index=0)
     tunnels.check_interface_names(lab)
@@ -64,6 +91,20 @@ def prepare_profile(lab: Lab) -> None:
     write_lab_profile(source, lab.profile_dir.parent, keypair.public, lab.gateway_interface)
     if lab.profile().gateway.public_key != keypair.public:
         raise LabError("the lab's profile copy did not take the lab's gateway key")
+
+
+def empty_gateway(lab: Lab) -> None:
+    """The gateway as a fresh Debian machine is: forwarding off, no WireGuard, no ruleset. The
+    gateway's private key goes where `netsetup init` puts it (the admin's state folder), so
+    `plan` and `apply` can render the gateway's config before any interface holds it."""
+    from netsetup.keys import SecretKey
+    from netsetup.lab.proc import ns_run
+    from netsetup.state import StateDir
+
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        ns_run(lab.ns("gateway"), ["sysctl", "-q", "-w", f"{key}=0"])
+    private = SecretKey(lab.gateway_key_file.read_text().strip())
+    StateDir(lab.state_dir).save_gateway_key(lab.profile().id, private)
 
 
 def start_gateway(lab: Lab) -> None:
@@ -96,8 +137,10 @@ def start_services(lab: Lab) -> None:
         admin_from=[str(lab.plan.office_lan.v4.network)],
     )
     # the ruleset loaded before named the source profile's admin_from (documentation addresses):
-    # load it again with the lab's, or the office could not reach the gateway's SSH
-    admin.load_firewall(lab)
+    # load it again with the lab's, or the office could not reach the gateway's SSH (an empty
+    # gateway has none: `gateway bootstrap` brings it)
+    if not lab.record.empty_gateway:
+        admin.load_firewall(lab)
     services.trust_portal_certificate(lab.ns("home"), hosts.directory / "portal")
 
 

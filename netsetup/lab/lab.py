@@ -129,9 +129,17 @@ class Lab:
 
     @classmethod
     def create(
-        cls, profile_ref: str | Path, *, base: Path | None = None, clock: Clock = SYSTEM_CLOCK
+        cls,
+        profile_ref: str | Path,
+        *,
+        base: Path | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        empty_gateway: bool = False,
     ) -> Lab:
-        """Plan a lab for a profile; nothing is built until `up()`."""
+        """Plan a lab for a profile; nothing is built until `up()`. With `empty_gateway`, the
+        gateway starts as a fresh machine would: no WireGuard interface, no ruleset, no witness,
+        forwarding off (what `gateway bootstrap` sets up); the gateway's private key is in the
+        lab's state folder, where `netsetup init` puts it."""
         from netsetup.profile.store import load_profile
 
         source = load_profile(profile_ref)
@@ -145,6 +153,7 @@ class Lab:
             state_dir=str(run_dir / "state"),
             plan=plan_lab(source),
             created=clock.now().isoformat(timespec="seconds"),
+            empty_gateway=empty_gateway,
         )
         return cls(record, clock)
 
@@ -191,7 +200,9 @@ class Lab:
     def check_prerequisites(self) -> None:
         """Every program and module this lab will use is installed, or one error naming the
         missing Debian packages, before anything is built."""
-        build.check_prerequisites(Path(self.record.source_profile))
+        build.check_prerequisites(
+            Path(self.record.source_profile), empty_gateway=self.record.empty_gateway
+        )
 
     def down(self) -> list[str]:
         """Remove every namespace, process, socket and file of this lab; returns what could

@@ -74,6 +74,9 @@ class LabRecord:
     spare_used: int = 0
     ready: bool = False
     created_dirs: list[str] = field(default_factory=list)
+    # the gateway starts with no WireGuard interface, no ruleset and no witness, for
+    # `gateway bootstrap` to set up (`Lab.create(..., empty_gateway=True)`)
+    empty_gateway: bool = False
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -136,6 +139,7 @@ class LabRecord:
             "fault_serial": self.fault_serial,
             "spare_used": self.spare_used,
             "created_dirs": self.created_dirs,
+            "empty_gateway": self.empty_gateway,
         }
 
     @classmethod
@@ -155,6 +159,7 @@ class LabRecord:
             spare_used=data.get("spare_used", 0),
             ready=data.get("ready", False),
             created_dirs=list(data.get("created_dirs", [])),
+            empty_gateway=bool(data.get("empty_gateway", False)),
         )
 
 
