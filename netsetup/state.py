@@ -210,6 +210,13 @@ class StateDir:
     def load_gateway_key(self, profile_id: ProfileId) -> SecretKey | None:
         return _load_stored_secret(self.gateway_key_path(profile_id), "gateway key")
 
+    def save_gateway_key(self, profile_id: ProfileId, key: SecretKey) -> Path:
+        """Store the gateway's private key (0600 in 0700 folders), replacing any before."""
+        self._secret_dir(profile_id, "gateway")
+        path = self.gateway_key_path(profile_id)
+        write_secret(path, key.reveal() + "\n")
+        return path
+
     # -- office responder token -----------------------------------------------------------
     # One per profile. Each peer's responder key is derived from it and the peer's public key
     # (`netsetup.responder.office_wire.peer_key`), so the office responder needs only the token
