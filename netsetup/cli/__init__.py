@@ -42,8 +42,19 @@ COMMAND_MODULES = {
     "lab": "lab",
     "diagnose": "diagnose",
     "responder": "responder",
+    "import": "importing",
+    "sweep": "importing",
 }
-ALL_MODULES = ("provision", "inventory", "render", "validate", "lab", "diagnose", "responder")
+ALL_MODULES = (
+    "provision",
+    "inventory",
+    "render",
+    "validate",
+    "lab",
+    "diagnose",
+    "responder",
+    "importing",
+)
 
 
 def __getattr__(name: str) -> Any:
