@@ -1,0 +1,157 @@
+"""Issue 10, what must hold 4: a lab gateway running a wg-quick server config of 50 peers that
+netsetup did not make (PiVPN, wg-easy and hand-kept comments) is imported; the profile then renders
+exactly the peers the gateway runs (same public keys, preshared keys and AllowedIPs), loading that
+changes no key, and an imported assistant's tunnel keeps working with the key it always had."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netsetup.gateway.importer import parse_dump, read_wg_conf
+from netsetup.keys import KeyPair, SecretKey, generate_keypair, generate_preshared_key
+from netsetup.lab import Lab, probe, wireguard
+from netsetup.lab.admin import netsetup_as_admin
+from netsetup.profile.store import load_peer, load_peers
+from netsetup.profile.values import PeerName
+from netsetup.provision.client_config import render_client_config
+from netsetup.validate import validate as run_validate
+
+pytestmark = pytest.mark.lab
+
+PEERS = 50
+Live = set[tuple[str, str, tuple[str, ...]]]
+
+
+def _comment(index: int) -> tuple[list[str], list[str]]:
+    """The lines a manager writes above and after peer `index` (four styles in turn)."""
+    style = index % 4
+    if style == 0:
+        return [f"### begin pi{index} ###"], [f"### end pi{index} ###"]
+    if style == 1:
+        return [f"# Client: Easy {index} (0000{index:04d}-aaaa)"], []
+    if style == 2:
+        return [f"# hand {index}"], []
+    return [], []  # no name at all: generated
+
+
+@pytest.fixture(scope="module")
+def foreign(lab: Lab) -> Iterator[list[tuple[KeyPair, str]]]:
+    """The gateway reconfigured by hand as another tool would: 50 peers, its own interface."""
+    interface = [
+        line
+        for line in lab.gateway_config.read_text().split("[Peer]")[0].splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert interface[0] == "[Interface]" and any(x.startswith("PrivateKey") for x in interface)
+    peers = [(generate_keypair(), generate_preshared_key().reveal()) for _ in range(PEERS)]
+    lines = ["# wg0.conf kept by hand since 2023", *interface, ""]
+    for index, (pair, psk) in enumerate(peers):
+        above, after = _comment(index)
+        lines += [*above, "[Peer]", f"PublicKey = {pair.public}", f"PresharedKey = {psk}"]
+        lines += [f"AllowedIPs = 198.18.10.{10 + index}/32, 2001:db8:10::{10 + index:x}/128"]
+        lines += [*after, ""]
+    lab.gateway_config.write_text("\n".join(lines) + "\n")
+    wireguard.syncconf(lab.ns("gateway"), lab.gateway_interface, lab.gateway_config)
+    yield peers
+
+
+def _live(lab: Lab) -> Live:
+    """(public key, preshared key, AllowedIPs) of every peer the gateway runs."""
+    dump = lab.exec("gateway", ["wg", "show", lab.gateway_interface, "dump"])
+    assert dump.ok, dump.stderr
+    _, peers = parse_dump(dump.stdout)
+    return {
+        (
+            p.public_key,
+            p.preshared_key.reveal() if p.preshared_key else "",
+            tuple(sorted(p.allowed_ips)),
+        )
+        for p in peers
+    }
+
+
+def _wanted(peers: list[tuple[KeyPair, str]]) -> Live:
+    return {
+        (
+            pair.public,
+            psk,
+            tuple(sorted([f"198.18.10.{10 + i}/32", f"2001:db8:10::{10 + i:x}/128"])),
+        )
+        for i, (pair, psk) in enumerate(peers)
+    }
+
+
+def test_import_then_the_profile_renders_what_the_gateway_runs(
+    lab: Lab, foreign: list[tuple[KeyPair, str]], tmp_path: Path
+) -> None:
+    before = _live(lab)
+    assert before == _wanted(foreign)
+    done = netsetup_as_admin(
+        lab,
+        "import",
+        str(lab.profile_dir),
+        "--wg-conf",
+        str(lab.gateway_config),
+        "--mode",
+        "dedicated",
+        "--json",
+    )
+    document = json.loads(done.stdout)
+    assert document["schema"] == "netsetup.import/1"
+    assert len(document["imported"]) == PEERS and document["skipped"] == []
+    # the lab's gateway key is the profile's: stored for this admin, profile.toml untouched
+    assert document["gateway_key"]["action"] == "stored"
+    names = [p["name"] for p in document["imported"]]
+    assert names[:4] == ["pi0", "easy-1", "hand-2", "peer-1"]
+    assert names.count("peer-1") == 1 and f"peer-{PEERS // 4}" in names
+    for _pair, psk in foreign:
+        assert psk not in done.stdout + done.stderr
+    profile = lab.profile()
+    assert len(load_peers(profile)) == PEERS
+    report = run_validate([lab.profile_dir])
+    assert not report.failed, [str(f) for f in report.findings]
+
+    # the gateway config the profile renders holds exactly the peers the gateway runs
+    rendered = tmp_path / "wg0.conf"
+    lab.netsetup("render", str(lab.profile_dir), "--out", str(rendered))
+    config = read_wg_conf(rendered)
+    assert config.interface is not None and config.interface.private_key is not None
+    assert config.interface.private_key == SecretKey(lab.gateway_key_file.read_text().strip())
+    ours = {
+        (
+            p.public_key,
+            p.preshared_key.reveal() if p.preshared_key else "",
+            tuple(sorted(p.allowed_ips)),
+        )
+        for p in config.peers
+    }
+    assert ours == before
+
+    # loading it changes no key, and an imported assistant's own key still opens the tunnel
+    rendered.replace(lab.gateway_config)
+    wireguard.syncconf(lab.ns("gateway"), lab.gateway_interface, lab.gateway_config)
+    assert _live(lab) == before
+    lab.load_firewall()  # the ruleset knows the imported peers (what `apply` loads with the conf)
+    first_key, first_psk = foreign[0]
+    client = tmp_path / "pi0" / "wg-acme.conf"
+    client.parent.mkdir(mode=0o700)
+    client.write_text(
+        render_client_config(
+            profile,
+            load_peer(profile, PeerName("pi0")),
+            first_key.private,
+            SecretKey(first_psk),
+            None,
+        )
+    )
+    lab.tunnel_up(client, "home")
+    try:
+        assert lab.wait_handshake("home", timeout=15.0) is not None
+        ping = probe.ping(lab.ns("home"), str(profile.network.gateway_address_v4), count=2)
+        assert ping.received == 2
+    finally:
+        lab.tunnel_down("home")
