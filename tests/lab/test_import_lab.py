@@ -6,6 +6,7 @@ changes no key, and an imported assistant's tunnel keeps working with the key it
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,70 @@ def test_import_then_the_profile_renders_what_the_gateway_runs(
         assert ping.received == 2
     finally:
         lab.tunnel_down("home")
+
+
+AGENT_SOURCE = Path(__file__).resolve().parents[2] / "netsetup" / "gateway" / "agent.py"
+AGENT = "/usr/local/sbin/netsetup-gateway"
+
+
+def _install_agent(lab: Lab) -> None:
+    """The gateway agent put in place over SSH, as `gateway bootstrap` does."""
+    profile = lab.profile()
+    assert profile.gateway.ssh is not None
+    argv = ["ip", "netns", "exec", lab.ns("office"), "ssh", "-i", str(lab.ssh_key)]
+    argv += ["-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no"]
+    argv += ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"root@{profile.gateway.ssh.host}"]
+    argv += [f"mkdir -p /usr/local/sbin && cat > {AGENT} && chmod 0755 {AGENT}"]
+    done = subprocess.run(argv, input=AGENT_SOURCE.read_bytes(), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.skipif(not AGENT_SOURCE.exists(), reason="the gateway agent is not in this tree yet")
+def test_import_from_the_gateway_takes_hand_added_and_live_only_peers(
+    lab: Lab, foreign: list[tuple[KeyPair, str]], tmp_path: Path
+) -> None:
+    _install_agent(lab)
+    # by hand on the gateway: two peers in its config file, one only live (`wg set`)
+    (a, psk_a), (b, psk_b), (c, psk_c) = [
+        (generate_keypair(), generate_preshared_key().reveal()) for _ in range(3)
+    ]
+    extra = ["", "# Client: Late Comer (x1)", "[Peer]", f"PublicKey = {a.public}"]
+    extra += [f"PresharedKey = {psk_a}", "AllowedIPs = 198.18.10.200/32", ""]
+    extra += ["[Peer]", "# friendly_name = night shift", f"PublicKey = {b.public}"]
+    extra += [f"PresharedKey = {psk_b}", "AllowedIPs = 198.18.10.201/32, 2001:db8:10::c9/128"]
+    with lab.gateway_config.open("a") as handle:
+        handle.write("\n".join(extra) + "\n")
+    wireguard.syncconf(lab.ns("gateway"), lab.gateway_interface, lab.gateway_config)
+    psk_file = tmp_path / "psk"
+    psk_file.touch(mode=0o600)
+    psk_file.write_text(psk_c + "\n")
+    argv = ["wg", "set", lab.gateway_interface, "peer", c.public, "preshared-key", str(psk_file)]
+    argv += ["allowed-ips", "198.18.10.202/32,2001:db8:10::ca/128"]
+    added = lab.exec("gateway", argv)
+    assert added.ok, added.stderr
+    live = _live(lab)
+    done = netsetup_as_admin(
+        lab, "import", str(lab.profile_dir), "--from-gateway", "--mode", "agency", "--json"
+    )
+    document = json.loads(done.stdout)
+    imported = {p["name"]: p for p in document["imported"]}
+    assert {"late-comer", "night-shift"} <= set(imported)
+    live_only = [p for p in document["imported"] if p["line"] is None]
+    assert [p["name_from"] for p in live_only] == ["generated"]
+    assert live_only[0]["addresses"] == ["198.18.10.202", "2001:db8:10::ca"]
+    assert all(p["mode"] == "agency" and p["preshared_key"] for p in document["imported"])
+    for secret in (psk_a, psk_b, psk_c):
+        assert secret not in done.stdout + done.stderr
+    # every peer the gateway runs is now in the profile, with the key and psk it runs with
+    rendered = tmp_path / "wg0.conf"
+    lab.netsetup("render", str(lab.profile_dir), "--out", str(rendered))
+    ours = {
+        (
+            p.public_key,
+            p.preshared_key.reveal() if p.preshared_key else "",
+            tuple(sorted(p.allowed_ips)),
+        )
+        for p in read_wg_conf(rendered).peers
+    }
+    assert ours == live
+    assert not run_validate([lab.profile_dir]).failed
