@@ -246,19 +246,29 @@ def sweep(
 def _apply_after_sweep(
     profile: str, result: "SweepResult", identity: Path | None, json_out: bool
 ) -> None:
-    """`netsetup apply` on the swept profile: its gateways lose the swept peers."""
+    """`netsetup apply` on the swept profile: its gateways lose the swept peers. Progress on
+    stderr; exit status as apply's (3 when a gateway failed)."""
     import importlib
 
     from netsetup.profile.store import load_profile
     from netsetup.state import StateDir
 
-    # H-apply's module; looked up by name until it is on main (the call is checked by the lab)
-    apply_profile = importlib.import_module("netsetup.gateway.apply").apply_profile
-    outcome = apply_profile(load_profile(profile), state=StateDir(), identity=identity)
+    def progress(gateway: str, message: str) -> None:
+        typer.echo(f"[{gateway}] {message}", err=True)
+
+    # netsetup.gateway.apply (H-apply's), looked up by name until it is on main
+    applying = importlib.import_module("netsetup.gateway.apply")
+    options = applying.ApplyOptions(identity=identity, progress=progress)
+    report = applying.apply_profile(load_profile(profile), StateDir(), options)
     if json_out:
-        emit_json("netsetup.sweep/1", {**result.as_dict(), "apply": outcome.as_dict()})
+        emit_json("netsetup.sweep/1", {**result.as_dict(), "apply": report.as_dict()})
     else:
-        typer.echo(outcome.render() if hasattr(outcome, "render") else str(outcome))
-    code = int(getattr(outcome, "exit_code", 0))
-    if code:
-        raise typer.Exit(code)
+        for gateway in report.results:
+            words = (
+                gateway.outcome
+                if gateway.status != "failed"
+                else (f"FAILED at step {gateway.step}: {gateway.error}; {gateway.outcome}")
+            )
+            typer.echo(f"gateway {gateway.gateway} ({gateway.target}): {words}")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

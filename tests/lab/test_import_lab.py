@@ -223,3 +223,33 @@ def test_import_from_the_gateway_takes_hand_added_and_live_only_peers(
     }
     assert ours == live
     assert not run_validate([lab.profile_dir]).failed
+
+
+PLAN_SOURCE = AGENT_SOURCE.with_name("plan.py")
+
+
+@pytest.mark.skipif(
+    not (AGENT_SOURCE.exists() and PLAN_SOURCE.exists()),
+    reason="the gateway agent and plan/apply are not in this tree yet",
+)
+def test_after_import_plan_has_no_peer_change_and_apply_rekeys_nobody(
+    lab: Lab, foreign: list[tuple[KeyPair, str]]
+) -> None:
+    _install_agent(lab)
+    if len(load_peers(lab.profile())) < PEERS:  # run alone: import first
+        netsetup_as_admin(
+            lab, "import", str(lab.profile_dir), "--from-gateway", "--mode", "dedicated"
+        )
+    before = _live(lab)
+    planned = netsetup_as_admin(lab, "plan", str(lab.profile_dir), "--json", check=False)
+    (site,) = json.loads(planned.stdout)["gateways"]
+    # nothing to add, remove or change, no drift, no peer without its preshared key
+    assert site["peers_in_sync"] is True, site
+    assert (site["add"], site["remove"], site["change"]) == ([], [], [])
+    assert (site["drift_peers"], site["unkeyed"]) == ([], [])
+    applied = netsetup_as_admin(lab, "apply", str(lab.profile_dir), "--json", check=False)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    again = netsetup_as_admin(lab, "plan", str(lab.profile_dir), "--json", check=False)
+    assert again.returncode == 0, again.stdout
+    assert json.loads(again.stdout)["in_sync"] is True
+    assert _live(lab) == before  # no key, preshared key or address changed
