@@ -84,6 +84,32 @@ class ImportedPeer:
         return f"{self.source}:{self.line}" if self.line else self.source
 
 
+def imported_peer(
+    public_key: str,
+    preshared_key: SecretKey | None,
+    allowed_ips: Sequence[str],
+    comments: Sequence[str] = (),
+    *,
+    source: str = "live",
+    line: int = 0,
+    keepalive: int | None = None,
+) -> ImportedPeer:
+    """An ImportedPeer from a peer found elsewhere (`apply --adopt`'s drift peers): `comments`
+    are the comment lines right above its `[Peer]` in the gateway's config file, if any."""
+    above = tuple(c.strip() for c in comments)
+    adjacent = above[-1].lstrip("#").strip() if above else None
+    return ImportedPeer(
+        public_key,
+        preshared_key,
+        tuple(allowed_ips),
+        source,
+        line,
+        comments_above=above,
+        adjacent_comment=adjacent,
+        keepalive=keepalive,
+    )
+
+
 @dataclass(frozen=True)
 class ImportedInterface:
     """The `[Interface]` of a server config, as far as netsetup uses it."""

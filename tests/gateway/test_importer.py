@@ -27,7 +27,7 @@ from netsetup.gateway.importer import (
     parse_wg_conf,
     sanitise_name,
 )
-from netsetup.keys import KeyPair, generate_keypair, generate_preshared_key
+from netsetup.keys import KeyPair, SecretKey, generate_keypair, generate_preshared_key
 from netsetup.profile.store import load_peer, load_peers, load_profile
 from netsetup.profile.values import NAME_RE, PeerName
 from netsetup.provision import service
@@ -637,3 +637,24 @@ def test_cli_needs_exactly_one_source(acme: Path, state_dir: Path) -> None:
 def test_from_gateway_needs_ssh_in_the_profile(acme: Path, state_dir: Path) -> None:
     done = _run("import", str(acme), "--from-gateway", "--mode", "dedicated")
     assert done.returncode == 2 and "has no `ssh" in done.stderr
+
+
+def test_adopt_peers_for_apply_adopt(acme: Path, state: StateDir) -> None:
+    """What `apply --adopt` calls with the drift peers it found on the gateway."""
+    (a, psk_a), (b, _) = keys(2)
+    drift = [
+        importer.imported_peer(
+            a.public, SecretKey(psk_a), ["198.18.10.40/32"], ["# Client: Rosa (1)"], source="gw"
+        ),
+        importer.imported_peer(b.public, None, ["198.18.10.41/32", "2001:db8:10::41/128"]),
+    ]
+    profile = load_profile(acme)
+    written = importer.adopt_peers(
+        profile, drift, mode="dedicated", now=NOW, state=state, action="adopt"
+    )
+    assert [p.name for p in written] == ["rosa.toml", "peer-1.toml"]
+    assert state.load_psk(profile.id, PeerName("rosa"), a.public) == SecretKey(psk_a)
+    actions = [json.loads(line)["action"] for line in state.audit_path.read_text().splitlines()]
+    assert actions == ["adopt", "adopt"]
+    # again: both already in the profile, nothing written
+    assert importer.adopt_peers(profile, drift, mode="dedicated", now=NOW, state=state) == []
