@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from netsetup.gateway.importer import (
     sanitise_name,
 )
 from netsetup.keys import KeyPair, SecretKey, generate_keypair, generate_preshared_key
+from netsetup.profile.schema import PEER_KEYS
 from netsetup.profile.store import load_peer, load_peers, load_profile
 from netsetup.profile.values import NAME_RE, PeerName
 from netsetup.provision import service
@@ -658,3 +660,47 @@ def test_adopt_peers_for_apply_adopt(acme: Path, state: StateDir) -> None:
     assert actions == ["adopt", "adopt"]
     # again: both already in the profile, nothing written
     assert importer.adopt_peers(profile, drift, mode="dedicated", now=NOW, state=state) == []
+
+
+def _two_sites(acme: Path) -> None:
+    """acme-dental as two sites: `main` ([network]'s subnets) and `branch` (198.18.11.0/24)."""
+    text = (acme / "profile.toml").read_text()
+    branch = generate_keypair()
+    text = text.replace("[gateway]\n", '[[gateway]]\nname = "main"\n', 1)
+    text = text.replace(
+        "[network]\n",
+        '[[gateway]]\nname = "branch"\nendpoint = "branch.acme-dental.example:51821"\n'
+        f'public_key = "{branch.public}"\ntunnel_v4 = "198.18.11.0/24"\n\n[network]\n',
+        1,
+    )
+    (acme / "profile.toml").write_text(text)
+
+
+@pytest.mark.skipif(
+    "gateway" not in PEER_KEYS,
+    reason="peer files cannot name their site in this tree yet",
+)
+def test_import_into_the_second_site(acme: Path, state: StateDir) -> None:
+    _two_sites(acme)
+    profile = load_profile(acme)
+    (a, psk_a), (b, _) = keys(2)
+    lines = ["[Interface]", "ListenPort = 51821", ""]
+    lines += ["# Branch One", "[Peer]", f"PublicKey = {a.public}", f"PresharedKey = {psk_a}"]
+    lines += ["AllowedIPs = 198.18.11.5/32", ""]
+    config = parse_wg_conf("\n".join(lines), "branch.conf")
+    result = import_config(
+        profile, config, state=state, mode="dedicated", gateway="branch", clock=AT
+    )
+    assert result.gateway == "branch"
+    peer = load_peer(load_profile(acme), PeerName("branch-one"))
+    assert peer.gateway == "branch" and str(peer.address_v4) == "198.18.11.5"
+    assert 'gateway = "branch"' in (acme / "peers" / "branch-one.toml").read_text()
+    _validate_clean(acme)
+    # the first site's subnet is not the branch's
+    wrong = parse_wg_conf(
+        "\n".join(["[Peer]", f"PublicKey = {b.public}", "AllowedIPs = 198.18.10.5/32"]), "b.conf"
+    )
+    with pytest.raises(ImportRefused, match=re.escape("outside the tunnel subnet 198.18.11.0/24")):
+        import_config(profile, wrong, state=state, mode="dedicated", gateway="branch", clock=AT)
+    with pytest.raises(InputError, match="no gateway named 'nowhere'"):
+        import_config(profile, wrong, state=state, mode="dedicated", gateway="nowhere", clock=AT)
