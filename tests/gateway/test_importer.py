@@ -637,6 +637,11 @@ def test_cli_needs_exactly_one_source(acme: Path, state_dir: Path) -> None:
 
 
 def test_from_gateway_needs_ssh_in_the_profile(acme: Path, state_dir: Path) -> None:
+    # no `ssh` (the example profile may carry one; nothing here may leave this machine)
+    text = (acme / "profile.toml").read_text()
+    kept = [line for line in text.splitlines() if not line.startswith(("ssh =", "host_key ="))]
+    (acme / "profile.toml").write_text("\n".join(kept) + "\n")
+    assert load_profile(acme).gateway.ssh is None
     done = _run("import", str(acme), "--from-gateway", "--mode", "dedicated")
     assert done.returncode == 2 and "has no `ssh" in done.stderr
 
