@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from netsetup.gateway.importer import parse_dump, read_wg_conf
 from netsetup.keys import KeyPair, SecretKey, generate_keypair, generate_preshared_key
 from netsetup.lab import Lab, probe, wireguard
 from netsetup.lab.admin import netsetup_as_admin
-from netsetup.profile.store import load_peer, load_peers
+from netsetup.profile.store import load_peer, load_peers, write_peer
 from netsetup.profile.values import PeerName
 from netsetup.provision.client_config import render_client_config
 from netsetup.validate import validate as run_validate
@@ -253,3 +255,33 @@ def test_after_import_plan_has_no_peer_change_and_apply_rekeys_nobody(
     assert again.returncode == 0, again.stdout
     assert json.loads(again.stdout)["in_sync"] is True
     assert _live(lab) == before  # no key, preshared key or address changed
+
+
+@pytest.mark.skipif(
+    not (AGENT_SOURCE.exists() and PLAN_SOURCE.exists()),
+    reason="the gateway agent and plan/apply are not in this tree yet",
+)
+def test_sweep_apply_takes_a_long_expired_peer_off_the_gateway(
+    lab: Lab, foreign: list[tuple[KeyPair, str]]
+) -> None:
+    _install_agent(lab)
+    if len(load_peers(lab.profile())) < PEERS:  # run alone: import first
+        netsetup_as_admin(
+            lab, "import", str(lab.profile_dir), "--from-gateway", "--mode", "dedicated"
+        )
+    profile = lab.profile()
+    gone = load_peer(profile, PeerName("hand-2"))
+    ended = datetime.now(UTC) - timedelta(days=45)
+    write_peer(profile, replace(gone, expires=ended))
+    before = _live(lab)
+    assert any(key == gone.public_key for key, _, _ in before)
+    done = netsetup_as_admin(
+        lab, "sweep", str(lab.profile_dir), "--grace", "30d", "--apply", "--json", check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(done.stdout)
+    assert [p["name"] for p in document["swept"]] == ["hand-2"]
+    assert document["apply"]["exit_code"] == 0
+    assert not (lab.profile_dir / "peers" / "hand-2.toml").exists()
+    # off the gateway; every other peer as it was (keys, preshared keys, addresses)
+    assert _live(lab) == {entry for entry in before if entry[0] != gone.public_key}
