@@ -5,7 +5,7 @@ access ended long ago taken out of it."""
 # it builds the command, and string annotations would cost an eval() each, on every run.
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from netsetup.profile.model import AccessMode as Mode
 if TYPE_CHECKING:
     from netsetup.gateway.importer import ImportedPeer, ImportResult
     from netsetup.gateway.sweep import SweepResult
+    from netsetup.profile.model import Profile
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a versioned JSON document.")]
 GatewayOpt = Annotated[
@@ -191,6 +192,8 @@ def _show_sweep(result: "SweepResult", profile: str, applying: bool) -> None:
         typer.echo(line)
     if not result.dry_run and not applying:
         typer.echo(f"next: netsetup plan {profile}; netsetup apply {profile}")
+    if applying:
+        typer.echo("their gateways were updated first (apply above)")
 
 
 @app.command()
@@ -202,7 +205,9 @@ def sweep(
     ] = "30d",
     apply: Annotated[
         bool,
-        typer.Option("--apply", help="Then apply the profile to its gateways (`netsetup apply`)."),
+        typer.Option(
+            "--apply", help="Take them off the gateways too (`netsetup apply`, run first)."
+        ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List only; change nothing.")] = False,
     identity: IdentityOpt = None,
@@ -211,7 +216,9 @@ def sweep(
     """Remove peers whose access ended (expired or revoked) longer than --grace ago.
 
     Their peer files, preshared keys and client configs go; their addresses stay held (a
-    retired record) until the profile's quarantine ends.
+    retired record) until the profile's quarantine ends. With --apply the gateways are brought
+    to the profile first (`netsetup apply` takes those peers off them), and the peers leave the
+    profile only once that went through.
 
     Example:
 
@@ -233,24 +240,30 @@ def sweep(
     except ValueError as exc:
         raise InputError(str(exc), where="--grace") from None
     loaded = load_profile(profile)
-    result = do_sweep(loaded, state=StateDir(), grace=period, dry_run=dry_run, clock=SystemClock())
-    if json_out and not apply:
-        emit_json("netsetup.sweep/1", result.as_dict())
-        return
-    if not json_out:
-        _show_sweep(result, profile, apply)
+    state = StateDir()
+    applied: dict[str, Any] | None = None
     if apply:
-        _apply_after_sweep(profile, result, identity, json_out)
+        # The gateways first, while the profile still knows these peers as expired or revoked:
+        # apply then takes them off. Swept first, they would be peers the profile does not know
+        # (drift), which apply refuses to touch.
+        listed = do_sweep(loaded, state=state, grace=period, dry_run=True, clock=SystemClock())
+        if listed.swept:
+            applied = _apply_before_sweep(loaded, identity, json_out)
+            if applied["exit_code"]:
+                _refuse_sweep(listed, applied, json_out)
+    result = do_sweep(loaded, state=state, grace=period, dry_run=dry_run, clock=SystemClock())
+    if json_out:
+        extra = {"apply": applied} if apply else {}
+        emit_json("netsetup.sweep/1", {**result.as_dict(), **extra})
+        return
+    _show_sweep(result, profile, apply)
 
 
-def _apply_after_sweep(
-    profile: str, result: "SweepResult", identity: Path | None, json_out: bool
-) -> None:
-    """`netsetup apply` on the swept profile: its gateways lose the swept peers. Progress on
-    stderr; exit status as apply's (3 when a gateway failed)."""
+def _apply_before_sweep(loaded: "Profile", identity: Path | None, json_out: bool) -> dict[str, Any]:
+    """`netsetup apply` on the profile: its gateways drop the peers about to be swept. Progress
+    on stderr; returns apply's JSON document (its `exit_code`: 3 when a gateway failed)."""
     import importlib
 
-    from netsetup.profile.store import load_profile
     from netsetup.state import StateDir
 
     def progress(gateway: str, message: str) -> None:
@@ -259,16 +272,23 @@ def _apply_after_sweep(
     # netsetup.gateway.apply (H-apply's), looked up by name until it is on main
     applying = importlib.import_module("netsetup.gateway.apply")
     options = applying.ApplyOptions(identity=identity, progress=progress)
-    report = applying.apply_profile(load_profile(profile), StateDir(), options)
+    report = applying.apply_profile(loaded, StateDir(), options)
+    document: dict[str, Any] = report.as_dict()
+    if not json_out:
+        for gateway in document["gateways"]:
+            words = gateway["outcome"]
+            if gateway["status"] in ("failed", "refused"):
+                words = f"{gateway['status'].upper()} at step {gateway['step']}: {gateway['error']}"
+            typer.echo(f"apply: gateway {gateway['gateway']} ({gateway['ssh']}): {words}")
+    return document
+
+
+def _refuse_sweep(listed: "SweepResult", applied: dict[str, Any], json_out: bool) -> None:
+    """apply did not go through: the profile keeps the peers (nothing swept), with apply's exit
+    status, so the next `sweep --apply` tries again."""
     if json_out:
-        emit_json("netsetup.sweep/1", {**result.as_dict(), "apply": report.as_dict()})
+        emit_json("netsetup.sweep/1", {**listed.as_dict(), "swept": [], "apply": applied})
     else:
-        for gateway in report.results:
-            words = (
-                gateway.outcome
-                if gateway.status != "failed"
-                else (f"FAILED at step {gateway.step}: {gateway.error}; {gateway.outcome}")
-            )
-            typer.echo(f"gateway {gateway.gateway} ({gateway.target}): {words}")
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+        names = ", ".join(p.name for p in listed.swept)
+        typer.echo(f"nothing swept: apply did not go through, the profile keeps {names}", err=True)
+    raise typer.Exit(int(applied["exit_code"]))
