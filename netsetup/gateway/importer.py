@@ -49,7 +49,7 @@ from netsetup.profile.store import (
     readable_peers,
     write_peer_text,
 )
-from netsetup.profile.values import PeerName, ProfileId, tunnel_address_problem
+from netsetup.profile.values import PeerName, ProfileId, format_time, tunnel_address_problem
 from netsetup.state import StateDir
 
 MAX_CONFIG_BYTES = 64 << 20  # a 10,000-peer server config is about 2 MB
@@ -76,7 +76,7 @@ class ImportedPeer:
     line: int = 0  # the line of its `[Peer]` (0: live only)
     comments_above: tuple[str, ...] = ()  # comment texts between the previous section and it
     comments_inside: tuple[str, ...] = ()  # comment texts inside its section
-    adjacent_comment: str | None = None  # the comment on the line right above `[Peer]`
+    adjacent_comment: str | None = None  # a lone comment line right above `[Peer]`
     keepalive: int | None = None
 
     @property
@@ -167,31 +167,33 @@ def parse_wg_conf(text: str, source: str) -> WgConfig:
     repeat. The comments are kept for the names."""
     sections: list[_Section] = []
     pending: list[str] = []  # comment texts since the last key or section line
-    adjacent: str | None = None  # the comment on the line just before this one
+    run: list[str] = []  # the comment lines just before this one, without a blank line between
     for number, raw_line in enumerate(text.splitlines(), start=1):
         line = raw_line.strip()
         if not line:
-            adjacent = None
+            run = []
             continue
         if line.startswith("#"):
-            comment = line.lstrip("#").strip()
             pending.append(line)
-            adjacent = comment
+            if not _PIVPN_END.match(line):  # closes the section before; says nothing of the next
+                run.append(line.lstrip("#").strip())
             continue
         header = _SECTION.fullmatch(line)
         if header:
             kind = header.group(1).lower()
             if kind not in ("interface", "peer"):
                 raise InputError.at(f"unknown section [{header.group(1)}]", source, number)
-            sections.append(_Section(kind, number, pending, adjacent))
-            pending, adjacent = [], None
+            # a lone comment line right above the header may be its name; a block may not
+            lone = run[0] if len(run) == 1 else None
+            sections.append(_Section(kind, number, pending, lone))
+            pending, run = [], []
             continue
         if not sections:
             raise InputError.at("a setting before any [Interface] or [Peer]", source, number)
         key, value = _key_value(line, source, number)
         section = sections[-1]
         section.inside.extend(pending)
-        pending, adjacent = [], None
+        pending, run = [], []
         section.values.setdefault(key, []).append((number, value))
     if sections:
         sections[-1].inside.extend(pending)
@@ -320,6 +322,8 @@ def parse_dump(text: str, source: str = "live") -> tuple[SecretKey | None, list[
                     where=source,
                 ) from None
         allowed = () if cells[3] == "(none)" else tuple(p for p in cells[3].split(",") if p)
+        if cells[7] != "off" and not cells[7].isdigit():
+            raise InputError(f"line {number} of `wg show dump` is not a peer line", where=source)
         keepalive = None if cells[7] in ("off", "0") else int(cells[7])
         peers.append(ImportedPeer(cells[0], psk, allowed, source, keepalive=keepalive))
     return private, peers
@@ -346,6 +350,7 @@ def merge_live(config: WgConfig | None, live: Sequence[ImportedPeer]) -> WgConfi
 # -- names ------------------------------------------------------------------------------------
 
 _PIVPN = re.compile(r"^###\s*begin\s+(.+?)\s*###$", re.IGNORECASE)
+_PIVPN_END = re.compile(r"^###\s*end\s+.*###$", re.IGNORECASE)
 _WG_EASY = re.compile(r"^#\s*Client:\s*(.+?)(?:\s+\([^()]*\))?$", re.IGNORECASE)
 _NAME_KEY = re.compile(r"^#+\s*(?:friendly_name|name)\s*[=:]\s*(.+)$", re.IGNORECASE)
 # what netsetup's gateway render writes above a peer: "# maria (dedicated, expires ...)"
@@ -367,12 +372,11 @@ def name_from_comments(peer: ImportedPeer) -> tuple[str | None, str | None]:
         if match:
             return match.group(1).strip().strip("\"'"), None
     adjacent = peer.adjacent_comment
-    if adjacent is not None and peer.comments_above:
-        match = _NETSETUP.match(peer.comments_above[-1])
+    if adjacent is not None:
+        match = _NETSETUP.match(f"# {adjacent}")
         if match:
             return match.group(1), match.group(2)
-        if not adjacent.lower().startswith(("end ", "## end")):
-            return adjacent, None
+        return adjacent, None
     return None, None
 
 
@@ -914,7 +918,7 @@ class ImportResult:
                     "addresses": [
                         str(a) for a in (p.peer.address_v4, p.peer.address_v6) if a is not None
                     ],
-                    "expires": p.peer.expires.isoformat() if p.peer.expires else None,
+                    "expires": format_time(p.peer.expires) if p.peer.expires else None,
                     "preshared_key": p.imported.preshared_key is not None,
                     "line": p.imported.line or None,
                 }

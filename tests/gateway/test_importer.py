@@ -175,6 +175,28 @@ def test_hostile_and_duplicate_names_stay_inside_peers(acme: Path, state: StateD
     _validate_clean(acme)
 
 
+def test_a_comment_block_above_a_peer_is_not_its_name() -> None:
+    """Only a lone comment line names a peer: a block (a file's header) does not."""
+    pair = generate_keypair()
+    text = "\n".join(
+        [
+            "# managed by some tool",
+            "# do not edit",
+            "[Peer]",
+            f"PublicKey = {pair.public}",
+            "AllowedIPs = 198.18.10.2/32",
+            "### end someone ###",
+            "# Rita",
+            "[Peer]",
+            f"PublicKey = {generate_keypair().public}",
+            "AllowedIPs = 198.18.10.3/32",
+        ]
+    )
+    first, second = parse_wg_conf(text, "c").peers
+    assert name_from_comments(first) == (None, None)
+    assert name_from_comments(second) == ("Rita", None)  # a PiVPN end marker does not count
+
+
 def test_name_key_comment_inside_the_section_wins_over_a_stray_one_above() -> None:
     text = "\n".join(
         [
