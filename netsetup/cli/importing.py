@@ -60,10 +60,12 @@ def _mode_answer(text: str) -> str:
 
 def _show_import(result: "ImportResult", profile: str) -> None:
     from netsetup.keys import fingerprint
+    from netsetup.profile.model import DEFAULT_GATEWAY_NAME
 
+    site = f"{result.gateway}, " if result.gateway != DEFAULT_GATEWAY_NAME else ""
     typer.echo(
         f"imported {len(result.imported)} peer(s) into {result.profile} "
-        f"(gateway {result.gateway}) from {result.source}"
+        f"({site}{result.interface}) from {result.source}"
     )
     for planned in result.imported:
         peer = planned.peer

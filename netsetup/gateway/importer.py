@@ -897,7 +897,8 @@ class ImportResult:
     """What `import` did: the peers written (never a secret), those skipped, the gateway key."""
 
     profile: str
-    gateway: str
+    gateway: str  # the site's name ("gateway" in the single [gateway] form)
+    interface: str
     source: str
     imported: tuple[PlannedPeer, ...]
     skipped: tuple[SkippedPeer, ...]
@@ -908,6 +909,7 @@ class ImportResult:
         return {
             "profile": self.profile,
             "gateway": self.gateway,
+            "interface": self.interface,
             "source": self.source,
             "imported": [
                 {
@@ -1004,6 +1006,7 @@ def import_config(
     return ImportResult(
         profile.id,
         site.gateway.name,
+        site.gateway.interface,
         config.source,
         plan.planned,
         plan.skipped,
