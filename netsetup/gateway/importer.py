@@ -860,10 +860,31 @@ def set_gateway_public_key(text: str, site: int | None, public_key: str) -> str:
     raise InputError("no public_key line found in the gateway's table", where="profile.toml")
 
 
+def _rewritten_profile(profile: Profile, old_text: str, public_key: str) -> str:
+    """profile.toml with the site's public_key replaced, checked to read back as meant."""
+    from netsetup.profile.schema import parse_profile_data, parse_toml
+
+    new_text = set_gateway_public_key(old_text, _site_index(profile), public_key)
+    data, _ = parse_toml(new_text)
+    reread, issues = parse_profile_data(data, profile.directory) if data else (None, [])
+    if (
+        reread is None
+        or issues
+        or reread.site(profile.gateway.name).gateway.public_key != public_key
+    ):
+        raise InputError(
+            "cannot rewrite the gateway's public_key in profile.toml (write it by hand: "
+            f'public_key = "{public_key}")',
+            where=str(profile.profile_file),
+        )
+    return new_text
+
+
 def _apply_gateway_key(
     profile: Profile, state: StateDir, outcome: GatewayKeyOutcome, private: SecretKey | None
 ) -> Callable[[], None] | None:
-    """Store the key (and with --take-gateway-key rewrite profile.toml); returns the undo."""
+    """Store the key (and with --take-gateway-key rewrite profile.toml); returns the undo. A
+    failure half-way takes back what it wrote."""
     from netsetup.fsutil import atomic_write, write_secret
 
     if private is None:
@@ -872,20 +893,26 @@ def _apply_gateway_key(
     key_file = state.gateway_key_path(pid)
     old_key = key_file.read_bytes() if key_file.is_file() else None
     old_text = profile.profile_file.read_text(encoding="utf-8")
-    state.save_gateway_key(pid, private)
+    new_text = None
     if outcome.action == "taken":
         assert outcome.public_key is not None
-        new_text = set_gateway_public_key(old_text, _site_index(profile), outcome.public_key)
-        atomic_write(profile.profile_file, new_text, mode=0o644)
+        new_text = _rewritten_profile(profile, old_text, outcome.public_key)
 
     def undo() -> None:
-        if outcome.action == "taken":
+        if new_text is not None:
             atomic_write(profile.profile_file, old_text, mode=0o644)
         if old_key is None:
             remove_file(key_file)
         else:
             write_secret(key_file, old_key)
 
+    try:
+        state.save_gateway_key(pid, private)
+        if new_text is not None:
+            atomic_write(profile.profile_file, new_text, mode=0o644)
+    except BaseException:
+        undo()
+        raise
     return undo
 
 

@@ -731,3 +731,30 @@ def test_import_into_the_second_site(acme: Path, state: StateDir) -> None:
         import_config(profile, wrong, state=state, mode="dedicated", gateway="branch", clock=AT)
     with pytest.raises(InputError, match="no gateway named 'nowhere'"):
         import_config(profile, wrong, state=state, mode="dedicated", gateway="nowhere", clock=AT)
+
+
+def test_take_gateway_key_refused_when_the_line_cannot_be_rewritten(
+    acme: Path, state: StateDir
+) -> None:
+    original = (acme / "profile.toml").read_text()
+    literal = original.replace(
+        'public_key = "MDKTGWX4d3ADlYiRA1ol9W47Rb6pKJFUAwDdD/XyIHI="',
+        "public_key = 'MDKTGWX4d3ADlYiRA1ol9W47Rb6pKJFUAwDdD/XyIHI='",  # a TOML literal string
+    )
+    (acme / "profile.toml").write_text(literal)
+    gateway = generate_keypair()
+    ((pair, psk),) = keys(1)
+    lines = [*interface(gateway.private.reveal()), *peer_lines(pair, psk, 2)]
+    before = snapshot(acme, state.root)
+    with pytest.raises(InputError, match="public_key"):
+        import_config(
+            load_profile(acme),
+            parse_wg_conf("\n".join(lines), "c"),
+            state=state,
+            mode="dedicated",
+            take_gateway_key=True,
+            clock=AT,
+        )
+    after = snapshot(acme, state.root)
+    assert [p for p in changed(before, after) if not p.endswith(("/.lock", "/peers"))] == []
+    assert not state.gateway_key_path(load_profile(acme).id).exists()
