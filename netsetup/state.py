@@ -211,8 +211,8 @@ class StateDir:
         return _load_stored_secret(self.gateway_key_path(profile_id), "gateway key")
 
     def save_gateway_key(self, profile_id: ProfileId, key: SecretKey) -> Path:
-        """Store the gateway's private key (0600 in 0700 folders): `init` makes it, `plan` and
-        `apply` render the gateway's config with it."""
+        """Store the gateway's private key (0600 in 0700 folders), replacing any before: `init`
+        makes it, `import` takes it from a gateway's config, `apply` renders with it."""
         self._secret_dir(profile_id, "gateway")
         path = self.gateway_key_path(profile_id)
         write_secret(path, key.reveal() + "\n")

@@ -47,6 +47,8 @@ COMMAND_MODULES = {
     "init": "setup",
     # cli/setup.py adds `bootstrap` to the group cli/gateway.py makes (it imports that module)
     "gateway": "setup",
+    "import": "importing",
+    "sweep": "importing",
 }
 ALL_MODULES = (
     "provision",
@@ -58,6 +60,7 @@ ALL_MODULES = (
     "responder",
     "gateway",
     "setup",
+    "importing",
 )
 
 
