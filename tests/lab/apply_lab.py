@@ -338,6 +338,30 @@ def peer_keys(namespace: str, interface: str) -> set[str]:
     return {row[0] for row in wg_dump(namespace, interface)[1:]}
 
 
+def add_hand_peer(lab: Lab, address: str) -> str:
+    """A peer a colleague added by hand on the gateway, the way wg-quick users do: `wg set` on
+    the live interface and a [Peer] section (with a comment) appended to its config file.
+    Returns its public key; its preshared key exists only on the gateway."""
+    keys, psk = generate_keypair(), generate_preshared_key()
+    psk_file = lab.run_dir / "hand-peer.psk"
+    write_secret(psk_file, psk.reveal() + "\n")
+    try:
+        ns_run(
+            lab.ns("gateway"),
+            ["wg", "set", lab.gateway_interface, "peer", keys.public,
+             "preshared-key", str(psk_file), "allowed-ips", f"{address}/32"],
+        )  # fmt: skip
+    finally:
+        psk_file.unlink()
+    section = (
+        "\n# added by hand on the gateway\n[Peer]\n"
+        f"PublicKey = {keys.public}\nPresharedKey = {psk.reveal()}\nAllowedIPs = {address}/32\n"
+    )
+    with open(lab.gateway_config, "a") as config:
+        config.write(section)
+    return keys.public
+
+
 # -- faults -----------------------------------------------------------------------------------
 
 # A wrapper that shadows a real program on the gateway: the first call that matches runs the
