@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y --no-install-recommends \
   wireguard-tools wireguard-go nftables iproute2 iputils-ping \
   kamailio kamailio-tls-modules openssh-server openssh-client dnsmasq-base openresolv \
-  sip-tester sipsak iperf3 util-linux procps xrdp
+  sip-tester sipsak iperf3 util-linux procps xrdp sudo
 
 # Debian's openssh-server normally creates its privilege-separation directory at boot (tmpfiles.d);
 # containers often skip that, and sshd refuses to start without it.
