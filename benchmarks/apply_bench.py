@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,41 +43,14 @@ from tests.lab import apply_lab
 WIDE_TUNNEL = "198.18.0.0/16"  # room for the peers; the lab's own links use 198.19.0.0/16
 
 
-@dataclass(frozen=True)
-class PeerRuntime:
-    """What the gateway knows of a peer's live session (`wg show dump`), nothing secret."""
-
-    endpoint: str
-    handshake: int
-    rx: int
-    tx: int
+def disturbed(lab: Lab, before: dict[str, apply_lab.Session]) -> tuple[int, int]:
+    """(how many of the live sessions in `before` the gateway reset, how many there were)."""
+    after = apply_lab.sessions(lab.ns("gateway"), lab.gateway_interface)
+    return len(apply_lab.sessions_reset(before, after)), len(before)
 
 
-def runtime(lab: Lab) -> dict[str, PeerRuntime]:
-    rows = apply_lab.wg_dump(lab.ns("gateway"), lab.gateway_interface)[1:]
-    return {
-        row[0]: PeerRuntime(row[2], int(row[4]), int(row[5]), int(row[6]))
-        for row in rows
-        if len(row) >= 8
-    }
-
-
-def disturbed(before: dict[str, PeerRuntime], after: dict[str, PeerRuntime]) -> tuple[int, int]:
-    """(how many live peers the gateway reset, how many were live): a peer with a handshake
-    before whose counters went back, or whose handshake or endpoint is gone, or which is gone."""
-    live = {key: state for key, state in before.items() if state.handshake > 0}
-    reset = 0
-    for key, was in live.items():
-        now = after.get(key)
-        if (
-            now is None
-            or now.handshake == 0
-            or now.endpoint == "(none)"
-            or now.rx < was.rx
-            or now.tx < was.tx
-        ):
-            reset += 1
-    return reset, len(live)
+def live_sessions(lab: Lab) -> dict[str, apply_lab.Session]:
+    return apply_lab.sessions(lab.ns("gateway"), lab.gateway_interface)
 
 
 def make_profile(root: Path) -> Path:
@@ -98,8 +70,7 @@ def wait_sessions(lab: Lab, hosts: list[str], timeout: float = 60.0) -> None:
     gateway = str(lab.profile().network.gateway_address_v4)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        live = sum(1 for state in runtime(lab).values() if state.handshake > 0)
-        if live >= len(hosts):
+        if len(live_sessions(lab)) >= len(hosts):
             return
         for host in hosts:
             ping = ["ping", "-n", "-c", "1", "-W", "1", gateway]
@@ -132,22 +103,22 @@ def contenders(
 
     def apply_one_peer(round_: int) -> float:
         apply_lab.add_peers(lab, 1, stem="bench-new")
-        before = runtime(lab)
+        before = live_sessions(lab)
         started = time.perf_counter()
         result = apply_lab.apply(lab)
         elapsed = time.perf_counter() - started
-        counts["apply"].append(disturbed(before, runtime(lab)))
+        counts["apply"].append(disturbed(lab, before))
         if result.returncode != 0:
             raise SystemExit("apply failed:\n" + apply_lab.explain(result))
         return elapsed
 
     def restart(round_: int) -> float:
-        before = runtime(lab)
+        before = live_sessions(lab)
         script = f"wg-quick down {interface} && wg-quick up {interface}"
         started = time.perf_counter()
         apply_lab.gateway_run(lab, ["sh", "-c", script], timeout=120)
         elapsed = time.perf_counter() - started
-        counts["restart"].append(disturbed(before, runtime(lab)))
+        counts["restart"].append(disturbed(lab, before))
         wait_sessions(lab, hosts)  # the next contender starts with every session up
         return elapsed
 

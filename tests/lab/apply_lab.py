@@ -215,6 +215,35 @@ def wg_state(namespace: str, interface: str) -> tuple[str, ...]:
     return (head, *peers)
 
 
+@dataclass(frozen=True)
+class Session:
+    """What the gateway knows of a peer's live session (`wg show dump`), nothing secret."""
+
+    endpoint: str
+    handshake: int
+    rx: int
+    tx: int
+
+
+def sessions(namespace: str, interface: str) -> dict[str, Session]:
+    """The peers with a session (a handshake), by public key."""
+    rows = wg_dump(namespace, interface)[1:]
+    found = {row[0]: Session(row[2], int(row[4]), int(row[5]), int(row[6])) for row in rows}
+    return {key: session for key, session in found.items() if session.handshake > 0}
+
+
+def sessions_reset(before: dict[str, Session], after: dict[str, Session]) -> list[str]:
+    """The peers of `before` whose session the gateway reset or dropped: gone, no handshake or
+    endpoint any more, or transfer counters that went back (a re-created peer starts at 0).
+    A new handshake alone is no reset: sessions rekey every two minutes."""
+    reset = []
+    for key, was in before.items():
+        now = after.get(key)
+        if now is None or now.endpoint == "(none)" or now.rx < was.rx or now.tx < was.tx:
+            reset.append(key)
+    return reset
+
+
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 
 

@@ -51,6 +51,7 @@ def test_one_new_peer_while_an_assistant_pings_through_the_tunnel(
     assert pinging.ok, "the pinging assistant got no handshake"
     office_host = str(lab.profile().dns.servers[0])  # the office's DNS server answers ping
     lab.provision("newcomer", "dedicated", sync=False)
+    sessions_before = apply_lab.sessions(namespace, interface)
     # the window covers several times the first apply (200 peers uploaded, one peer now), so
     # that ping is still sending when apply is done; ping then counts every reply itself
     window = max(30.0, 4 * first_apply)
@@ -71,6 +72,9 @@ def test_one_new_peer_while_an_assistant_pings_through_the_tunnel(
     assert count.received == count.transmitted, (
         f"{count.transmitted - count.received} of {count.transmitted} pings lost during apply"
     )
+    # the gateway kept the live session (`wg syncconf`): its counters went on, nothing reset
+    reset = apply_lab.sessions_reset(sessions_before, apply_lab.sessions(namespace, interface))
+    assert sessions_before and reset == []
 
     newcomer = lab.connect("newcomer", "dedicated", "newcomer")
     assert newcomer.ok, "the new peer got no handshake after apply"

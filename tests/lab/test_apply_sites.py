@@ -126,9 +126,19 @@ def test_one_failing_gateway_rolls_back_only_itself(sites: tuple[Lab, SecondGate
     assert branch_peer not in peer_keys(branch.namespace, branch.interface)
     assert before.differences(apply_lab.settled_snapshot(lab, **where)) == []
 
-    text = apply_lab.plan(lab)
-    assert text.returncode == 1, explain(text)  # branch still has its new peer pending
-    assert "branch" in text.stdout
+    # the report a person reads says it too: the same fault once more, in text
+    with apply_lab.failing_program(lab, WG_SYNCCONF, service=branch.sshd):
+        text = apply(lab)
+    assert text.returncode == 3, explain(text)
+    lines = text.stdout.lower().splitlines()
+    assert [line for line in lines if "branch" in line and "failed" in line], text.stdout
+    assert "restored" in text.stdout.lower()
+    assert not [line for line in lines if "hq" in line and "failed" in line], text.stdout
+    assert before.differences(apply_lab.settled_snapshot(lab, **where)) == []
+
+    pending = plan(lab)
+    assert pending.returncode == 1, explain(pending)  # branch still has its new peer pending
+    assert "branch" in pending.stdout
     again = apply(lab)  # the wrapper is gone: branch takes it now
     assert again.returncode == 0, explain(again)
     assert branch_peer in peer_keys(branch.namespace, branch.interface)
