@@ -1,0 +1,331 @@
+"""The gateway agent's checks, without a gateway: arguments, the stage folder, staged files, the
+JSON it answers. What it does to wg and nft is tested in the lab (tests/lab/test_gateway_agent.py)
+against the real tools, not against fakes."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from netsetup.gateway import agent
+from netsetup.gateway.agent import AgentError, Invoker
+
+AGENT = Path(agent.__file__)
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (files owned by root)")
+
+
+def run_agent(*args: str) -> tuple[int, dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-I", str(AGENT), *args], capture_output=True, text=True, timeout=30
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout  # exactly one JSON object, nothing else
+    assert done.stderr == ""
+    answer = json.loads(lines[0])
+    assert isinstance(answer, dict)
+    return done.returncode, answer
+
+
+def test_the_agent_is_standalone_stdlib_python() -> None:
+    source = AGENT.read_text()
+    assert source.splitlines()[0] == "#!/usr/bin/python3 -I"
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported, "no imports found: the check would prove nothing"
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    # the agent's tools run without a shell
+    assert "shell=True" not in source and "os.system" not in source
+
+
+def test_version_answers_json() -> None:
+    assert run_agent("version") == (0, {"ok": True, "version": 1})
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ((), "netsetup-gateway version|read"),
+        (("format-disk",), "netsetup-gateway version|read"),
+        (("read", "--interface", "wg0"), "missing --table"),
+        (("read", "--interface", "wg0", "--interface", "wg1", "--table", "t"), "given twice"),
+        (("read", "--interface", "wg0", "--table", "t", "--shell", "x"), "unknown argument"),
+        (("read", "--interface", "../../etc/passwd", "--table", "t"), "invalid interface"),
+        (("read", "--interface", "wg0; reboot", "--table", "t"), "invalid interface"),
+        (("read", "--interface", "..", "--table", "t"), "invalid interface"),
+        (("read", "--interface", "a-very-long-interface", "--table", "t"), "invalid interface"),
+        (("read", "--interface", "wg0", "--table", "t; flush ruleset"), "invalid table"),
+        (("confirm", "--interface", "wg0", "--token", "../x"), "invalid token"),
+        (("rollback", "--interface", "wg0", "--token", "ABC"), "invalid token"),
+    ],
+)
+def test_hostile_arguments_are_refused_before_anything_runs(
+    args: tuple[str, ...], said: str
+) -> None:
+    code, answer = run_agent(*args)
+    assert code == 1
+    assert answer["ok"] is False and answer["step"] == "usage" and answer["restored"] is True
+    assert said in str(answer["error"])
+
+
+def commit_args(**changed: str) -> list[str]:
+    options = {
+        "interface": "wg0",
+        "table": "netsetup_wg0",
+        "profile-id": "acme-dental",
+        "stage": "/var/lib/netsetup/stage/nobody-here",
+        "confirm-within": "60",
+    }
+    options.update(changed)
+    return ["commit", *(x for name, value in options.items() for x in (f"--{name}", value))]
+
+
+@pytest.mark.parametrize(
+    ("changed", "said"),
+    [
+        ({"profile-id": "../../etc"}, "invalid profile id"),
+        ({"profile-id": "Acme"}, "invalid profile id"),
+        ({"confirm-within": "0"}, "--confirm-within"),
+        ({"confirm-within": "1e9"}, "--confirm-within"),
+        # any user: the stage folder must be exactly /var/lib/netsetup/stage/<that user>
+        ({"stage": "/var/lib/netsetup/stage/../../../etc"}, ""),
+    ],
+)
+def test_commit_arguments_are_checked(changed: dict[str, str], said: str) -> None:
+    code, answer = run_agent(*commit_args(**changed))
+    assert code == 1 and answer["ok"] is False and answer["step"] == "usage", answer
+    assert said in str(answer["error"])
+
+
+# -- the stage folder and what is staged in it --------------------------------------------------
+
+
+def me() -> Invoker:
+    import pwd
+
+    return Invoker(os.getuid(), pwd.getpwuid(os.getuid()).pw_name)
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Path:
+    root = tmp_path / "stage"
+    root.mkdir(mode=0o755)
+    folder = root / me().name
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+@as_root
+def test_the_stage_folder_must_be_the_invokers_own(stage: Path) -> None:
+    root = str(stage.parent)
+    assert agent.check_stage_dir(str(stage), me(), root) == str(stage)
+    for wrong in (f"{root}/../{stage.name}", f"{root}/other", f"{stage}/"):
+        with pytest.raises(AgentError, match="must be"):
+            agent.check_stage_dir(wrong, me(), root)
+    stage.chmod(0o755)
+    with pytest.raises(AgentError, match="0700"):
+        agent.check_stage_dir(str(stage), me(), root)
+
+
+@as_root
+def test_a_symlinked_stage_folder_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "stage"
+    root.mkdir(mode=0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (root / me().name).symlink_to(elsewhere)
+    with pytest.raises(AgentError, match="link"):
+        agent.check_stage_dir(str(root / me().name), me(), str(root))
+
+
+@as_root
+def test_a_stage_root_others_may_write_is_refused(stage: Path) -> None:
+    stage.parent.chmod(0o777)
+    with pytest.raises(AgentError, match="writable only"):
+        agent.check_stage_dir(str(stage), me(), str(stage.parent))
+
+
+def test_staged_files_must_be_plain_files_of_the_invoker(stage: Path, tmp_path: Path) -> None:
+    (stage / "wg0.conf").write_bytes(b"[Interface]\n")
+    assert agent.read_staged(str(stage), "wg0.conf", me()) == b"[Interface]\n"
+    assert agent.read_staged(str(stage), "absent.conf", me()) is None
+    secret = tmp_path / "secret"
+    secret.write_text("not for the admin")
+    (stage / "link.conf").symlink_to(secret)
+    with pytest.raises(AgentError, match="link"):
+        agent.read_staged(str(stage), "link.conf", me())
+    os.link(secret, stage / "hard.conf")
+    with pytest.raises(AgentError, match="plain file"):
+        agent.read_staged(str(stage), "hard.conf", me())
+    os.mkfifo(stage / "fifo.conf")
+    with pytest.raises(AgentError, match="plain file"):
+        agent.read_staged(str(stage), "fifo.conf", me())
+    someone_else = Invoker(me().uid + 1, "someone")
+    with pytest.raises(AgentError, match="not owned"):
+        agent.read_staged(str(stage), "wg0.conf", someone_else)
+
+
+def test_stale_staged_files_are_removed_fresh_ones_kept(stage: Path) -> None:
+    (stage / "old.tmp").write_text("x")
+    (stage / "new.tmp").write_text("y")
+    now = (stage / "new.tmp").stat().st_mtime
+    os.utime(stage / "old.tmp", (now - 3600, now - 3600))
+    assert agent.remove_stale_staged(str(stage), me(), now) == ["old.tmp"]
+    assert sorted(p.name for p in stage.iterdir()) == ["new.tmp"]
+
+
+def test_remove_staged_leaves_other_owners_files(stage: Path) -> None:
+    (stage / "wg0.conf").write_text("x")
+    agent.remove_staged(str(stage), ["wg0.conf"], Invoker(me().uid + 1, "someone"))
+    assert (stage / "wg0.conf").exists()
+    agent.remove_staged(str(stage), ["wg0.conf", "absent"], me())
+    assert not (stage / "wg0.conf").exists()
+
+
+# -- what a staged file may hold -----------------------------------------------------------------
+
+RENDERED = """\
+# netsetup: gateway of acme-dental
+[Interface]
+Address = 198.18.0.1/24, 2001:db8:18::1/64
+ListenPort = 51820
+PrivateKey = {key}
+
+# maria (dedicated)
+[Peer]
+PublicKey = {key}
+PresharedKey = {key}
+AllowedIPs = 198.18.0.5/32
+"""
+KEY = base64.b64encode(bytes(range(32))).decode()  # shaped like a WireGuard key
+
+
+def test_a_rendered_config_passes() -> None:
+    agent.check_wg_conf(RENDERED.format(key=KEY))
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["PostUp = rm -rf /", "PreDown = sh -c id", "SaveConfig = true", "[Shell]", "garbage"],
+)
+def test_config_keys_that_run_commands_are_refused(line: str) -> None:
+    with pytest.raises(AgentError, match="line 4"):
+        agent.check_wg_conf(f"[Interface]\nListenPort = 51820\n\n{line}\n")
+
+
+def test_a_rendered_ruleset_passes() -> None:
+    from datetime import UTC, datetime
+
+    from netsetup.gateway.firewall import render_firewall, table_name
+    from netsetup.profile.store import load_peers, load_profile
+
+    profile = load_profile(Path(__file__).parents[2] / "profiles" / "acme-dental")
+    peers = load_peers(profile)
+    text = render_firewall(profile, peers, datetime.now(UTC))
+    assert "table inet" in text
+    agent.check_ruleset(text, table_name(profile.gateway.interface))
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('table inet t {\n}\n  include "/etc/shadow"\n', "include"),
+        ("flush ruleset\n", "every table"),
+        ("table inet t {\n}\ntable ip nat {\n}\n", "only table inet t"),
+        ("delete table inet filter\n", "only table inet t"),
+        ("table inet other {\n}\n", "only table inet t"),
+    ],
+)
+def test_a_ruleset_may_touch_only_its_table(text: str, said: str) -> None:
+    agent.check_ruleset("table inet t\ndelete table inet t\ntable inet t {\n}\n", "t")
+    with pytest.raises(AgentError, match=said):
+        agent.check_ruleset(text, "t")
+
+
+def tar_of(members: dict[str, bytes], symlink: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        if symlink is not None:
+            info = tarfile.TarInfo(symlink)
+            info.type = tarfile.SYMTYPE
+            info.linkname = "/etc/shadow"
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def test_profile_tar_gives_the_profile_files() -> None:
+    files = agent.profile_files(tar_of({"profile.toml": b"a", "peers/maria.toml": b"b"}))
+    assert files == {"profile.toml": b"a", "peers/maria.toml": b"b"}
+
+
+@pytest.mark.parametrize(
+    ("members", "symlink", "said"),
+    [
+        ({"profile.toml": b"", "../evil.toml": b""}, None, "holds"),
+        ({"profile.toml": b"", "/etc/cron.d/x": b""}, None, "holds"),
+        ({"profile.toml": b"", "peers/../../x.toml": b""}, None, "holds"),
+        ({"profile.toml": b"", "state/psk.key": b""}, None, "holds"),
+        ({"profile.toml": b""}, "peers/link.toml", "holds"),
+        ({"peers/maria.toml": b""}, None, "no profile.toml"),
+    ],
+)
+def test_profile_tar_refuses_anything_else(
+    members: dict[str, bytes], symlink: str | None, said: str
+) -> None:
+    with pytest.raises(AgentError, match=said):
+        agent.profile_files(tar_of(members, symlink))
+    with pytest.raises(AgentError, match="not a tar"):
+        agent.profile_files(b"not a tar at all" * 100)
+
+
+def test_keys_in_tool_messages_are_redacted() -> None:
+    text = f"wg: unable to set peer {KEY}: bad"
+    assert KEY not in agent.redact(text) and "(key)" in agent.redact(text)
+
+
+def test_atomic_write_gives_the_mode_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "wg0.conf"
+    agent.atomic_write(str(target), b"secret", 0o600)
+    agent.atomic_write(str(target), b"secret 2", 0o600)
+    assert target.read_bytes() == b"secret 2"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["wg0.conf"]
+
+
+def test_a_bug_answers_json_without_its_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: list[str]) -> dict[str, object]:
+        raise ValueError(f"PrivateKey = {KEY}")
+
+    monkeypatch.setitem(agent.VERBS, "version", broken)
+    hangup = signal.getsignal(signal.SIGHUP)  # main ignores it (a cut connection): put it back
+    try:
+        assert agent.main(["version"]) == 1
+    finally:
+        signal.signal(signal.SIGHUP, hangup)
+    out = capsys.readouterr().out
+    assert json.loads(out) == {
+        "ok": False,
+        "error": "internal error in the gateway agent (ValueError)",
+        "step": "internal",
+        "restored": False,
+    }
+    assert KEY not in out
