@@ -208,15 +208,13 @@ def _stage_names(interface: str) -> tuple[str, str, str]:
     return f"{interface}.conf", f"{interface}.nft", "profile.tar"
 
 
-def _upload(session: GatewaySession, plan: GatewayPlan, profile: Profile) -> _Staged:
+def _upload(session: GatewaySession, plan: GatewayPlan, profile: Profile, staged: _Staged) -> None:
     assert plan.desired is not None
-    conf_name, nft_name, tar_name = _stage_names(plan.interface)
-    directory = session.stage_dir
-    staged = _Staged(directory, (conf_name, nft_name, tar_name))
+    conf_name, nft_name, tar_name = staged.names
+    directory = staged.directory
     session.upload(plan.desired.conf.encode(), f"{directory}/{conf_name}", mode=0o600)
     session.upload(plan.desired.ruleset.encode(), f"{directory}/{nft_name}", mode=0o600)
     session.upload(profile_tar(profile), f"{directory}/{tar_name}", mode=0o600)
-    return staged
 
 
 def _remove_staged(session: GatewaySession, staged: _Staged) -> None:
@@ -529,8 +527,11 @@ def _commit(run: _Run, session: GatewaySession, plan: GatewayPlan) -> tuple[str,
     from netsetup.gateway.firewall import table_name
 
     run.say(f"uploading to {session.stage_dir}", step="upload")
+    # known before the first byte goes: an upload cut short leaves files (with secrets) that the
+    # cleanup must find, with a fresh connection if this one is gone
+    run.staged = _Staged(session.stage_dir, _stage_names(plan.interface))
     try:
-        run.staged = _upload(session, plan, run.profile)
+        _upload(session, plan, run.profile, run.staged)
     except RemoteError as exc:
         raise _Failed("upload", exc.message, None) from None
     run.say(
