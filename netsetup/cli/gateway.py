@@ -106,11 +106,14 @@ def _show_plan(report: "PlanReport") -> None:
             continue
         for line in describe(result.plan):
             typer.echo(line)
-    pending = [r.gateway for r in report.results if r.exit_code]
-    if not pending:
-        typer.echo("in sync")
-    else:
+    pending = [r.gateway for r in report.results if r.exit_code and r.plan is not None]
+    unknown = [r.gateway for r in report.results if r.plan is None]
+    if pending:
         typer.echo(f"not in sync: {', '.join(pending)} (`netsetup apply` applies the plan)")
+    if unknown:
+        typer.echo(f"not known: {', '.join(unknown)} (no plan could be made; see above)")
+    if not pending and not unknown:
+        typer.echo("in sync")
 
 
 @app.command()

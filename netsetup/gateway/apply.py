@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from netsetup.errors import ExitCode, InputError, NetsetupError, RemoteError
 from netsetup.gateway.plan import DesiredPeer, DriftPeer, GatewayPlan, make_plan
-from netsetup.gateway.state import LivePeer, LiveState, parse_read
+from netsetup.gateway.state import LivePeer, LiveState, normalise_listing, parse_read
 from netsetup.keys import fingerprint
 from netsetup.profile.model import Gateway, Peer, Profile
 from netsetup.profile.values import format_time
@@ -249,6 +249,9 @@ def verify(plan: GatewayPlan, live: LiveState) -> list[str]:
         problems.append("the loaded ruleset is not the one uploaded")
     elif live.listing is None:
         problems.append(f"the table inet {plan.table} is not loaded")
+    elif live.normalised_listing != normalise_listing(live.applied.listing):
+        # what the kernel holds now, not only the agent's record of what it loaded
+        problems.append(f"the table inet {plan.table} is not what was loaded")
     return problems
 
 
@@ -603,7 +606,7 @@ def _confirm(run: _Run, plan: GatewayPlan, token: str) -> None:
             raise _Failed(
                 "confirm",
                 str(answer.get("error") or "the agent refused the confirmation"),
-                bool(answer.get("reverted")),
+                bool(answer.get("reverted")) and answer.get("restored") is True,
             )
 
 
@@ -618,7 +621,7 @@ def _roll_back(
         raise _Unconfirmed("verify", f"{error}; the rollback failed too ({exc.message})") from None
     if answer.get("ok") is not True:
         error += f"; the rollback failed: {answer.get('error')}"
-    raise _Failed("verify", error, answer.get("ok") is True)
+    raise _Failed("verify", error, answer.get("ok") is True and answer.get("restored") is True)
 
 
 class _Confirmed:
@@ -647,6 +650,13 @@ def _await_revert(run: _Run, deadline: float, why: _Unconfirmed) -> _Failed | _C
             return _Failed(why.step, f"{why.error}; the gateway still holds its revert", False)
         if run.plan is not None and run.plan.desired is not None and not verify(run.plan, live):
             return _Confirmed()  # the confirmation went through before the connection broke
+        if live.revert_restored is False:
+            return _Failed(
+                why.step,
+                f"{why.error}; the gateway's own revert could not restore its backup: look at "
+                "/var/log/netsetup/audit.jsonl on the gateway",
+                False,
+            )
         return _Failed(why.step, f"{why.error}; the gateway reverted by itself", True)
     return _Failed(
         why.step, f"{why.error}; the gateway could not be reached afterwards either ({last})", False

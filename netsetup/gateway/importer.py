@@ -893,6 +893,7 @@ def _apply_gateway_key(
     key_file = state.gateway_key_path(pid)
     old_key = key_file.read_bytes() if key_file.is_file() else None
     old_text = profile.profile_file.read_text(encoding="utf-8")
+    mode = profile.profile_file.stat().st_mode & 0o777  # kept as it was (a 0600 file stays so)
     new_text = None
     if outcome.action == "taken":
         assert outcome.public_key is not None
@@ -900,7 +901,7 @@ def _apply_gateway_key(
 
     def undo() -> None:
         if new_text is not None:
-            atomic_write(profile.profile_file, old_text, mode=0o644)
+            atomic_write(profile.profile_file, old_text, mode=mode)
         if old_key is None:
             remove_file(key_file)
         else:
@@ -909,7 +910,7 @@ def _apply_gateway_key(
     try:
         state.save_gateway_key(pid, private)
         if new_text is not None:
-            atomic_write(profile.profile_file, new_text, mode=0o644)
+            atomic_write(profile.profile_file, new_text, mode=mode)
     except BaseException:
         undo()
         raise

@@ -373,6 +373,16 @@ class LiveState:
     pending: Mapping[str, Any] | None  # an armed revert (another apply awaits its confirmation)
     forwarding: Mapping[str, bool]
     tools: Mapping[str, bool] = field(default_factory=dict)  # wg, wg-quick, nft: installed?
+    # the last revert the gateway's timer made by itself (None: none recorded); its `restored`
+    # says whether the restore itself went through
+    reverted: Mapping[str, Any] | None = None
+
+    @property
+    def revert_restored(self) -> bool | None:
+        """Whether the gateway's own revert restored its backup (None: not recorded)."""
+        if self.reverted is None or "restored" not in self.reverted:
+            return None
+        return self.reverted.get("restored") is True
 
     @property
     def peers(self) -> dict[str, LivePeer]:
@@ -439,6 +449,7 @@ def parse_read(answer: Mapping[str, Any], *, where: str) -> LiveState:
         if not isinstance(tools, dict):
             raise StateFormatError("'tools' has the wrong type")
         pending = answer.get("pending")
+        reverted = answer.get("reverted")
         return LiveState(
             interface=str(answer.get("interface", "")),
             up=bool(answer.get("up")),
@@ -451,6 +462,7 @@ def parse_read(answer: Mapping[str, Any], *, where: str) -> LiveState:
             pending=pending if isinstance(pending, dict) else None,
             forwarding={str(k): bool(v) for k, v in forwarding.items()},
             tools={str(k): bool(v) for k, v in tools.items()},
+            reverted=reverted if isinstance(reverted, dict) else None,
         )
     except StateFormatError as exc:
         raise RemoteError(f"cannot read the gateway agent's answer: {exc}", where=where) from None

@@ -117,6 +117,14 @@ def test_verify_names_every_difference_by_fingerprint_only(world: World) -> None
     assert verify(plan, gateway.live()) == ["interface wg0 is not up"]
 
 
+def test_verify_reads_the_kernels_table_not_only_the_agents_record(world: World) -> None:
+    gateway, plan = applied(world, "anna")
+    assert gateway.listing is not None
+    # a rule added by hand after the load: the agent's record still says what it loaded
+    gateway.listing = gateway.listing.replace("}", "\tip saddr 198.51.100.7 accept\n}", 1)
+    assert verify(plan, gateway.live()) == ["the table inet netsetup_wg0 is not what was loaded"]
+
+
 def test_adopting_drift_peers_keeps_their_keys_and_addresses(world: World) -> None:
     gateway, _ = applied(world, "anna")
     stranger, psk = generate_keypair().public, generate_preshared_key()

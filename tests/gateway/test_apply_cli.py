@@ -27,7 +27,8 @@ def test_plan_of_a_gateway_without_ssh(
     code, out, _ = run_main(["plan", str(acme)], capsys)
     assert code == 2
     assert "gateway gateway (no ssh): cannot plan: gateway 'gateway' has no `ssh" in out
-    assert "not in sync: gateway" in out
+    assert "not known: gateway (no plan could be made" in out
+    assert "netsetup apply" not in out  # no plan: nothing for apply to apply
     code, out, _ = run_main(["plan", str(acme), "--json"], capsys)
     document = json.loads(out)
     assert document["schema"] == "netsetup.plan/1" and document["exit_code"] == 2
