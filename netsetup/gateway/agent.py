@@ -347,23 +347,92 @@ def check_wg_conf(text: str) -> None:
             raise AgentError("check", f"staged config line {number}: {key[:30]!r} is not allowed")
 
 
-TABLE_STATEMENT_RE = re.compile(
-    r"^\s*(?:add\s+|create\s+|delete\s+|flush\s+)?table\s+(\S+)\s+(\S+?)\s*(?:\{.*)?$"
-)
+# `include` makes root read any file (and nft echoes what it cannot parse), `define` and
+# `$variables` hide what a statement says from the checks below, `ruleset` reaches every table
+FORBIDDEN_RE = re.compile(r"\b(include|define|ruleset)\b|\$", re.IGNORECASE)
+
+
+def bare_ruleset(text: str) -> str:
+    """The nft source with `#` comments taken out and every quoted string written `""` (nft
+    strings have no escapes and never span lines), so no word hides inside either."""
+    out: list[str] = []
+    index, line = 0, 1
+    while index < len(text):
+        char = text[index]
+        if char == "#":
+            stop = text.find("\n", index)
+            index = len(text) if stop < 0 else stop
+            continue
+        if char == '"':
+            stop = text.find('"', index + 1)
+            if stop < 0 or "\n" in text[index:stop]:
+                raise AgentError("check", f"staged ruleset line {line}: an unterminated string")
+            out.append('""')
+            index = stop + 1
+            continue
+        line += char == "\n"
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def ruleset_statements(bare: str) -> list[tuple[int, str]]:
+    """The depth-0 statements of a bare nft source (line number, words; a block is written
+    `{}`), split on newlines and `;` as nft does."""
+    statements: list[tuple[int, str]] = []
+    current: list[str] = []
+    depth, line, started = 0, 1, 1
+
+    def finish() -> None:
+        words = " ".join("".join(current).split())
+        if words:
+            statements.append((started, words))
+        current.clear()
+
+    for char in bare:
+        if char == "{":
+            depth += 1
+            if depth == 1:
+                current.append(" {")
+        elif char == "}":
+            depth -= 1
+            if depth < 0:
+                raise AgentError("check", f"staged ruleset line {line}: a }} without its {{")
+            if depth == 0:
+                current.append("}")
+                finish()
+        elif depth == 0 and char in "\n;":
+            finish()
+        elif depth == 0:
+            if not "".join(current).strip():
+                started = line
+            current.append(char)
+        line += char == "\n"
+    if depth != 0:
+        raise AgentError("check", "staged ruleset: a { is never closed")
+    finish()
+    return statements
 
 
 def check_ruleset(text: str, table: str) -> None:
     """The staged ruleset may touch only `inet <table>`: a restore puts back exactly that
-    table, so a ruleset reaching further could not be undone."""
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0]
-        # an include would make root read any file, and nft echoes what it cannot parse
-        if re.match(r"^\s*include\b", line):
-            raise AgentError("check", f"staged ruleset line {number}: include is not allowed")
-        if re.match(r"^\s*(?:flush|delete)\s+ruleset\b", line):
-            raise AgentError("check", f"staged ruleset line {number}: it would touch every table")
-        found = TABLE_STATEMENT_RE.match(line)
-        if found and (found.group(1), found.group(2)) != ("inet", table):
+    table, so a ruleset reaching further could not be undone. Read as nft reads it (statements
+    end at a newline or `;`, blocks nest), never line by line."""
+    bare = bare_ruleset(text)
+    for number, line in enumerate(bare.split("\n"), 1):
+        found = FORBIDDEN_RE.search(line)
+        if found:
+            raise AgentError(
+                "check", f"staged ruleset line {number}: {found.group()!r} is not allowed"
+            )
+    allowed = {
+        f"table inet {table}",
+        f"delete table inet {table}",
+        f"flush table inet {table}",
+        f"table inet {table} {{}}",
+    }
+    for number, statement in ruleset_statements(bare):
+        if statement not in allowed:
             raise AgentError(
                 "check", f"staged ruleset line {number}: only table inet {table} may be loaded"
             )

@@ -243,14 +243,35 @@ def test_a_rendered_ruleset_passes() -> None:
     ("text", "said"),
     [
         ('table inet t {\n}\n  include "/etc/shadow"\n', "include"),
-        ("flush ruleset\n", "every table"),
+        ("flush ruleset\n", "'ruleset'"),
         ("table inet t {\n}\ntable ip nat {\n}\n", "only table inet t"),
         ("delete table inet filter\n", "only table inet t"),
         ("table inet other {\n}\n", "only table inet t"),
+        # the audit's bypasses of the line-by-line check: a second statement after `;`, a
+        # statement inside a block, a table name glued to its `{`
+        ('table inet t { }; include "/etc/shadow"\n', "'include'"),
+        ('table inet t { include "/x" }\n', "'include'"),
+        ("table inet t { }; flush ruleset; add table ip evil; add table inet t\n", "'ruleset'"),
+        ("table inet t { }; delete table inet filter\n", "only table inet t"),
+        ("add table inet t; add table ip evil\n", "only table inet t"),
+        ("table ip evil{ chain c { type filter hook input priority 0; } }\n", "only table inet t"),
+        ("table inet t { }\ntable inet t { } table ip x { }\n", "only table inet t"),
+        ('define x = "/etc/shadow"\n', "'define'"),
+        ("table inet t { chain c { ip saddr $x drop } }\n", "'\\$'"),
+        ("table inet t { chain c {\n}\n", "never closed"),
+        ("table inet t { }\n}\n", "without its"),
+        ('table inet t { chain c { comment "x }\n', "unterminated string"),
+        ("# a comment\n\ndelete\\\n table ip filter\n", "line 3: only table inet t"),
     ],
 )
 def test_a_ruleset_may_touch_only_its_table(text: str, said: str) -> None:
     agent.check_ruleset("table inet t\ndelete table inet t\ntable inet t {\n}\n", "t")
+    # the same words inside a string or a comment are only text
+    agent.check_ruleset(
+        'table inet t { # include "/x"; }\n chain c { comment "flush ruleset; $x }" }\n}\n'
+        "flush table inet t; table inet t\n",
+        "t",
+    )
     with pytest.raises(AgentError, match=said):
         agent.check_ruleset(text, "t")
 
