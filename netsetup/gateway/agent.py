@@ -109,12 +109,23 @@ def run(
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise AgentError(step, f"{argv[0]} {argv[1]} failed: {exc.__class__.__name__}") from None
+    if check and result.returncode != 0 and "-f" in argv and argv[0] == "nft":
+        raise AgentError(step, nft_rejected(result.stderr))
     if check and result.returncode != 0:
         said = redact(result.stderr.decode("utf-8", "replace").strip())[-800:]
         raise AgentError(
             step, f"{' '.join(argv[:2])} failed (exit {result.returncode}): {said or 'no message'}"
         )
     return result
+
+
+def nft_rejected(stderr: bytes) -> str:
+    """What nft said about a ruleset, without its words: nft quotes the lines it cannot parse
+    (and, through an include, any file root can read), so only the line number is passed on."""
+    found = re.search(rb":(\d{1,7}):\d+(?:-\d+)?: Error", stderr)
+    if found is None:
+        return "nft rejected the ruleset"
+    return f"nft rejected the ruleset at line {int(found.group(1))}"
 
 
 def ensure_dir(path: str, mode: int) -> None:
@@ -867,7 +878,7 @@ def install(
         syncconf(paths)
     else:
         run("up", ["wg-quick", "up", paths.interface])
-    run("nft", ["nft", "-f", "-"], data=ruleset)
+    load_ruleset(table, ruleset)
     try:
         ensure_dir(os.path.dirname(RULESET_DIR), 0o755)
         ensure_dir(RULESET_DIR, 0o755)
@@ -886,6 +897,31 @@ def install(
         except OSError as exc:
             raise AgentError("profile", _said(exc)) from None
     return "arm"
+
+
+def nft_tables(step: str) -> set[str]:
+    listed = run(step, ["nft", "list", "tables"]).stdout.decode("utf-8", "replace")
+    return {
+        " ".join(line.split()[1:3]) for line in listed.splitlines() if line.startswith("table ")
+    }
+
+
+def load_ruleset(table: str, ruleset: bytes) -> None:
+    """`nft -f`, then a look at the tables: should anything but `inet <table>` have appeared
+    or gone (what check_ruleset refuses, were it ever fooled), the ones that appeared are
+    deleted and the commit fails (and restores)."""
+    before = nft_tables("nft")
+    run("nft", ["nft", "-f", "-"], data=ruleset)
+    after = nft_tables("nft")
+    others = sorted((before ^ after) - {f"inet {table}"})
+    if not others:
+        return
+    for name in sorted(after - before - {f"inet {table}"}):
+        family, _, bare = name.partition(" ")
+        if re.fullmatch(r"[a-z0-9]{1,8}", family) and TABLE_RE.fullmatch(bare):
+            run("nft", ["nft", "delete", "table", family, bare], check=False)
+    shown = ", ".join(o for o in others[:5] if re.fullmatch(r"[a-z0-9]{1,8} \w{1,64}", o))
+    raise AgentError("nft", f"the ruleset changed other tables than inet {table}: {shown}")
 
 
 def _sha256(data: bytes) -> str:

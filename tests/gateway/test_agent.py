@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -350,3 +351,56 @@ def test_a_bug_answers_json_without_its_message(
         "restored": False,
     }
     assert KEY not in out
+
+
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or not all(map(shutil.which, ("unshare", "nft"))),
+    reason="needs root, unshare and nft (a network namespace of its own)",
+)
+
+
+def in_own_netns(script: str) -> subprocess.CompletedProcess[str]:
+    """Python in a fresh network namespace: the real nft, touching no real table."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(AGENT.parents[2])}
+    return subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+@needs_netns
+def test_nft_never_echoes_what_it_read(tmp_path: Path) -> None:
+    secret_file = tmp_path / "shadow"
+    secret_file.write_text("root:$y$j9T$not-a-real-hash-but-secret:19000:0:99999:7:::\n")
+    ruleset = f'table inet t {{ }}\ninclude "{secret_file}"\n'
+    done = in_own_netns(
+        "from netsetup.gateway import agent\n"
+        "try:\n"
+        f"    agent.run('check', ['nft', '-c', '-f', '-'], data={ruleset.encode()!r})\n"
+        "except agent.AgentError as exc:\n"
+        "    print(exc.step, exc.message)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "check nft rejected the ruleset at line 1"
+    assert "secret" not in done.stdout
+
+
+@needs_netns
+def test_a_load_that_touches_another_table_fails_and_removes_it() -> None:
+    done = in_own_netns(
+        "from netsetup.gateway import agent\n"
+        "agent.run('nft', ['nft', 'add', 'table', 'inet', 'filter'])\n"
+        "agent.load_ruleset('t', b'table inet t { }\\n')\n"  # its own table: fine
+        "try:\n"
+        "    agent.load_ruleset('t', b'table ip evil { }\\ndelete table inet filter\\n')\n"
+        "except agent.AgentError as exc:\n"
+        "    print(exc.step, exc.message)\n"
+        "print(sorted(agent.nft_tables('read')))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    said, tables = done.stdout.splitlines()
+    assert said == "nft the ruleset changed other tables than inet t: inet filter, ip evil"
+    assert tables == "['inet t']"  # evil is gone again (filter's restore is the backup's job)
