@@ -41,6 +41,8 @@ PROFILES_DIR = "/etc/netsetup/profiles"
 STATE_ROOT = "/var/lib/netsetup"
 STAGE_ROOT = "/var/lib/netsetup/stage"
 AUDIT_LOG = "/var/log/netsetup/audit.jsonl"
+ALLOW_FILE = "/etc/netsetup/agent.allow"  # the interfaces this gateway serves (bootstrap writes it)
+MAX_ALLOW_BYTES = 64 * 1024
 KEEP_BACKUPS = 10
 STALE_STAGED_SECONDS = 120  # an upload older than this belongs to an apply that never committed
 MAX_STAGED_BYTES = 32 * 1024 * 1024
@@ -219,11 +221,64 @@ def checked(value: str, pattern: re.Pattern[str], what: str) -> str:
     return value
 
 
-def interface_arg(options: dict[str, str]) -> str:
+def interface_name(options: dict[str, str]) -> str:
     value = checked(options["interface"], INTERFACE_RE, "interface name")
     if value in (".", ".."):
         raise AgentError("usage", f"invalid interface name {value!r}")
     return value
+
+
+def interface_arg(options: dict[str, str]) -> str:
+    """An interface this gateway serves (see ALLOW_FILE)."""
+    value = interface_name(options)
+    check_allowed(value)
+    return value
+
+
+def table_name(interface: str) -> str:
+    """netsetup's table for an interface (netsetup.gateway.firewall.table_name, which this
+    file may not import): every character but a letter or digit as `_` and its hex code."""
+    return "netsetup_" + re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):02x}", interface)
+
+
+def table_arg(options: dict[str, str], interface: str) -> str:
+    """Only netsetup's own table for this interface: any other (`inet filter`) could be
+    replaced by a commit and read by `read`."""
+    value = checked(options["table"], TABLE_RE, "table name")
+    if value != table_name(interface):
+        raise AgentError("usage", f"the table of {interface} is {table_name(interface)}")
+    return value
+
+
+def allowed_interfaces(path: str) -> set[str] | None:
+    """The interfaces listed in the allow file (None: there is none, every interface is
+    served). The file must be root's and writable by nobody else, or nothing is served."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise AgentError("check", f"{path} is a link or unreadable: nothing is served") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+            raise AgentError(
+                "check",
+                f"{path} must be a file owned by root and writable only by it: nothing is served",
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            text = handle.read(MAX_ALLOW_BYTES + 1).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    if len(text) > MAX_ALLOW_BYTES:
+        raise AgentError("check", f"{path} is too large: nothing is served")
+    return {line.split("#", 1)[0].strip() for line in text.splitlines()} - {""}
+
+
+def check_allowed(interface: str) -> None:
+    allowed = allowed_interfaces(ALLOW_FILE)
+    if allowed is not None and interface not in allowed:
+        raise AgentError("check", f"{interface} is not listed in {ALLOW_FILE}")
 
 
 class Invoker:
@@ -246,9 +301,10 @@ class Invoker:
         return cls(uid, pwd.getpwuid(uid).pw_name)
 
 
-def check_stage_dir(path: str, invoker: Invoker, stage_root: str = STAGE_ROOT) -> str:
+def check_stage_dir(path: str, invoker: Invoker, stage_root: str | None = None) -> str:
     """`path` must be `<stage_root>/<invoker>`: no symlink anywhere on it, the root owned by
     root and writable by nobody else, the folder owned by the invoker (or root), mode 0700."""
+    stage_root = STAGE_ROOT if stage_root is None else stage_root
     expected = os.path.join(stage_root, invoker.name)
     if path != expected:
         raise AgentError("usage", f"the stage folder must be {expected}, not {path[:120]!r}")
@@ -391,33 +447,31 @@ def ruleset_statements(bare: str) -> list[tuple[int, str]]:
     """The depth-0 statements of a bare nft source (line number, words; a block is written
     `{}`), split on newlines and `;` as nft does."""
     statements: list[tuple[int, str]] = []
-    current: list[str] = []
-    depth, line, started = 0, 1, 1
+    current: list[tuple[int, str]] = []  # (line, character) of the statement being read
+    depth, line = 0, 1
 
     def finish() -> None:
-        words = " ".join("".join(current).split())
+        words = " ".join("".join(char for _, char in current).split())
         if words:
-            statements.append((started, words))
+            statements.append((next(n for n, c in current if not c.isspace()), words))
         current.clear()
 
     for char in bare:
         if char == "{":
             depth += 1
             if depth == 1:
-                current.append(" {")
+                current.append((line, " {"))
         elif char == "}":
             depth -= 1
             if depth < 0:
                 raise AgentError("check", f"staged ruleset line {line}: a }} without its {{")
             if depth == 0:
-                current.append("}")
+                current.append((line, "}"))
                 finish()
         elif depth == 0 and char in "\n;":
             finish()
         elif depth == 0:
-            if not "".join(current).strip():
-                started = line
-            current.append(char)
+            current.append((line, char))
         line += char == "\n"
     if depth != 0:
         raise AgentError("check", "staged ruleset: a { is never closed")
@@ -511,7 +565,9 @@ class Paths:
         self.interface = interface
         self.conf = os.path.join(WG_DIR, f"{interface}.conf")
         self.ruleset = os.path.join(RULESET_DIR, f"{interface}.nft")
-        self.state = os.path.join(STATE_ROOT, interface)
+        # a folder of their own: an interface named like another state folder ("stage")
+        # must not turn that folder into its state
+        self.state = os.path.join(STATE_ROOT, "interfaces", interface)
         self.applied = os.path.join(self.state, "applied.json")
         self.pending = os.path.join(self.state, "pending.json")
         self.last = os.path.join(self.state, "last.json")
@@ -520,11 +576,23 @@ class Paths:
         self.backups = os.path.join(self.state, "backups")
         self.scratch = os.path.join(self.state, "tmp")
 
+    def _move_old_state(self) -> None:
+        """Agents before this one kept the state in /var/lib/netsetup/<interface>: move it
+        (backups, applied.json) once, unless the name is one of the agent's own folders."""
+        old = os.path.join(STATE_ROOT, self.interface)
+        if self.interface in ("stage", "interfaces") or os.path.lexists(self.state):
+            return
+        with suppress(OSError):
+            if stat.S_ISDIR(os.lstat(old).st_mode):
+                os.rename(old, self.state)
+
     def profile_dir(self, profile_id: str) -> str:
         return os.path.join(PROFILES_DIR, profile_id)
 
     def prepare(self) -> None:
         ensure_dir(STATE_ROOT, 0o755)
+        ensure_dir(os.path.dirname(self.state), 0o700)
+        self._move_old_state()
         ensure_dir(self.state, 0o700)
         ensure_dir(self.backups, 0o700)
         ensure_dir(self.scratch, 0o700)
@@ -708,7 +776,7 @@ def replace_tree(new: str, target: str) -> None:
 def verb_read(args: list[str]) -> dict[str, Any]:
     options = parse_options(args, ("interface", "table"))
     interface = interface_arg(options)
-    table = checked(options["table"], TABLE_RE, "table name")
+    table = table_arg(options, interface)
     invoker = Invoker.current()
     ensure_stage_dir(invoker)
     stage = check_stage_dir(os.path.join(STAGE_ROOT, invoker.name), invoker)
@@ -720,6 +788,9 @@ def verb_read(args: list[str]) -> dict[str, Any]:
     pending = read_json(paths.pending)
     if pending is not None:
         pending.pop("token", None)
+    reverted = read_json(paths.reverted)
+    if reverted is not None:
+        reverted.pop("token", None)
     return {
         "ok": True,
         "interface": interface,
@@ -734,6 +805,7 @@ def verb_read(args: list[str]) -> dict[str, Any]:
         "tools": {name: installed(name) for name in ("wg", "wg-quick", "nft")},
         "applied": read_json(paths.applied),
         "pending": pending,
+        "reverted": reverted,
         "forwarding": forwarding(),
     }
 
@@ -748,7 +820,7 @@ def verb_commit(args: list[str]) -> dict[str, Any]:
     invoker = Invoker.current()
     staged = [n.format(interface=interface) for n in STAGED]
     try:
-        table = checked(options["table"], TABLE_RE, "table name")
+        table = table_arg(options, interface)
         profile_id = checked(options["profile-id"], PROFILE_ID_RE, "profile id")
         window = options["confirm-within"]
         if not window.isdigit() or not 5 <= int(window) <= 3600:
@@ -996,7 +1068,7 @@ def verb_confirm(args: list[str]) -> dict[str, Any]:
                     "error": "the gateway had already reverted this apply (its confirm window "
                     "ran out)",
                     "reverted": True,
-                    "restored": True,
+                    "restored": reverted.get("restored") is True,
                 }
             raise AgentError("confirm", "no apply with this token is waiting for a confirm")
         stop_timer(pending)
@@ -1021,6 +1093,14 @@ def verb_rollback(args: list[str]) -> dict[str, Any]:
         last = read_json(paths.last)
         reverted = read_json(paths.reverted)
         if reverted is not None and reverted.get("token") == token:
+            # the revert already ran: whether it put everything back is what it recorded
+            restored = reverted.get("restored") is True
+            if not restored:
+                raise AgentError(
+                    "rollback",
+                    "the gateway had already reverted this apply, but its restore failed",
+                    restored=False,
+                )
             return {"ok": True, "restored": True, "reverted": True}
         record = next(
             (r for r in (pending, last) if r is not None and r.get("token") == token), None
@@ -1040,7 +1120,7 @@ def verb_rollback(args: list[str]) -> dict[str, Any]:
 def verb_revert_timer(args: list[str]) -> dict[str, Any]:
     """Sleep until the deadline; then, unless confirmed meanwhile, put the backup back."""
     options = parse_options(args, ("interface", "token", "deadline"))
-    paths = Paths(interface_arg(options))
+    paths = Paths(interface_name(options))
     token = checked(options["token"], TOKEN_RE, "token")
     deadline = float(checked(options["deadline"], re.compile(r"^\d{1,12}$"), "deadline"))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

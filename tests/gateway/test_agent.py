@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -404,3 +405,143 @@ def test_a_load_that_touches_another_table_fails_and_removes_it() -> None:
     said, tables = done.stdout.splitlines()
     assert said == "nft the ruleset changed other tables than inet t: inet filter, ip evil"
     assert tables == "['inet t']"  # evil is gone again (filter's restore is the backup's job)
+
+
+# -- which interfaces and tables it serves, where it keeps their state ---------------------------
+
+
+@pytest.fixture
+def gateway_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The agent's folders under tmp_path (nothing on this machine's /etc or /var is touched)."""
+    for name, sub in [
+        ("STATE_ROOT", "var"),
+        ("STAGE_ROOT", "var/stage"),
+        ("WG_DIR", "etc/wireguard"),
+        ("RULESET_DIR", "etc/netsetup/nftables"),
+        ("PROFILES_DIR", "etc/netsetup/profiles"),
+        ("AUDIT_LOG", "log/audit.jsonl"),
+        ("ALLOW_FILE", "etc/netsetup/agent.allow"),
+    ]:
+        monkeypatch.setattr(agent, name, str(tmp_path / sub))
+    monkeypatch.setenv("SUDO_UID", str(os.getuid()))
+    monkeypatch.setenv("SUDO_USER", me().name)
+    return tmp_path
+
+
+@pytest.mark.parametrize("interface", ["wg0", "wg-0", "wg_0", "a.b=c+d", "WG9"])
+def test_the_agent_names_tables_as_netsetup_does(interface: str) -> None:
+    from netsetup.gateway.firewall import table_name
+
+    assert agent.table_name(interface) == table_name(interface)
+    assert agent.TABLE_RE.fullmatch(agent.table_name(interface))
+
+
+def test_only_the_interfaces_own_table_is_served() -> None:
+    assert agent.table_arg({"table": "netsetup_wg0"}, "wg0") == "netsetup_wg0"
+    for other in ("filter", "netsetup_wg1", "netsetup_wg_2d0"):
+        with pytest.raises(AgentError, match="the table of wg0 is netsetup_wg0"):
+            agent.table_arg({"table": other}, "wg0")
+
+
+@as_root
+def test_the_allow_file_limits_every_verb(gateway_root: Path) -> None:
+    allow = Path(agent.ALLOW_FILE)
+    assert agent.allowed_interfaces(str(allow)) is None  # no file: every interface is served
+    agent.check_allowed("wg7")
+    allow.parent.mkdir(parents=True)
+    allow.write_text("# sites of acme\nwg0\n  wg1  # the second site\n\n")
+    allow.chmod(0o644)
+    assert agent.allowed_interfaces(str(allow)) == {"wg0", "wg1"}
+    agent.check_allowed("wg1")
+    token = "ab" * 16
+    for verb, args in [
+        (agent.verb_read, ["--interface", "wg7", "--table", "netsetup_wg7"]),
+        (agent.verb_confirm, ["--interface", "wg7", "--token", token]),
+        (agent.verb_rollback, ["--interface", "wg7", "--token", token]),
+    ]:
+        with pytest.raises(AgentError, match="wg7 is not listed in"):
+            verb(args)
+    allow.chmod(0o664)  # a group could add its own interfaces: nothing is served
+    with pytest.raises(AgentError, match="nothing is served"):
+        agent.check_allowed("wg0")
+    allow.chmod(0o644)
+    os.chown(allow, 1, -1)
+    with pytest.raises(AgentError, match="nothing is served"):
+        agent.check_allowed("wg0")
+    allow.unlink()
+    allow.symlink_to(gateway_root / "elsewhere")
+    with pytest.raises(AgentError, match="nothing is served"):
+        agent.check_allowed("wg0")
+
+
+@as_root
+def test_an_interface_named_stage_keeps_out_of_the_stage_root(gateway_root: Path) -> None:
+    stage_root = Path(agent.STAGE_ROOT)
+    stage_root.mkdir(parents=True, mode=0o755)
+    stage_root.chmod(0o755)
+    for name in ("stage", "interfaces", "wg0"):
+        paths = agent.Paths(name)
+        paths.prepare()
+        assert Path(paths.state) == gateway_root / "var" / "interfaces" / name
+    assert stat.S_IMODE(stage_root.stat().st_mode) == 0o755
+    assert list(stage_root.iterdir()) == []
+
+
+@as_root
+def test_the_old_state_folder_is_moved_once(gateway_root: Path) -> None:
+    old = gateway_root / "var" / "wg3"
+    (old / "backups").mkdir(parents=True)
+    (old / "applied.json").write_text("{}")
+    paths = agent.Paths("wg3")
+    paths.prepare()
+    assert not old.exists()
+    assert Path(paths.applied).read_text() == "{}"
+
+
+def write_reverted(restored: bool) -> str:
+    paths = agent.Paths("wg9")
+    paths.prepare()
+    token = "cd" * 16
+    record = {"token": token, "backup": "x", "at": "now", "restored": restored}
+    Path(paths.reverted).write_text(json.dumps(record))
+    return token
+
+
+@as_root
+@pytest.mark.parametrize("restored", [True, False])
+def test_confirm_and_rollback_tell_what_the_revert_did(gateway_root: Path, restored: bool) -> None:
+    token = write_reverted(restored)
+    answer = agent.verb_confirm(["--interface", "wg9", "--token", token])
+    assert answer["ok"] is False and answer["reverted"] is True
+    assert answer["restored"] is restored
+    if restored:
+        answer = agent.verb_rollback(["--interface", "wg9", "--token", token])
+        assert answer == {"ok": True, "restored": True, "reverted": True}
+    else:
+        with pytest.raises(AgentError, match="restore failed") as caught:
+            agent.verb_rollback(["--interface", "wg9", "--token", token])
+        assert caught.value.restored is False
+
+
+@needs_netns
+def test_read_tells_the_last_revert_without_its_token(tmp_path: Path) -> None:
+    done = in_own_netns(
+        "import json, os\n"
+        "from netsetup.gateway import agent\n"
+        f"root = {str(tmp_path)!r}\n"
+        "agent.STATE_ROOT = root + '/var'; agent.STAGE_ROOT = root + '/var/stage'\n"
+        "agent.ALLOW_FILE = root + '/absent'\n"
+        "os.environ.update(SUDO_UID='0', SUDO_USER='root')\n"
+        "paths = agent.Paths('wg9'); paths.prepare()\n"
+        "answer = agent.verb_read(['--interface', 'wg9', '--table', 'netsetup_wg9'])\n"
+        "print(json.dumps(answer['reverted']))\n"
+        "record = {'token': 'ef' * 16, 'backup': 'b', 'at': 'now', 'restored': False}\n"
+        "open(paths.reverted, 'w').write(json.dumps(record))\n"
+        "answer = agent.verb_read(['--interface', 'wg9', '--table', 'netsetup_wg9'])\n"
+        "print(json.dumps(answer['reverted'], sort_keys=True))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "null",
+        '{"at": "now", "backup": "b", "restored": false}',
+    ]
