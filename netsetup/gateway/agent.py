@@ -46,6 +46,8 @@ MAX_ALLOW_BYTES = 64 * 1024
 KEEP_BACKUPS = 10
 STALE_STAGED_SECONDS = 120  # an upload older than this belongs to an apply that never committed
 MAX_STAGED_BYTES = 32 * 1024 * 1024
+MAX_PROFILE_FILE_BYTES = 1024 * 1024  # one file of profile.tar
+MAX_PROFILE_BYTES = 16 * 1024 * 1024  # all of them
 LOCK_WAIT_SECONDS = 60.0  # confirm/rollback wait this long for a running revert to finish
 
 INTERFACE_RE = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
@@ -352,10 +354,12 @@ def read_staged(stage: str, name: str, invoker: Invoker) -> bytes | None:
             raise AgentError("check", f"staged file {name} is not a plain file")
         if info.st_uid != invoker.uid:
             raise AgentError("check", f"staged file {name} is not owned by {invoker.name}")
-        if info.st_size > MAX_STAGED_BYTES:
-            raise AgentError("check", f"staged file {name} is too large")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read()
+            # bounded whatever st_size said (the invoker may still be writing to it)
+            data = handle.read(MAX_STAGED_BYTES + 1)
+        if len(data) > MAX_STAGED_BYTES:
+            raise AgentError("check", f"staged file {name} is too large")
+        return data
     finally:
         os.close(fd)
 
@@ -503,21 +507,36 @@ def check_ruleset(text: str, table: str) -> None:
             )
 
 
+def profile_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> bytes:
+    """A plain file's bytes, at most MAX_PROFILE_FILE_BYTES: a sparse member (GNU or PAX)
+    claims any size while the tar stays small, so only plain members are read, and bounded."""
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.sparse is not None:
+        raise AgentError("check", f"profile.tar member {name[:80]!r} is not a plain file")
+    if member.size > MAX_PROFILE_FILE_BYTES:
+        raise AgentError("check", f"profile.tar member {name[:80]!r} is too large")
+    handle = archive.extractfile(member)
+    data = handle.read(MAX_PROFILE_FILE_BYTES + 1) if handle is not None else b""
+    if len(data) > MAX_PROFILE_FILE_BYTES:
+        raise AgentError("check", f"profile.tar member {name[:80]!r} is too large")
+    return data
+
+
 def profile_files(data: bytes) -> dict[str, bytes]:
     """profile.toml and peers/*.toml from the staged tar; anything else is refused."""
     files: dict[str, bytes] = {}
+    total = 0
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
             for member in archive.getmembers():
                 name = member.name.removeprefix("./").rstrip("/")
                 if member.isdir() and name in ("", ".", "peers"):
                     continue
-                if not member.isfile() or not (
-                    name == "profile.toml" or PEER_FILE_RE.fullmatch(name)
-                ):
+                if not (name == "profile.toml" or PEER_FILE_RE.fullmatch(name)):
                     raise AgentError("check", f"profile.tar holds {name[:80]!r}")
-                handle = archive.extractfile(member)
-                files[name] = handle.read() if handle is not None else b""
+                files[name] = profile_member(archive, member, name)
+                total += len(files[name])
+                if total > MAX_PROFILE_BYTES:
+                    raise AgentError("check", "profile.tar holds too much")
     except tarfile.TarError:
         raise AgentError("check", "profile.tar is not a tar file") from None
     if "profile.toml" not in files:

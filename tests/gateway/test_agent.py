@@ -305,7 +305,7 @@ def test_profile_tar_gives_the_profile_files() -> None:
         ({"profile.toml": b"", "/etc/cron.d/x": b""}, None, "holds"),
         ({"profile.toml": b"", "peers/../../x.toml": b""}, None, "holds"),
         ({"profile.toml": b"", "state/psk.key": b""}, None, "holds"),
-        ({"profile.toml": b""}, "peers/link.toml", "holds"),
+        ({"profile.toml": b""}, "peers/link.toml", "not a plain file"),
         ({"peers/maria.toml": b""}, None, "no profile.toml"),
     ],
 )
@@ -316,6 +316,48 @@ def test_profile_tar_refuses_anything_else(
         agent.profile_files(tar_of(members, symlink))
     with pytest.raises(AgentError, match="not a tar"):
         agent.profile_files(b"not a tar at all" * 100)
+
+
+def test_a_sparse_profile_member_is_refused(tmp_path: Path) -> None:
+    # the audit's case: an 8 GiB hole in a tar of a few KiB (GNU tar's sparse format)
+    (tmp_path / "p").mkdir()
+    with open(tmp_path / "p" / "profile.toml", "wb") as handle:
+        handle.truncate(8 << 30)
+    tar = tmp_path / "profile.tar"
+    subprocess.run(
+        ["tar", "-C", str(tmp_path / "p"), "--sparse", "-cf", str(tar), "profile.toml"],
+        check=True,
+    )
+    assert tar.stat().st_size < 1 << 20
+    with pytest.raises(AgentError, match="not a plain file"):
+        agent.profile_files(tar.read_bytes())
+    # the same in the PAX form (python's tarfile reads it as a regular member)
+    info = tarfile.TarInfo("profile.toml")
+    info.pax_headers = {"GNU.sparse.size": str(8 << 30), "GNU.sparse.map": "0,0"}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(info, io.BytesIO(b""))
+    with pytest.raises(AgentError, match="not a plain file|too large"):
+        agent.profile_files(buffer.getvalue())
+
+
+def test_profile_tar_is_bounded() -> None:
+    limit = agent.MAX_PROFILE_FILE_BYTES
+    assert agent.profile_files(tar_of({"profile.toml": b"x" * limit}))["profile.toml"]
+    with pytest.raises(AgentError, match="'profile.toml' is too large"):
+        agent.profile_files(tar_of({"profile.toml": b"x" * (limit + 1)}))
+    many = {f"peers/p{n}.toml": b"x" * limit for n in range(17)}
+    with pytest.raises(AgentError, match="holds too much"):
+        agent.profile_files(tar_of({"profile.toml": b"", **many}))
+
+
+def test_a_staged_file_is_read_bounded(stage: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent, "MAX_STAGED_BYTES", 10)
+    (stage / "wg0.conf").write_bytes(b"x" * 10)
+    assert agent.read_staged(str(stage), "wg0.conf", me()) == b"x" * 10
+    (stage / "wg0.conf").write_bytes(b"x" * 11)
+    with pytest.raises(AgentError, match="too large"):
+        agent.read_staged(str(stage), "wg0.conf", me())
 
 
 def test_keys_in_tool_messages_are_redacted() -> None:
