@@ -337,14 +337,14 @@ def test_a_sparse_profile_member_is_refused(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         archive.addfile(info, io.BytesIO(b""))
-    with pytest.raises(AgentError, match="not a plain file|too large"):
+    with pytest.raises(AgentError, match="not a plain file"):
         agent.profile_files(buffer.getvalue())
 
 
 def test_profile_tar_is_bounded() -> None:
     limit = agent.MAX_PROFILE_FILE_BYTES
     assert agent.profile_files(tar_of({"profile.toml": b"x" * limit}))["profile.toml"]
-    with pytest.raises(AgentError, match="'profile.toml' is too large"):
+    with pytest.raises(AgentError, match=r"'profile\.toml' is too large"):
         agent.profile_files(tar_of({"profile.toml": b"x" * (limit + 1)}))
     many = {f"peers/p{n}.toml": b"x" * limit for n in range(17)}
     with pytest.raises(AgentError, match="holds too much"):
