@@ -50,11 +50,16 @@ MAX_PROFILE_FILE_BYTES = 1024 * 1024  # one file of profile.tar
 MAX_PROFILE_BYTES = 16 * 1024 * 1024  # all of them
 LOCK_WAIT_SECONDS = 60.0  # confirm/rollback wait this long for a running revert to finish
 
+# folders of STATE_ROOT that are not an interface's state: an interface with such a name
+# would make them its state folder (its lock and backups in the stage root, which prepare()
+# would chmod 0700, shutting every admin out of their stage folder)
+RESERVED_NAMES = frozenset({"stage"})
 INTERFACE_RE = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
 TABLE_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 PROFILE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # netsetup's profile id
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
+BACKUP_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")  # take_backup's stamp
 PEER_FILE_RE = re.compile(r"^peers/[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.toml$")
 # a WireGuard key (base64 of 32 bytes): scrubbed from any tool output we pass on
 KEY_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
@@ -227,6 +232,8 @@ def interface_name(options: dict[str, str]) -> str:
     value = checked(options["interface"], INTERFACE_RE, "interface name")
     if value in (".", ".."):
         raise AgentError("usage", f"invalid interface name {value!r}")
+    if value in RESERVED_NAMES:
+        raise AgentError("usage", f"the interface name {value!r} is kept for the agent's use")
     return value
 
 
@@ -584,9 +591,7 @@ class Paths:
         self.interface = interface
         self.conf = os.path.join(WG_DIR, f"{interface}.conf")
         self.ruleset = os.path.join(RULESET_DIR, f"{interface}.nft")
-        # a folder of their own: an interface named like another state folder ("stage")
-        # must not turn that folder into its state
-        self.state = os.path.join(STATE_ROOT, "interfaces", interface)
+        self.state = os.path.join(STATE_ROOT, interface)
         self.applied = os.path.join(self.state, "applied.json")
         self.pending = os.path.join(self.state, "pending.json")
         self.last = os.path.join(self.state, "last.json")
@@ -595,23 +600,13 @@ class Paths:
         self.backups = os.path.join(self.state, "backups")
         self.scratch = os.path.join(self.state, "tmp")
 
-    def _move_old_state(self) -> None:
-        """Agents before this one kept the state in /var/lib/netsetup/<interface>: move it
-        (backups, applied.json) once, unless the name is one of the agent's own folders."""
-        old = os.path.join(STATE_ROOT, self.interface)
-        if self.interface in ("stage", "interfaces") or os.path.lexists(self.state):
-            return
-        with suppress(OSError):
-            if stat.S_ISDIR(os.lstat(old).st_mode):
-                os.rename(old, self.state)
-
     def profile_dir(self, profile_id: str) -> str:
         return os.path.join(PROFILES_DIR, profile_id)
 
     def prepare(self) -> None:
         ensure_dir(STATE_ROOT, 0o755)
-        ensure_dir(os.path.dirname(self.state), 0o700)
-        self._move_old_state()
+        if os.path.basename(self.state) in RESERVED_NAMES:  # never, see interface_name
+            raise AgentError("usage", f"{self.interface} is a name the agent keeps for itself")
         ensure_dir(self.state, 0o700)
         ensure_dir(self.backups, 0o700)
         ensure_dir(self.scratch, 0o700)
@@ -695,7 +690,7 @@ def prune_backups(paths: Paths) -> None:
 
 
 def backup_dir(paths: Paths, name: str) -> str:
-    if not re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z", name):
+    if not BACKUP_RE.fullmatch(name):
         raise AgentError("restore", "the backup name is not one of ours")
     path = os.path.join(paths.backups, name)
     if not os.path.isdir(path):
@@ -951,7 +946,8 @@ def timer_alive(pending: dict[str, Any]) -> bool:
             cmdline = handle.read().split(b"\0")
     except OSError:
         return False
-    return b"revert-timer" in cmdline and str(pending.get("token", "")).encode() in cmdline
+    backup = str(pending.get("backup", ""))
+    return b"revert-timer" in cmdline and bool(backup) and backup.encode() in cmdline
 
 
 def install(
@@ -1051,22 +1047,33 @@ def install_profile(target: str, files: dict[str, bytes]) -> None:
         raise
 
 
-def arm(paths: Paths, token: str, backup: str, deadline: float, invoker: Invoker) -> None:
-    """Start the revert timer (a detached child in a session of its own), then record it."""
+def timer_argv(paths: Paths, backup: str) -> list[str]:
+    # no token: argv is visible to every account (ps); the timer reads it from pending.json
     argv = [sys.executable, "-I", os.path.abspath(__file__), "revert-timer"]
-    argv += ["--interface", paths.interface, "--token", token, "--deadline", str(int(deadline))]
-    child = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        close_fds=True,
-        start_new_session=True,
-        env=tool_env(),
-        cwd="/",
-    )
-    pending = {"token": token, "backup": backup, "deadline": _iso(deadline), "pid": child.pid}
-    pending["user"] = invoker.name
+    return [*argv, "--interface", paths.interface, "--backup", backup]
+
+
+def arm(paths: Paths, token: str, backup: str, deadline: float, invoker: Invoker) -> None:
+    """Record the revert, then start its timer (a detached child in a session of its own,
+    which takes the token and deadline from pending.json, 0600) and record its pid."""
+    pending: dict[str, Any] = {"token": token, "backup": backup, "deadline": _iso(deadline)}
+    pending.update(pid=None, user=invoker.name)
+    atomic_write(paths.pending, json.dumps(pending).encode(), 0o600)
+    try:
+        child = subprocess.Popen(
+            timer_argv(paths, backup),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+            env=tool_env(),
+            cwd="/",
+        )
+    except OSError:
+        remove(paths.pending)
+        raise
+    pending["pid"] = child.pid
     atomic_write(paths.pending, json.dumps(pending).encode(), 0o600)
     atomic_write(paths.last, json.dumps({"token": token, "backup": backup}).encode(), 0o600)
 
@@ -1138,11 +1145,19 @@ def verb_rollback(args: list[str]) -> dict[str, Any]:
 
 def verb_revert_timer(args: list[str]) -> dict[str, Any]:
     """Sleep until the deadline; then, unless confirmed meanwhile, put the backup back."""
-    options = parse_options(args, ("interface", "token", "deadline"))
+    options = parse_options(args, ("interface", "backup"))
     paths = Paths(interface_name(options))
-    token = checked(options["token"], TOKEN_RE, "token")
-    deadline = float(checked(options["deadline"], re.compile(r"^\d{1,12}$"), "deadline"))
+    backup_name = checked(options["backup"], BACKUP_RE, "backup")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    armed = read_json(paths.pending)
+    if armed is None or armed.get("backup") != backup_name:
+        return {"ok": True, "reverted": False}  # confirmed or rolled back already
+    token = checked(str(armed.get("token", "")), TOKEN_RE, "token")
+    try:
+        when = datetime.strptime(str(armed.get("deadline")), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise AgentError("usage", "pending.json has no deadline") from None
+    deadline = when.replace(tzinfo=UTC).timestamp()
     while (left := deadline - time.time()) > 0:
         time.sleep(min(left, 5.0))
         pending = read_json(paths.pending)

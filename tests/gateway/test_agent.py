@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -516,28 +517,26 @@ def test_the_allow_file_limits_every_verb(gateway_root: Path) -> None:
         agent.check_allowed("wg0")
 
 
-@as_root
-def test_an_interface_named_stage_keeps_out_of_the_stage_root(gateway_root: Path) -> None:
+def test_an_interface_named_stage_is_refused(gateway_root: Path) -> None:
     stage_root = Path(agent.STAGE_ROOT)
     stage_root.mkdir(parents=True, mode=0o755)
     stage_root.chmod(0o755)
-    for name in ("stage", "interfaces", "wg0"):
-        paths = agent.Paths(name)
-        paths.prepare()
-        assert Path(paths.state) == gateway_root / "var" / "interfaces" / name
+    token = "ab" * 16
+    for args in (
+        ["read", "--interface", "stage", "--table", "netsetup_stage"],
+        ["confirm", "--interface", "stage", "--token", token],
+        ["rollback", "--interface", "stage", "--token", token],
+        ["revert-timer", "--interface", "stage", "--backup", "20260101T000000.000000Z"],
+    ):
+        with pytest.raises(AgentError, match="kept for the agent"):
+            agent.VERBS[args[0]](args[1:])
+    with pytest.raises(AgentError, match="keeps for itself"):
+        agent.Paths("stage").prepare()
     assert stat.S_IMODE(stage_root.stat().st_mode) == 0o755
     assert list(stage_root.iterdir()) == []
-
-
-@as_root
-def test_the_old_state_folder_is_moved_once(gateway_root: Path) -> None:
-    old = gateway_root / "var" / "wg3"
-    (old / "backups").mkdir(parents=True)
-    (old / "applied.json").write_text("{}")
-    paths = agent.Paths("wg3")
+    paths = agent.Paths("stages")
     paths.prepare()
-    assert not old.exists()
-    assert Path(paths.applied).read_text() == "{}"
+    assert Path(paths.state) == gateway_root / "var" / "stages"
 
 
 def write_reverted(restored: bool) -> str:
@@ -587,3 +586,54 @@ def test_read_tells_the_last_revert_without_its_token(tmp_path: Path) -> None:
         "null",
         '{"at": "now", "backup": "b", "restored": false}',
     ]
+
+
+# -- the revert timer ----------------------------------------------------------------------------
+
+STAMP = "20260101T000000.000000Z"
+
+
+def test_the_timer_argv_holds_no_token() -> None:
+    argv = agent.timer_argv(agent.Paths("wg9"), STAMP)
+    assert argv[-5:] == ["revert-timer", "--interface", "wg9", "--backup", STAMP]
+    assert not any(agent.TOKEN_RE.fullmatch(word) for word in argv)
+
+
+def test_timer_alive_knows_the_timer_by_its_backup() -> None:
+    argv = agent.timer_argv(agent.Paths("wg9"), STAMP)[3:]
+    # a stand-in with the timer's argv (the real one would act on this machine's /var/lib)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    try:
+        for _ in range(100):  # until the stand-in's argv shows in /proc (it may lag the fork)
+            if STAMP.encode() in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.05)
+        assert agent.timer_alive({"pid": child.pid, "backup": STAMP})
+        assert not agent.timer_alive({"pid": child.pid, "backup": "20260101T000000.000001Z"})
+        assert not agent.timer_alive({"pid": child.pid, "backup": ""})
+        assert not agent.timer_alive({"pid": None, "backup": STAMP})
+    finally:
+        child.kill()
+        child.wait()
+    assert not agent.timer_alive({"pid": child.pid, "backup": STAMP})
+
+
+@as_root
+def test_the_timer_takes_its_token_from_pending(gateway_root: Path) -> None:
+    paths = agent.Paths("wg9")
+    paths.prepare()
+    token = "12" * 16
+    pending = {"token": token, "backup": STAMP, "deadline": "2026-01-01T00:00:00Z", "pid": 1}
+    Path(paths.pending).write_text(json.dumps(pending))
+    # another backup: not this timer's apply, nothing is touched
+    other = agent.verb_revert_timer(["--interface", "wg9", "--backup", "20260101T000000.000001Z"])
+    assert other == {"ok": True, "reverted": False}
+    assert Path(paths.pending).exists()
+    # its own (deadline past): it reverts; the backup is gone, so the restore fails, and the
+    # record says so under the token it read from pending.json
+    answer = agent.verb_revert_timer(["--interface", "wg9", "--backup", STAMP])
+    assert answer == {"ok": True, "reverted": True}
+    record = json.loads(Path(paths.reverted).read_text())
+    assert record["token"] == token and record["restored"] is False
+    assert not Path(paths.pending).exists()
+    assert stat.S_IMODE(os.stat(paths.reverted).st_mode) == 0o600
