@@ -10,6 +10,11 @@ was changed, or everything was put back). It prints a secret only in `read`, who
 the admin over SSH.
 
 Verbs: version | read | commit | confirm | rollback | revert-timer (internal).
+
+It serves only netsetup's table for an interface (`table_name`) and, once
+/etc/netsetup/agent.allow exists (root's, not group/world-writable; bootstrap writes it), only
+the interfaces listed there. `read` also tells the last revert (`reverted`: reverted.json
+without its token, or null) and whether its restore worked (`restored`).
 """
 
 from __future__ import annotations
