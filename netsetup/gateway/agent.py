@@ -10,6 +10,11 @@ was changed, or everything was put back). It prints a secret only in `read`, who
 the admin over SSH.
 
 Verbs: version | read | commit | confirm | rollback | revert-timer (internal).
+
+It serves only netsetup's table for an interface (`table_name`) and, once
+/etc/netsetup/agent.allow exists (root's, not group/world-writable; bootstrap writes it), only
+the interfaces listed there. `read` also tells the last revert (`reverted`: reverted.json
+without its token, or null) and whether its restore worked (`restored`).
 """
 
 from __future__ import annotations
@@ -41,16 +46,25 @@ PROFILES_DIR = "/etc/netsetup/profiles"
 STATE_ROOT = "/var/lib/netsetup"
 STAGE_ROOT = "/var/lib/netsetup/stage"
 AUDIT_LOG = "/var/log/netsetup/audit.jsonl"
+ALLOW_FILE = "/etc/netsetup/agent.allow"  # the interfaces this gateway serves (bootstrap writes it)
+MAX_ALLOW_BYTES = 64 * 1024
 KEEP_BACKUPS = 10
 STALE_STAGED_SECONDS = 120  # an upload older than this belongs to an apply that never committed
 MAX_STAGED_BYTES = 32 * 1024 * 1024
+MAX_PROFILE_FILE_BYTES = 1024 * 1024  # one file of profile.tar
+MAX_PROFILE_BYTES = 16 * 1024 * 1024  # all of them
 LOCK_WAIT_SECONDS = 60.0  # confirm/rollback wait this long for a running revert to finish
 
+# folders of STATE_ROOT that are not an interface's state: an interface with such a name
+# would make them its state folder (its lock and backups in the stage root, which prepare()
+# would chmod 0700, shutting every admin out of their stage folder)
+RESERVED_NAMES = frozenset({"stage"})
 INTERFACE_RE = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
 TABLE_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 PROFILE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # netsetup's profile id
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
+BACKUP_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")  # take_backup's stamp
 PEER_FILE_RE = re.compile(r"^peers/[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.toml$")
 # a WireGuard key (base64 of 32 bytes): scrubbed from any tool output we pass on
 KEY_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
@@ -109,12 +123,23 @@ def run(
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise AgentError(step, f"{argv[0]} {argv[1]} failed: {exc.__class__.__name__}") from None
+    if check and result.returncode != 0 and "-f" in argv and argv[0] == "nft":
+        raise AgentError(step, nft_rejected(result.stderr))
     if check and result.returncode != 0:
         said = redact(result.stderr.decode("utf-8", "replace").strip())[-800:]
         raise AgentError(
             step, f"{' '.join(argv[:2])} failed (exit {result.returncode}): {said or 'no message'}"
         )
     return result
+
+
+def nft_rejected(stderr: bytes) -> str:
+    """What nft said about a ruleset, without its words: nft quotes the lines it cannot parse
+    (and, through an include, any file root can read), so only the line number is passed on."""
+    found = re.search(rb":(\d{1,7}):\d+(?:-\d+)?: Error", stderr)
+    if found is None:
+        return "nft rejected the ruleset"
+    return f"nft rejected the ruleset at line {int(found.group(1))}"
 
 
 def ensure_dir(path: str, mode: int) -> None:
@@ -208,11 +233,66 @@ def checked(value: str, pattern: re.Pattern[str], what: str) -> str:
     return value
 
 
-def interface_arg(options: dict[str, str]) -> str:
+def interface_name(options: dict[str, str]) -> str:
     value = checked(options["interface"], INTERFACE_RE, "interface name")
     if value in (".", ".."):
         raise AgentError("usage", f"invalid interface name {value!r}")
+    if value in RESERVED_NAMES:
+        raise AgentError("usage", f"the interface name {value!r} is kept for the agent's use")
     return value
+
+
+def interface_arg(options: dict[str, str]) -> str:
+    """An interface this gateway serves (see ALLOW_FILE)."""
+    value = interface_name(options)
+    check_allowed(value)
+    return value
+
+
+def table_name(interface: str) -> str:
+    """netsetup's table for an interface (netsetup.gateway.firewall.table_name, which this
+    file may not import): every character but a letter or digit as `_` and its hex code."""
+    return "netsetup_" + re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):02x}", interface)
+
+
+def table_arg(options: dict[str, str], interface: str) -> str:
+    """Only netsetup's own table for this interface: any other (`inet filter`) could be
+    replaced by a commit and read by `read`."""
+    value = checked(options["table"], TABLE_RE, "table name")
+    if value != table_name(interface):
+        raise AgentError("usage", f"the table of {interface} is {table_name(interface)}")
+    return value
+
+
+def allowed_interfaces(path: str) -> set[str] | None:
+    """The interfaces listed in the allow file (None: there is none, every interface is
+    served). The file must be root's and writable by nobody else, or nothing is served."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise AgentError("check", f"{path} is a link or unreadable: nothing is served") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+            raise AgentError(
+                "check",
+                f"{path} must be a file owned by root and writable only by it: nothing is served",
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            text = handle.read(MAX_ALLOW_BYTES + 1).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    if len(text) > MAX_ALLOW_BYTES:
+        raise AgentError("check", f"{path} is too large: nothing is served")
+    return {line.split("#", 1)[0].strip() for line in text.splitlines()} - {""}
+
+
+def check_allowed(interface: str) -> None:
+    allowed = allowed_interfaces(ALLOW_FILE)
+    if allowed is not None and interface not in allowed:
+        raise AgentError("check", f"{interface} is not listed in {ALLOW_FILE}")
 
 
 class Invoker:
@@ -235,9 +315,10 @@ class Invoker:
         return cls(uid, pwd.getpwuid(uid).pw_name)
 
 
-def check_stage_dir(path: str, invoker: Invoker, stage_root: str = STAGE_ROOT) -> str:
+def check_stage_dir(path: str, invoker: Invoker, stage_root: str | None = None) -> str:
     """`path` must be `<stage_root>/<invoker>`: no symlink anywhere on it, the root owned by
     root and writable by nobody else, the folder owned by the invoker (or root), mode 0700."""
+    stage_root = STAGE_ROOT if stage_root is None else stage_root
     expected = os.path.join(stage_root, invoker.name)
     if path != expected:
         raise AgentError("usage", f"the stage folder must be {expected}, not {path[:120]!r}")
@@ -285,10 +366,12 @@ def read_staged(stage: str, name: str, invoker: Invoker) -> bytes | None:
             raise AgentError("check", f"staged file {name} is not a plain file")
         if info.st_uid != invoker.uid:
             raise AgentError("check", f"staged file {name} is not owned by {invoker.name}")
-        if info.st_size > MAX_STAGED_BYTES:
-            raise AgentError("check", f"staged file {name} is too large")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read()
+            # bounded whatever st_size said (the invoker may still be writing to it)
+            data = handle.read(MAX_STAGED_BYTES + 1)
+        if len(data) > MAX_STAGED_BYTES:
+            raise AgentError("check", f"staged file {name} is too large")
+        return data
     finally:
         os.close(fd)
 
@@ -347,43 +430,125 @@ def check_wg_conf(text: str) -> None:
             raise AgentError("check", f"staged config line {number}: {key[:30]!r} is not allowed")
 
 
-TABLE_STATEMENT_RE = re.compile(
-    r"^\s*(?:add\s+|create\s+|delete\s+|flush\s+)?table\s+(\S+)\s+(\S+?)\s*(?:\{.*)?$"
-)
+# `include` makes root read any file (and nft echoes what it cannot parse), `define` and
+# `$variables` hide what a statement says from the checks below, `ruleset` reaches every table
+FORBIDDEN_RE = re.compile(r"\b(include|define|ruleset)\b|\$", re.IGNORECASE)
+
+
+def bare_ruleset(text: str) -> str:
+    """The nft source with `#` comments taken out and every quoted string written `""` (nft
+    strings have no escapes and never span lines), so no word hides inside either."""
+    out: list[str] = []
+    index, line = 0, 1
+    while index < len(text):
+        char = text[index]
+        if char == "#":
+            stop = text.find("\n", index)
+            index = len(text) if stop < 0 else stop
+            continue
+        if char == '"':
+            stop = text.find('"', index + 1)
+            if stop < 0 or "\n" in text[index:stop]:
+                raise AgentError("check", f"staged ruleset line {line}: an unterminated string")
+            out.append('""')
+            index = stop + 1
+            continue
+        line += char == "\n"
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def ruleset_statements(bare: str) -> list[tuple[int, str]]:
+    """The depth-0 statements of a bare nft source (line number, words; a block is written
+    `{}`), split on newlines and `;` as nft does."""
+    statements: list[tuple[int, str]] = []
+    current: list[tuple[int, str]] = []  # (line, character) of the statement being read
+    depth, line = 0, 1
+
+    def finish() -> None:
+        words = " ".join("".join(char for _, char in current).split())
+        if words:
+            statements.append((next(n for n, c in current if not c.isspace()), words))
+        current.clear()
+
+    for char in bare:
+        if char == "{":
+            depth += 1
+            if depth == 1:
+                current.append((line, " {"))
+        elif char == "}":
+            depth -= 1
+            if depth < 0:
+                raise AgentError("check", f"staged ruleset line {line}: a }} without its {{")
+            if depth == 0:
+                current.append((line, "}"))
+                finish()
+        elif depth == 0 and char in "\n;":
+            finish()
+        elif depth == 0:
+            current.append((line, char))
+        line += char == "\n"
+    if depth != 0:
+        raise AgentError("check", "staged ruleset: a { is never closed")
+    finish()
+    return statements
 
 
 def check_ruleset(text: str, table: str) -> None:
     """The staged ruleset may touch only `inet <table>`: a restore puts back exactly that
-    table, so a ruleset reaching further could not be undone."""
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0]
-        # an include would make root read any file, and nft echoes what it cannot parse
-        if re.match(r"^\s*include\b", line):
-            raise AgentError("check", f"staged ruleset line {number}: include is not allowed")
-        if re.match(r"^\s*(?:flush|delete)\s+ruleset\b", line):
-            raise AgentError("check", f"staged ruleset line {number}: it would touch every table")
-        found = TABLE_STATEMENT_RE.match(line)
-        if found and (found.group(1), found.group(2)) != ("inet", table):
+    table, so a ruleset reaching further could not be undone. Read as nft reads it (statements
+    end at a newline or `;`, blocks nest), never line by line."""
+    bare = bare_ruleset(text)
+    for number, line in enumerate(bare.split("\n"), 1):
+        found = FORBIDDEN_RE.search(line)
+        if found:
+            raise AgentError(
+                "check", f"staged ruleset line {number}: {found.group()!r} is not allowed"
+            )
+    allowed = {
+        f"table inet {table}",
+        f"delete table inet {table}",
+        f"flush table inet {table}",
+        f"table inet {table} {{}}",
+    }
+    for number, statement in ruleset_statements(bare):
+        if statement not in allowed:
             raise AgentError(
                 "check", f"staged ruleset line {number}: only table inet {table} may be loaded"
             )
 
 
+def profile_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> bytes:
+    """A plain file's bytes, at most MAX_PROFILE_FILE_BYTES: a sparse member (GNU or PAX)
+    claims any size while the tar stays small, so only plain members are read, and bounded."""
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.sparse is not None:
+        raise AgentError("check", f"profile.tar member {name[:80]!r} is not a plain file")
+    if member.size > MAX_PROFILE_FILE_BYTES:
+        raise AgentError("check", f"profile.tar member {name[:80]!r} is too large")
+    handle = archive.extractfile(member)
+    data = handle.read(MAX_PROFILE_FILE_BYTES + 1) if handle is not None else b""
+    if len(data) > MAX_PROFILE_FILE_BYTES:
+        raise AgentError("check", f"profile.tar member {name[:80]!r} is too large")
+    return data
+
+
 def profile_files(data: bytes) -> dict[str, bytes]:
     """profile.toml and peers/*.toml from the staged tar; anything else is refused."""
     files: dict[str, bytes] = {}
+    total = 0
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
             for member in archive.getmembers():
                 name = member.name.removeprefix("./").rstrip("/")
                 if member.isdir() and name in ("", ".", "peers"):
                     continue
-                if not member.isfile() or not (
-                    name == "profile.toml" or PEER_FILE_RE.fullmatch(name)
-                ):
+                if not (name == "profile.toml" or PEER_FILE_RE.fullmatch(name)):
                     raise AgentError("check", f"profile.tar holds {name[:80]!r}")
-                handle = archive.extractfile(member)
-                files[name] = handle.read() if handle is not None else b""
+                files[name] = profile_member(archive, member, name)
+                total += len(files[name])
+                if total > MAX_PROFILE_BYTES:
+                    raise AgentError("check", "profile.tar holds too much")
     except tarfile.TarError:
         raise AgentError("check", "profile.tar is not a tar file") from None
     if "profile.toml" not in files:
@@ -445,6 +610,8 @@ class Paths:
 
     def prepare(self) -> None:
         ensure_dir(STATE_ROOT, 0o755)
+        if os.path.basename(self.state) in RESERVED_NAMES:  # never, see interface_name
+            raise AgentError("usage", f"{self.interface} is a name the agent keeps for itself")
         ensure_dir(self.state, 0o700)
         ensure_dir(self.backups, 0o700)
         ensure_dir(self.scratch, 0o700)
@@ -528,7 +695,7 @@ def prune_backups(paths: Paths) -> None:
 
 
 def backup_dir(paths: Paths, name: str) -> str:
-    if not re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z", name):
+    if not BACKUP_RE.fullmatch(name):
         raise AgentError("restore", "the backup name is not one of ours")
     path = os.path.join(paths.backups, name)
     if not os.path.isdir(path):
@@ -628,7 +795,7 @@ def replace_tree(new: str, target: str) -> None:
 def verb_read(args: list[str]) -> dict[str, Any]:
     options = parse_options(args, ("interface", "table"))
     interface = interface_arg(options)
-    table = checked(options["table"], TABLE_RE, "table name")
+    table = table_arg(options, interface)
     invoker = Invoker.current()
     ensure_stage_dir(invoker)
     stage = check_stage_dir(os.path.join(STAGE_ROOT, invoker.name), invoker)
@@ -640,6 +807,9 @@ def verb_read(args: list[str]) -> dict[str, Any]:
     pending = read_json(paths.pending)
     if pending is not None:
         pending.pop("token", None)
+    reverted = read_json(paths.reverted)
+    if reverted is not None:
+        reverted.pop("token", None)
     return {
         "ok": True,
         "interface": interface,
@@ -654,6 +824,7 @@ def verb_read(args: list[str]) -> dict[str, Any]:
         "tools": {name: installed(name) for name in ("wg", "wg-quick", "nft")},
         "applied": read_json(paths.applied),
         "pending": pending,
+        "reverted": reverted,
         "forwarding": forwarding(),
     }
 
@@ -668,7 +839,7 @@ def verb_commit(args: list[str]) -> dict[str, Any]:
     invoker = Invoker.current()
     staged = [n.format(interface=interface) for n in STAGED]
     try:
-        table = checked(options["table"], TABLE_RE, "table name")
+        table = table_arg(options, interface)
         profile_id = checked(options["profile-id"], PROFILE_ID_RE, "profile id")
         window = options["confirm-within"]
         if not window.isdigit() or not 5 <= int(window) <= 3600:
@@ -780,7 +951,8 @@ def timer_alive(pending: dict[str, Any]) -> bool:
             cmdline = handle.read().split(b"\0")
     except OSError:
         return False
-    return b"revert-timer" in cmdline and str(pending.get("token", "")).encode() in cmdline
+    backup = str(pending.get("backup", ""))
+    return b"revert-timer" in cmdline and bool(backup) and backup.encode() in cmdline
 
 
 def install(
@@ -798,7 +970,7 @@ def install(
         syncconf(paths)
     else:
         run("up", ["wg-quick", "up", paths.interface])
-    run("nft", ["nft", "-f", "-"], data=ruleset)
+    load_ruleset(table, ruleset)
     try:
         ensure_dir(os.path.dirname(RULESET_DIR), 0o755)
         ensure_dir(RULESET_DIR, 0o755)
@@ -817,6 +989,31 @@ def install(
         except OSError as exc:
             raise AgentError("profile", _said(exc)) from None
     return "arm"
+
+
+def nft_tables(step: str) -> set[str]:
+    listed = run(step, ["nft", "list", "tables"]).stdout.decode("utf-8", "replace")
+    return {
+        " ".join(line.split()[1:3]) for line in listed.splitlines() if line.startswith("table ")
+    }
+
+
+def load_ruleset(table: str, ruleset: bytes) -> None:
+    """`nft -f`, then a look at the tables: should anything but `inet <table>` have appeared
+    or gone (what check_ruleset refuses, were it ever fooled), the ones that appeared are
+    deleted and the commit fails (and restores)."""
+    before = nft_tables("nft")
+    run("nft", ["nft", "-f", "-"], data=ruleset)
+    after = nft_tables("nft")
+    others = sorted((before ^ after) - {f"inet {table}"})
+    if not others:
+        return
+    for name in sorted(after - before - {f"inet {table}"}):
+        family, _, bare = name.partition(" ")
+        if re.fullmatch(r"[a-z0-9]{1,8}", family) and TABLE_RE.fullmatch(bare):
+            run("nft", ["nft", "delete", "table", family, bare], check=False)
+    shown = ", ".join(o for o in others[:5] if re.fullmatch(r"[a-z0-9]{1,8} \w{1,64}", o))
+    raise AgentError("nft", f"the ruleset changed other tables than inet {table}: {shown}")
 
 
 def _sha256(data: bytes) -> str:
@@ -855,22 +1052,33 @@ def install_profile(target: str, files: dict[str, bytes]) -> None:
         raise
 
 
-def arm(paths: Paths, token: str, backup: str, deadline: float, invoker: Invoker) -> None:
-    """Start the revert timer (a detached child in a session of its own), then record it."""
+def timer_argv(paths: Paths, backup: str) -> list[str]:
+    # no token: argv is visible to every account (ps); the timer reads it from pending.json
     argv = [sys.executable, "-I", os.path.abspath(__file__), "revert-timer"]
-    argv += ["--interface", paths.interface, "--token", token, "--deadline", str(int(deadline))]
-    child = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        close_fds=True,
-        start_new_session=True,
-        env=tool_env(),
-        cwd="/",
-    )
-    pending = {"token": token, "backup": backup, "deadline": _iso(deadline), "pid": child.pid}
-    pending["user"] = invoker.name
+    return [*argv, "--interface", paths.interface, "--backup", backup]
+
+
+def arm(paths: Paths, token: str, backup: str, deadline: float, invoker: Invoker) -> None:
+    """Record the revert, then start its timer (a detached child in a session of its own,
+    which takes the token and deadline from pending.json, 0600) and record its pid."""
+    pending: dict[str, Any] = {"token": token, "backup": backup, "deadline": _iso(deadline)}
+    pending.update(pid=None, user=invoker.name)
+    atomic_write(paths.pending, json.dumps(pending).encode(), 0o600)
+    try:
+        child = subprocess.Popen(
+            timer_argv(paths, backup),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+            env=tool_env(),
+            cwd="/",
+        )
+    except OSError:
+        remove(paths.pending)
+        raise
+    pending["pid"] = child.pid
     atomic_write(paths.pending, json.dumps(pending).encode(), 0o600)
     atomic_write(paths.last, json.dumps({"token": token, "backup": backup}).encode(), 0o600)
 
@@ -891,7 +1099,7 @@ def verb_confirm(args: list[str]) -> dict[str, Any]:
                     "error": "the gateway had already reverted this apply (its confirm window "
                     "ran out)",
                     "reverted": True,
-                    "restored": True,
+                    "restored": reverted.get("restored") is True,
                 }
             raise AgentError("confirm", "no apply with this token is waiting for a confirm")
         stop_timer(pending)
@@ -916,6 +1124,14 @@ def verb_rollback(args: list[str]) -> dict[str, Any]:
         last = read_json(paths.last)
         reverted = read_json(paths.reverted)
         if reverted is not None and reverted.get("token") == token:
+            # the revert already ran: whether it put everything back is what it recorded
+            restored = reverted.get("restored") is True
+            if not restored:
+                raise AgentError(
+                    "rollback",
+                    "the gateway had already reverted this apply, but its restore failed",
+                    restored=False,
+                )
             return {"ok": True, "restored": True, "reverted": True}
         record = next(
             (r for r in (pending, last) if r is not None and r.get("token") == token), None
@@ -934,11 +1150,19 @@ def verb_rollback(args: list[str]) -> dict[str, Any]:
 
 def verb_revert_timer(args: list[str]) -> dict[str, Any]:
     """Sleep until the deadline; then, unless confirmed meanwhile, put the backup back."""
-    options = parse_options(args, ("interface", "token", "deadline"))
-    paths = Paths(interface_arg(options))
-    token = checked(options["token"], TOKEN_RE, "token")
-    deadline = float(checked(options["deadline"], re.compile(r"^\d{1,12}$"), "deadline"))
+    options = parse_options(args, ("interface", "backup"))
+    paths = Paths(interface_name(options))
+    backup_name = checked(options["backup"], BACKUP_RE, "backup")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    armed = read_json(paths.pending)
+    if armed is None or armed.get("backup") != backup_name:
+        return {"ok": True, "reverted": False}  # confirmed or rolled back already
+    token = checked(str(armed.get("token", "")), TOKEN_RE, "token")
+    try:
+        when = datetime.strptime(str(armed.get("deadline")), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise AgentError("usage", "pending.json has no deadline") from None
+    deadline = when.replace(tzinfo=UTC).timestamp()
     while (left := deadline - time.time()) > 0:
         time.sleep(min(left, 5.0))
         pending = read_json(paths.pending)

@@ -43,6 +43,12 @@ STAGE_ROOT = "/var/lib/netsetup/stage"
 SYSCTL_FILE = "/etc/sysctl.d/60-netsetup.conf"
 SUDOERS_FILE = "/etc/sudoers.d/netsetup"
 NFT_DIR = "/etc/netsetup/nftables"
+# the interfaces the agent serves on this gateway (one a line): each bootstrap adds its site's
+ALLOW_FILE = "/etc/netsetup/agent.allow"
+ALLOW_HEADER = (
+    "# netsetup: the WireGuard interfaces netsetup-gateway serves here, one a line.\n"
+    "# `netsetup gateway bootstrap` adds its site's; an interface not listed is refused.\n"
+)
 NFT_CONF = "/etc/nftables.conf"
 NFT_INCLUDE = f'include "{NFT_DIR}/*.nft"'
 # what Debian's nftables package ships as the start of /etc/nftables.conf
@@ -306,6 +312,16 @@ class Bootstrap:
         ]
         return Step("nftables-boot", self.combined(*statuses), f"{NFT_CONF}: {NFT_INCLUDE}")
 
+    def agent_allow(self) -> Step:
+        """This site's interface in the agent's allow file (a line added, the others kept:
+        several profiles may share a gateway). Root's, 0644: the agent refuses any other."""
+        interface = self.gateway.interface
+        statuses = [
+            self.helper("dir", posixpath.dirname(ALLOW_FILE), "755", "root"),
+            self.helper("line", ALLOW_FILE, "644", interface, stdin=ALLOW_HEADER.encode()),
+        ]
+        return Step("agent-allow", self.combined(*statuses), f"{ALLOW_FILE}: {interface}")
+
     def witness(self) -> Step:
         """The witness's runtime (the zipapp) and its unit, checked with the gateway's python3;
         when it cannot run there, a warning says what is missing."""
@@ -382,6 +398,7 @@ class Bootstrap:
             self.packages,
             self.forwarding,
             self.agent,
+            self.agent_allow,
             self.sudoers,
             self.nftables_at_boot,
             self.witness,

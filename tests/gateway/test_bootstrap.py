@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from netsetup.gateway import bootstrap
+from netsetup.gateway.remote import CommandResult
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 
@@ -166,3 +167,48 @@ def test_the_zipapp_check_tells_a_missing_cryptography_apart(tmp_path: Path) -> 
     )
     assert checked.returncode == NO_CRYPTOGRAPHY, checked.stdout + checked.stderr
     assert "no module 'cryptography" in checked.stdout
+
+
+class LocalSession:
+    """Runs bootstrap's commands here, as the gateway would (the helper for real, on files
+    under tmp_path): a stand-in for SSH only."""
+
+    is_root = True
+
+    def __init__(self) -> None:
+        from netsetup.profile.model import SshTarget
+
+        self.target = SshTarget(ME, "localhost", 22)
+
+    def run(
+        self, argv: list[str], *, stdin: bytes | None = None, timeout: float = 60, sudo: bool = True
+    ) -> CommandResult:
+        argv = [sys.executable if argv[0] == bootstrap.PYTHON else argv[0], *argv[1:]]
+        done = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout)
+        return CommandResult(
+            tuple(argv), done.returncode, done.stdout.decode(), done.stderr.decode()
+        )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the allow file is root's")
+def test_bootstrap_lists_the_sites_interface_for_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netsetup.gateway import agent
+    from netsetup.profile.store import load_profile
+
+    allow = tmp_path / "etc" / "netsetup" / "agent.allow"
+    monkeypatch.setattr(bootstrap, "ALLOW_FILE", str(allow))
+    profile = load_profile(Path(__file__).parents[2] / "profiles" / "acme-dental")
+    gateway = profile.gateway
+    work = bootstrap.Bootstrap(LocalSession(), profile.site(gateway.name), gateway)  # type: ignore[arg-type]
+    assert work.agent_allow().status == "changed"
+    assert stat.S_IMODE(allow.stat().st_mode) == 0o644 and allow.stat().st_uid == 0
+    assert agent.allowed_interfaces(str(allow)) == {gateway.interface}
+    assert work.agent_allow().status == "ok"  # idempotent
+    # another profile's interface on the same gateway stays listed; ours is added once
+    allow.write_text("# mine\nwg-other\n")
+    assert work.agent_allow().status == "changed"
+    assert agent.allowed_interfaces(str(allow)) == {"wg-other", gateway.interface}
+    assert allow.read_text().count(gateway.interface) == 1
+    assert "agent_allow" in [step.__name__ for step in work.preparation()]
