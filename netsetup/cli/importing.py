@@ -264,17 +264,14 @@ def sweep(
 def _apply_before_sweep(loaded: "Profile", identity: Path | None, json_out: bool) -> dict[str, Any]:
     """`netsetup apply` on the profile: its gateways drop the peers about to be swept. Progress
     on stderr; returns apply's JSON document (its `exit_code`: 3 when a gateway failed)."""
-    import importlib
-
+    from netsetup.gateway.apply import ApplyOptions, apply_profile
     from netsetup.state import StateDir
 
     def progress(gateway: str, message: str) -> None:
         typer.echo(f"[{gateway}] {message}", err=True)
 
-    # netsetup.gateway.apply (H-apply's), looked up by name until it is on main
-    applying = importlib.import_module("netsetup.gateway.apply")
-    options = applying.ApplyOptions(identity=identity, progress=progress)
-    report = applying.apply_profile(loaded, StateDir(), options)
+    options = ApplyOptions(identity=identity, progress=progress)
+    report = apply_profile(loaded, StateDir(), options)
     document: dict[str, Any] = report.as_dict()
     if not json_out:
         for gateway in document["gateways"]:

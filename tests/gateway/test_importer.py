@@ -29,7 +29,6 @@ from netsetup.gateway.importer import (
     sanitise_name,
 )
 from netsetup.keys import KeyPair, SecretKey, generate_keypair, generate_preshared_key
-from netsetup.profile.schema import PEER_KEYS
 from netsetup.profile.store import load_peer, load_peers, load_profile
 from netsetup.profile.values import NAME_RE, PeerName
 from netsetup.provision import service
@@ -703,10 +702,6 @@ def _two_sites(acme: Path) -> None:
     (acme / "profile.toml").write_text(text)
 
 
-@pytest.mark.skipif(
-    "gateway" not in PEER_KEYS,
-    reason="peer files cannot name their site in this tree yet",
-)
 def test_import_into_the_second_site(acme: Path, state: StateDir) -> None:
     _two_sites(acme)
     profile = load_profile(acme)

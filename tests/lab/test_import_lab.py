@@ -176,7 +176,6 @@ def _install_agent(lab: Lab) -> None:
     assert done.returncode == 0, done.stderr.decode()
 
 
-@pytest.mark.skipif(not AGENT_SOURCE.exists(), reason="the gateway agent is not in this tree yet")
 def test_import_from_the_gateway_takes_hand_added_and_live_only_peers(
     lab: Lab, foreign: list[tuple[KeyPair, str]], tmp_path: Path
 ) -> None:
@@ -227,13 +226,6 @@ def test_import_from_the_gateway_takes_hand_added_and_live_only_peers(
     assert not run_validate([lab.profile_dir]).failed
 
 
-PLAN_SOURCE = AGENT_SOURCE.with_name("plan.py")
-
-
-@pytest.mark.skipif(
-    not (AGENT_SOURCE.exists() and PLAN_SOURCE.exists()),
-    reason="the gateway agent and plan/apply are not in this tree yet",
-)
 def test_after_import_plan_has_no_peer_change_and_apply_rekeys_nobody(
     lab: Lab, foreign: list[tuple[KeyPair, str]]
 ) -> None:
@@ -257,10 +249,6 @@ def test_after_import_plan_has_no_peer_change_and_apply_rekeys_nobody(
     assert _live(lab) == before  # no key, preshared key or address changed
 
 
-@pytest.mark.skipif(
-    not (AGENT_SOURCE.exists() and PLAN_SOURCE.exists()),
-    reason="the gateway agent and plan/apply are not in this tree yet",
-)
 def test_sweep_apply_takes_a_long_expired_peer_off_the_gateway(
     lab: Lab, foreign: list[tuple[KeyPair, str]]
 ) -> None:
