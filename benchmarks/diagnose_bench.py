@@ -29,6 +29,9 @@ from benchmarks._common import Goal, Report, side_by_side  # noqa: E402
 from netsetup.lab import Lab  # noqa: E402
 from netsetup.lab.proc import in_ns  # noqa: E402
 
+# the check families the classic commands answer (wg show, ping, the DF sweep, nc, ssh-keyscan, dig)
+CLASSIC_FAMILIES = "interfaces,tunnel,dns,reach,ssh"
+
 # payload sizes of the DF sweep: up to the tunnel MTU's largest ICMP payload (1380 - 28)
 DF_SIZES = (1200, 1280, 1320, 1340, 1352)
 
@@ -70,7 +73,11 @@ class DiagnoseRuns:
 
     def __init__(self, lab: Lab, config: Path) -> None:
         self.ns = lab.ns("home")
+        # the questions the classic tools below answer: the connectivity checks. The phone and
+        # load phases (voice probes, speed, bufferbloat: a minute of measuring by design) have
+        # their own benchmark against ping and iperf3 (voice_bench.py)
         self.argv = [sys.executable, "-m", "netsetup", "diagnose", "--config", str(config)]
+        self.argv += ["--only", CLASSIC_FAMILIES]
         self.reports: list[dict[str, object]] = []
 
     def __call__(self, round_: int) -> float:
