@@ -27,7 +27,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +61,15 @@ Progress = Callable[[str, str], None]  # (gateway name, what happens now)
 
 def _quiet(gateway: str, message: str) -> None:
     return None
+
+
+def overall_exit_code(codes: Iterable[int]) -> int:
+    """One exit code for several gateways: 3 when any gateway failed (the report names it),
+    else the highest (1: changes pending or refused; 0: all in sync)."""
+    listed = list(codes)
+    if int(ExitCode.REMOTE) in listed:
+        return int(ExitCode.REMOTE)
+    return max(listed, default=0)
 
 
 @dataclass(frozen=True)
@@ -137,10 +146,7 @@ class ApplyReport:
 
     @property
     def exit_code(self) -> int:
-        codes = [r.exit_code for r in self.results]
-        if int(ExitCode.REMOTE) in codes:
-            return int(ExitCode.REMOTE)
-        return max(codes, default=0)
+        return overall_exit_code(r.exit_code for r in self.results)
 
     @property
     def failed(self) -> tuple[GatewayResult, ...]:
@@ -867,10 +873,7 @@ class PlanReport:
 
     @property
     def exit_code(self) -> int:
-        codes = [r.exit_code for r in self.results]
-        if int(ExitCode.REMOTE) in codes:
-            return int(ExitCode.REMOTE)
-        return max(codes, default=0)
+        return overall_exit_code(r.exit_code for r in self.results)
 
     def as_dict(self) -> dict[str, Any]:
         return {
