@@ -47,3 +47,22 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.setenv("NETSETUP_STATE_DIR", str(path))
     monkeypatch.setenv("NETSETUP_ACTOR", "tester@example")
     yield path
+
+
+@pytest.fixture(autouse=True)
+def _umask_and_sighup_kept() -> Iterator[None]:
+    """A test must leave the process as it found it: the gateway agent's `main()` (run in-process
+    by its tests) sets umask 0o077 and ignores SIGHUP, as the program should. Left behind, every
+    later file of the run, lab overlays and the unprivileged venv included, was unreadable for
+    any user but root, and only the tests with a non-root user failed, far from the cause."""
+    import signal
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    hangup = signal.getsignal(signal.SIGHUP)
+    yield
+    left = os.umask(umask)
+    changed_hangup = signal.getsignal(signal.SIGHUP) != hangup
+    signal.signal(signal.SIGHUP, hangup)
+    assert left == umask, f"the test left the process umask at {left:o} (was {umask:o})"
+    assert not changed_hangup, "the test left SIGHUP handled differently"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,20 @@ from netsetup.gateway.agent import AgentError, Invoker
 
 AGENT = Path(agent.__file__)
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (files owned by root)")
+
+
+@pytest.fixture(autouse=True)
+def _agent_process_state_put_back() -> Iterator[None]:
+    """`agent.main()` sets umask 0o077 and ignores SIGHUP for its own process, as the program
+    should; these tests call it in-process, so both are put back after each test."""
+    import signal
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    hangup = signal.getsignal(signal.SIGHUP)
+    yield
+    os.umask(umask)
+    signal.signal(signal.SIGHUP, hangup)
 
 
 def run_agent(*args: str) -> tuple[int, dict[str, object]]:
