@@ -691,8 +691,8 @@ def _cleanup(run: _Run, session: GatewaySession | None) -> None:
 def _apply_one(run: _Run) -> GatewayResult:
     session: GatewaySession | None = None
     try:
+        session = run.session()  # refuses a gateway without `ssh` before anything is said
         run.say(f"connecting to {run.gateway.ssh}", step="connect")
-        session = run.session()
         session.connect()
         run.say("reading the live state", step="read")
         live = run.read(session)
