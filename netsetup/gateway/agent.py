@@ -267,26 +267,53 @@ def table_arg(options: dict[str, str], interface: str) -> str:
 def allowed_interfaces(path: str) -> set[str] | None:
     """The interfaces listed in the allow file (None: there is none, every interface is
     served). The file must be root's and writable by nobody else, or nothing is served."""
+
+    def problem(info: os.stat_result) -> str | None:
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+            return f"{path} must be a file owned by root and writable only by it: nothing is served"
+        return None
+
+    data = read_guarded(
+        path,
+        MAX_ALLOW_BYTES,
+        problem,
+        unreadable=f"{path} is a link or unreadable: nothing is served",
+        too_large=f"{path} is too large: nothing is served",
+    )
+    if data is None:
+        return None
+    text = data.decode("utf-8", "replace")
+    return {line.split("#", 1)[0].strip() for line in text.splitlines()} - {""}
+
+
+def read_guarded(
+    path: str,
+    limit: int,
+    problem: Callable[[os.stat_result], str | None],
+    *,
+    unreadable: str,
+    too_large: str,
+) -> bytes | None:
+    """At most `limit` bytes of `path` (None when absent), opened without following a link and
+    judged by `problem` on the open file itself (no race between the check and the read); read
+    bounded whatever st_size says, since its owner may still be writing to it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError:
-        raise AgentError("check", f"{path} is a link or unreadable: nothing is served") from None
+        raise AgentError("check", unreadable) from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
-            raise AgentError(
-                "check",
-                f"{path} must be a file owned by root and writable only by it: nothing is served",
-            )
+        said = problem(os.fstat(fd))
+        if said:
+            raise AgentError("check", said)
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            text = handle.read(MAX_ALLOW_BYTES + 1).decode("utf-8", "replace")
+            data = handle.read(limit + 1)
     finally:
         os.close(fd)
-    if len(text) > MAX_ALLOW_BYTES:
-        raise AgentError("check", f"{path} is too large: nothing is served")
-    return {line.split("#", 1)[0].strip() for line in text.splitlines()} - {""}
+    if len(data) > limit:
+        raise AgentError("check", too_large)
+    return data
 
 
 def check_allowed(interface: str) -> None:
@@ -353,27 +380,21 @@ def stage_dir_is_sound(path: str, invoker: Invoker) -> bool:
 def read_staged(stage: str, name: str, invoker: Invoker) -> bytes | None:
     """A staged file's bytes (None when absent): a regular file, not a link, one name only,
     owned by the invoker (or by root when root invoked)."""
-    path = os.path.join(stage, name)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        raise AgentError("check", f"staged file {name} is a link or unreadable") from None
-    try:
-        info = os.fstat(fd)
+
+    def problem(info: os.stat_result) -> str | None:
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            raise AgentError("check", f"staged file {name} is not a plain file")
+            return f"staged file {name} is not a plain file"
         if info.st_uid != invoker.uid:
-            raise AgentError("check", f"staged file {name} is not owned by {invoker.name}")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            # bounded whatever st_size said (the invoker may still be writing to it)
-            data = handle.read(MAX_STAGED_BYTES + 1)
-        if len(data) > MAX_STAGED_BYTES:
-            raise AgentError("check", f"staged file {name} is too large")
-        return data
-    finally:
-        os.close(fd)
+            return f"staged file {name} is not owned by {invoker.name}"
+        return None
+
+    return read_guarded(
+        os.path.join(stage, name),
+        MAX_STAGED_BYTES,
+        problem,
+        unreadable=f"staged file {name} is a link or unreadable",
+        too_large=f"staged file {name} is too large",
+    )
 
 
 def remove_staged(stage: str, names: list[str], invoker: Invoker) -> None:
